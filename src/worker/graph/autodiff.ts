@@ -1,0 +1,102 @@
+// Reverse-mode autodiff at build time: walks the graph's tape backwards from a loss and emits
+// each record's vector-Jacobian product as ordinary ONNX ops into the same graph. Only records
+// that lie between the requested inputs and the loss are differentiated; fan-out sums.
+import { fmtShape, type Graph, GraphError, sizeOf, type Tensor } from './graph.js';
+
+export interface GradOptions {
+  /**
+   * Gradient of the final objective w.r.t. `y` (the seed). Defaults to 1 for a scalar `y`;
+   * required when `y` has more than one element.
+   */
+  readonly seed?: Tensor;
+}
+
+/**
+ * Returns d(y)/d(x) for each x in `wrt`, as tensors of the graph. An x that `y` does not depend
+ * on gets a zero tensor, so every gradient can be a graph output.
+ */
+export function grad(y: Tensor, wrt: readonly Tensor[], options: GradOptions = {}): Tensor[] {
+  const g = y.graph;
+  if (y.dtype !== 'float32') throw new GraphError(`grad: the loss "${y.name}" is ${y.dtype}, not float32`);
+  for (const x of wrt) {
+    if (x.graph !== g) throw new GraphError(`grad: "${x.name}" belongs to another graph`);
+    if (x.dtype !== 'float32') {
+      throw new GraphError(
+        `grad: cannot differentiate w.r.t. "${x.name}" (${x.origin}): it is ${x.dtype}, not float32`,
+      );
+    }
+  }
+  let seed = options.seed;
+  if (seed === undefined) {
+    if (sizeOf(y.shape) !== 1) {
+      throw new GraphError(
+        `grad: the loss "${y.name}" has shape ${fmtShape(y.shape)}; reduce it to a scalar or pass a seed gradient`,
+      );
+    }
+    seed = g.constant(new Float32Array([1]), y.shape, { name: 'grad_seed' });
+  } else if (seed.shape.join(',') !== y.shape.join(',')) {
+    throw new GraphError(
+      `grad: seed shape ${fmtShape(seed.shape)} differs from loss shape ${fmtShape(y.shape)}`,
+    );
+  }
+
+  // Forward reachability: which tensors depend on any x (through taped records).
+  const tapeLength = g.tape.length;
+  const depends = new Set<string>(wrt.map((x) => x.name));
+  for (let i = 0; i < tapeLength; i++) {
+    const rec = g.tape[i]!;
+    if (rec.inputs.some((t) => depends.has(t.name))) for (const o of rec.outputs) depends.add(o.name);
+  }
+
+  const pending = new Map<string, Tensor[]>();
+  const add = (t: Tensor, gt: Tensor) => {
+    if (gt.shape.join(',') !== t.shape.join(',')) {
+      throw new GraphError(
+        `grad: internal error, gradient for "${t.name}" (${t.origin}) has shape ${fmtShape(gt.shape)}, expected ${fmtShape(t.shape)}`,
+      );
+    }
+    const list = pending.get(t.name);
+    if (list) list.push(gt);
+    else pending.set(t.name, [gt]);
+  };
+  // Sums the contributions of a tensor once, then remembers the total.
+  const total = new Map<string, Tensor>();
+  const take = (t: Tensor): Tensor | undefined => {
+    const done = total.get(t.name);
+    if (done) return done;
+    const list = pending.get(t.name);
+    if (!list) return undefined;
+    const sum =
+      list.length === 1
+        ? list[0]!
+        : g.withoutTape(() => g.emit('Sum', list, { outputs: [{ shape: t.shape, dtype: 'float32' }] })[0]!);
+    total.set(t.name, sum);
+    return sum;
+  };
+
+  if (depends.has(y.name)) add(y, seed);
+  for (let i = tapeLength - 1; i >= 0; i--) {
+    const rec = g.tape[i]!;
+    if (!rec.outputs.some((o) => pending.has(o.name))) continue;
+    const needs = rec.inputs.map((t) => t.dtype === 'float32' && depends.has(t.name));
+    if (!needs.some(Boolean)) continue;
+    if (!rec.vjp) {
+      throw new GraphError(
+        `grad: op ${rec.op} has no gradient, but "${rec.outputs[0]?.name}" lies between the inputs and the loss`,
+      );
+    }
+    const gradOutputs = rec.outputs.map((o) => (o.dtype === 'float32' ? take(o) : undefined));
+    // VJPs emit plain forward ops; they are not taped, so second-order use stays out of scope.
+    const gradInputs = g.withoutTape(() => rec.vjp!(gradOutputs, needs));
+    rec.inputs.forEach((inp, k) => {
+      const gi = gradInputs[k];
+      if (needs[k] && gi) add(inp, gi);
+    });
+  }
+
+  return wrt.map((x) => {
+    const gx = take(x);
+    if (gx) return gx;
+    return g.constant(new Float32Array(sizeOf(x.shape)), x.shape, { name: `zero_grad_${x.name}` });
+  });
+}

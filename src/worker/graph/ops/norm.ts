@@ -1,0 +1,181 @@
+// Softmax, LogSoftmax, LayerNorm and GroupNorm as composites: each runs ORT's fused kernel
+// forward and has a hand-written VJP (fewer nodes and better numerics than differentiating
+// the decomposed pieces).
+import { fmtShape, type Graph, GraphError, sizeOf, type Tensor } from '../graph.js';
+import { add, exp, mul, sub, sumToShape } from './elementwise.js';
+import { reduceMean, reduceSum } from './reduce.js';
+import { reshape } from './shape.js';
+import { normAxis } from './shape-utils.js';
+
+function requireFloat(op: string, x: Tensor): void {
+  if (x.dtype !== 'float32') throw new GraphError(`${op}: "${x.name}" is ${x.dtype}; this op takes float32`);
+}
+
+/** Softmax along any axis. */
+export function softmax(x: Tensor, axis = -1): Tensor {
+  requireFloat('Softmax', x);
+  const a = normAxis('Softmax', axis, x.shape.length);
+  const y: Tensor = x.graph.emit('Softmax', [x], {
+    attrs: { axis: { type: 'int', value: a } },
+    outputs: [{ shape: x.shape, dtype: 'float32' }],
+    // dx = y * (gy - sum(gy * y))
+    vjp: ([gy]) => [gy ? mul(y, sub(gy, reduceSum(mul(gy, y), [a], { keepdims: true }))) : undefined],
+  })[0]!;
+  return y;
+}
+
+/** LogSoftmax along any axis. */
+export function logSoftmax(x: Tensor, axis = -1): Tensor {
+  requireFloat('LogSoftmax', x);
+  const a = normAxis('LogSoftmax', axis, x.shape.length);
+  const y: Tensor = x.graph.emit('LogSoftmax', [x], {
+    attrs: { axis: { type: 'int', value: a } },
+    outputs: [{ shape: x.shape, dtype: 'float32' }],
+    // dx = gy - softmax(x) * sum(gy)
+    vjp: ([gy]) => [gy ? sub(gy, mul(exp(y), reduceSum(gy, [a], { keepdims: true }))) : undefined],
+  })[0]!;
+  return y;
+}
+
+/**
+ * Given xhat = (x - mean) * rstd over `axes` of a tensor, maps d/dxhat to d/dx:
+ * rstd * (g - mean(g) - xhat * mean(g * xhat)).
+ */
+function normalizeVjp(gxhat: Tensor, xhat: Tensor, rstd: Tensor, axes: readonly number[]): Tensor {
+  const meanG = reduceMean(gxhat, axes, { keepdims: true });
+  const meanGX = reduceMean(mul(gxhat, xhat), axes, { keepdims: true });
+  return mul(sub(sub(gxhat, meanG), mul(xhat, meanGX)), rstd);
+}
+
+function ones(g: Graph, n: number): Tensor {
+  return g.constant(new Float32Array(n).fill(1), [n], { name: 'ones' });
+}
+
+function zeros(g: Graph, n: number): Tensor {
+  return g.constant(new Float32Array(n), [n], { name: 'zeros' });
+}
+
+/**
+ * LayerNorm over the last axis (as torch.nn.LayerNorm(d)) with optional affine weight and bias
+ * of shape [d]. Forward is ORT's LayerNormalization, which also returns the inverse std.
+ */
+export function layerNorm(x: Tensor, weight?: Tensor, bias?: Tensor, eps = 1e-5): Tensor {
+  requireFloat('LayerNorm', x);
+  const d = x.shape[x.shape.length - 1];
+  if (d === undefined) throw new GraphError('LayerNorm: input must have rank >= 1');
+  for (const [what, t] of [
+    ['weight', weight],
+    ['bias', bias],
+  ] as const) {
+    if (t && (t.shape.length !== 1 || t.shape[0] !== d)) {
+      throw new GraphError(
+        `LayerNorm: ${what} ${fmtShape(t.shape)} does not match last axis of ${fmtShape(x.shape)}`,
+      );
+    }
+  }
+  const g = x.graph;
+  const rank = x.shape.length;
+  const statShape = [...x.shape.slice(0, -1), 1];
+  let xhat!: Tensor;
+  let rstd!: Tensor;
+  const inputs = [x, ...(weight ? [weight] : []), ...(bias ? [bias] : [])];
+  const [y] = g.composite(
+    'LayerNorm',
+    inputs,
+    () => {
+      const out = g.emit('LayerNormalization', [x, ones(g, d), zeros(g, d)], {
+        attrs: { axis: { type: 'int', value: -1 }, epsilon: { type: 'float', value: eps } },
+        outputs: [
+          { shape: x.shape, dtype: 'float32' },
+          { shape: statShape, dtype: 'float32' },
+          { shape: statShape, dtype: 'float32' },
+        ],
+      });
+      xhat = out[0]!;
+      rstd = out[2]!;
+      let y = xhat;
+      if (weight) y = mul(y, weight);
+      if (bias) y = add(y, bias);
+      return [y];
+    },
+    ([gy], needs) => {
+      if (!gy) return [];
+      const lead = Array.from({ length: rank - 1 }, (_, i) => i);
+      const grads: (Tensor | undefined)[] = [];
+      grads.push(needs[0] ? normalizeVjp(weight ? mul(gy, weight) : gy, xhat, rstd, [rank - 1]) : undefined);
+      if (weight) grads.push(needs[1] ? reduceSum(mul(gy, xhat), lead) : undefined);
+      if (bias) grads.push(needs[weight ? 2 : 1] ? reduceSum(gy, lead) : undefined);
+      return grads;
+    },
+  );
+  return y!;
+}
+
+/**
+ * GroupNorm of NCHW (or N, C, ...) input with `groups` groups and per-channel affine weight and
+ * bias, as torch.nn.GroupNorm. Forward reshapes to [N, G, rest] and uses LayerNormalization
+ * over the last axis (a fused kernel that also yields the inverse std for the VJP).
+ */
+export function groupNorm(x: Tensor, groups: number, weight?: Tensor, bias?: Tensor, eps = 1e-5): Tensor {
+  requireFloat('GroupNorm', x);
+  if (x.shape.length < 2)
+    throw new GraphError(`GroupNorm: input must be [N, C, ...], got ${fmtShape(x.shape)}`);
+  const [n, c] = x.shape as [number, number];
+  if (!Number.isInteger(groups) || groups < 1 || c % groups !== 0) {
+    throw new GraphError(
+      `GroupNorm: ${c} channels do not split into ${groups} groups (input ${fmtShape(x.shape)})`,
+    );
+  }
+  for (const [what, t] of [
+    ['weight', weight],
+    ['bias', bias],
+  ] as const) {
+    if (t && (t.shape.length !== 1 || t.shape[0] !== c)) {
+      throw new GraphError(`GroupNorm: ${what} ${fmtShape(t.shape)} does not match ${c} channels`);
+    }
+  }
+  const g = x.graph;
+  const m = sizeOf(x.shape) / (n * groups);
+  const chanShape = [c, ...x.shape.slice(2).map(() => 1)];
+  const w4 = weight ? reshape(weight, chanShape) : undefined;
+  const b4 = bias ? reshape(bias, chanShape) : undefined;
+  let xhat3!: Tensor;
+  let xhat!: Tensor;
+  let rstd!: Tensor;
+  const inputs = [x, ...(weight ? [weight] : []), ...(bias ? [bias] : [])];
+  const [y] = g.composite(
+    'GroupNorm',
+    inputs,
+    () => {
+      const x3 = reshape(x, [n, groups, m]);
+      const out = g.emit('LayerNormalization', [x3, ones(g, m), zeros(g, m)], {
+        attrs: { axis: { type: 'int', value: -1 }, epsilon: { type: 'float', value: eps } },
+        outputs: [
+          { shape: [n, groups, m], dtype: 'float32' },
+          { shape: [n, groups, 1], dtype: 'float32' },
+          { shape: [n, groups, 1], dtype: 'float32' },
+        ],
+      });
+      xhat3 = out[0]!;
+      rstd = out[2]!;
+      xhat = reshape(xhat3, x.shape);
+      let y = xhat;
+      if (w4) y = mul(y, w4);
+      if (b4) y = add(y, b4);
+      return [y];
+    },
+    ([gy], needs) => {
+      if (!gy) return [];
+      const spatial = x.shape.map((_, i) => i).filter((i) => i !== 1);
+      const grads: (Tensor | undefined)[] = [];
+      if (needs[0]) {
+        const gxhat3 = reshape(w4 ? mul(gy, w4) : gy, [n, groups, m]);
+        grads.push(reshape(normalizeVjp(gxhat3, xhat3, rstd, [2]), x.shape));
+      } else grads.push(undefined);
+      if (weight) grads.push(needs[1] ? reduceSum(mul(gy, xhat), spatial) : undefined);
+      if (bias) grads.push(needs[weight ? 2 : 1] ? sumToShape(reduceSum(gy, spatial), [c]) : undefined);
+      return grads;
+    },
+  );
+  return y!;
+}

@@ -1,0 +1,317 @@
+// Ops that move data without arithmetic: reshape, transpose, concat, slice, split, gather,
+// expand, pad. All shapes are resolved at build time; VJPs are the matching inverse moves.
+import { fmtShape, GraphError, type Shape, sizeOf, type Tensor } from '../graph.js';
+import { sumToShape } from './elementwise.js';
+import { normAxis, sameShape, stridesOf } from './shape-utils.js';
+
+/** Reshape; one dimension may be -1 (inferred). */
+export function reshape(x: Tensor, shapeIn: readonly number[]): Tensor {
+  const total = sizeOf(x.shape);
+  const unknown = shapeIn.filter((d) => d === -1).length;
+  if (unknown > 1 || shapeIn.some((d) => d < -1 || !Number.isInteger(d))) {
+    throw new GraphError(`Reshape: bad target shape ${fmtShape(shapeIn)}`);
+  }
+  const known = shapeIn.filter((d) => d !== -1).reduce((a, b) => a * b, 1);
+  const shape = shapeIn.map((d) => (d === -1 ? (known === 0 ? 0 : total / known) : d));
+  if (sizeOf(shape) !== total || shape.some((d) => !Number.isInteger(d))) {
+    throw new GraphError(
+      `Reshape: cannot reshape ${fmtShape(x.shape)} (${total} values) to ${fmtShape(shapeIn)}`,
+    );
+  }
+  if (sameShape(shape, x.shape)) return x;
+  const g = x.graph;
+  return g.emit('Reshape', [x, g.int64s(shape, 'shape')], {
+    outputs: [{ shape, dtype: x.dtype }],
+    vjp: ([gy]) => [gy ? reshape(gy, x.shape) : undefined],
+  })[0]!;
+}
+
+export const unsqueeze = (x: Tensor, axis: number): Tensor => {
+  const a = normAxis('Unsqueeze', axis, x.shape.length + 1);
+  return reshape(x, [...x.shape.slice(0, a), 1, ...x.shape.slice(a)]);
+};
+
+export const squeeze = (x: Tensor, axis: number): Tensor => {
+  const a = normAxis('Squeeze', axis, x.shape.length);
+  if (x.shape[a] !== 1) throw new GraphError(`Squeeze: axis ${axis} of ${fmtShape(x.shape)} is not 1`);
+  return reshape(
+    x,
+    x.shape.filter((_, i) => i !== a),
+  );
+};
+
+export function transpose(x: Tensor, perm: readonly number[]): Tensor {
+  const rank = x.shape.length;
+  if (perm.length !== rank || [...perm].sort((a, b) => a - b).some((p, i) => p !== i)) {
+    throw new GraphError(`Transpose: perm [${perm.join(',')}] is not a permutation of ${rank} axes`);
+  }
+  if (perm.every((p, i) => p === i)) return x;
+  const inverse = new Array<number>(rank);
+  perm.forEach((p, i) => {
+    inverse[p] = i;
+  });
+  return x.graph.emit('Transpose', [x], {
+    attrs: { perm: { type: 'ints', value: perm } },
+    outputs: [{ shape: perm.map((p) => x.shape[p]!), dtype: x.dtype }],
+    vjp: ([gy]) => [gy ? transpose(gy, inverse) : undefined],
+  })[0]!;
+}
+
+export function concat(xs: readonly Tensor[], axis: number): Tensor {
+  const first = xs[0];
+  if (!first) throw new GraphError('Concat: needs at least one tensor');
+  const rank = first.shape.length;
+  const a = normAxis('Concat', axis, rank);
+  for (const x of xs) {
+    if (
+      x.dtype !== first.dtype ||
+      x.shape.length !== rank ||
+      x.shape.some((d, i) => i !== a && d !== first.shape[i])
+    ) {
+      throw new GraphError(
+        `Concat: shapes ${xs.map((t) => fmtShape(t.shape)).join(', ')} do not match outside axis ${axis}`,
+      );
+    }
+  }
+  if (xs.length === 1) return first;
+  const sizes = xs.map((x) => x.shape[a]!);
+  const shape = first.shape.map((d, i) => (i === a ? sizes.reduce((s, v) => s + v, 0) : d));
+  return first.graph.emit('Concat', xs, {
+    attrs: { axis: { type: 'int', value: a } },
+    outputs: [{ shape, dtype: first.dtype }],
+    vjp: ([gy], needs) => {
+      if (!gy) return [];
+      const parts = split(gy, sizes, a);
+      return parts.map((p, i) => (needs[i] ? p : undefined));
+    },
+  })[0]!;
+}
+
+/** Split along `axis` into pieces of the given sizes. */
+export function split(x: Tensor, sizes: readonly number[], axis: number): Tensor[] {
+  const a = normAxis('Split', axis, x.shape.length);
+  if (sizes.reduce((s, v) => s + v, 0) !== x.shape[a] || sizes.some((s) => s < 0)) {
+    throw new GraphError(
+      `Split: sizes [${sizes.join(',')}] do not add up to axis ${axis} of ${fmtShape(x.shape)}`,
+    );
+  }
+  if (sizes.length === 1) return [x];
+  const g = x.graph;
+  return g.emit('Split', [x, g.int64s(sizes, 'split')], {
+    attrs: { axis: { type: 'int', value: a } },
+    outputs: sizes.map((s) => ({ shape: x.shape.map((d, i) => (i === a ? s : d)), dtype: x.dtype })),
+    vjp: (gys) => {
+      const parts = gys.map(
+        (gy, i) =>
+          gy ??
+          g.constant(
+            new Float32Array((sizeOf(x.shape) / x.shape[a]!) * sizes[i]!),
+            x.shape.map((d, k) => (k === a ? sizes[i]! : d)),
+            { name: 'zeros' },
+          ),
+      );
+      return [concat(parts, a)];
+    },
+  });
+}
+
+export interface SliceSpec {
+  readonly starts: readonly number[];
+  readonly ends: readonly number[];
+  /** @defaultValue the first starts.length axes */
+  readonly axes?: readonly number[];
+  /** @defaultValue 1 for each axis */
+  readonly steps?: readonly number[];
+}
+
+/** ONNX Slice with static starts/ends/axes/steps (numpy semantics, negative steps allowed). */
+export function slice(x: Tensor, spec: SliceSpec): Tensor {
+  const rank = x.shape.length;
+  const axes = (spec.axes ?? spec.starts.map((_, i) => i)).map((a) => normAxis('Slice', a, rank));
+  const steps = spec.steps ?? axes.map(() => 1);
+  if (
+    spec.starts.length !== axes.length ||
+    spec.ends.length !== axes.length ||
+    steps.length !== axes.length
+  ) {
+    throw new GraphError('Slice: starts, ends, axes and steps must have the same length');
+  }
+  // Resolve each axis to the list of source indices it keeps (numpy/ONNX clamping rules).
+  const picks: number[][] = x.shape.map((d) => Array.from({ length: d }, (_, i) => i));
+  axes.forEach((a, k) => {
+    const d = x.shape[a]!;
+    const step = steps[k]!;
+    if (step === 0 || !Number.isInteger(step)) throw new GraphError('Slice: steps must be non-zero integers');
+    let start = spec.starts[k]!;
+    let end = spec.ends[k]!;
+    if (start < 0) start += d;
+    if (end < 0) end += d;
+    const idx: number[] = [];
+    if (step > 0) {
+      start = Math.min(Math.max(start, 0), d);
+      end = Math.min(Math.max(end, 0), d);
+      for (let i = start; i < end; i += step) idx.push(i);
+    } else {
+      start = Math.min(Math.max(start, -1), d - 1);
+      end = Math.min(Math.max(end, -1), d - 1);
+      for (let i = start; i > end; i += step) idx.push(i);
+    }
+    picks[a] = idx;
+  });
+  const shape = picks.map((p) => p.length);
+  if (sameShape(shape, x.shape) && steps.every((s) => s > 0)) return x;
+  const g = x.graph;
+  return g.emit(
+    'Slice',
+    [
+      x,
+      g.int64s(spec.starts, 'starts'),
+      g.int64s(spec.ends, 'ends'),
+      g.int64s(axes, 'axes'),
+      g.int64s(steps, 'steps'),
+    ],
+    {
+      outputs: [{ shape, dtype: x.dtype }],
+      vjp: ([gy]) => {
+        if (!gy) return [];
+        // Contiguous forward slices: pad the gradient back with zeros (cheap). Otherwise scatter.
+        const contiguous = picks.every((p) => p.every((v, i) => i === 0 || v === p[i - 1]! + 1));
+        if (contiguous) {
+          const pads = [
+            ...picks.map((p) => p[0] ?? 0),
+            ...picks.map((p, a) => x.shape[a]! - (p.length ? p[p.length - 1]! + 1 : 0)),
+          ];
+          return [pad(gy, pads)];
+        }
+        return [scatterInto(gy, picks, x.shape)];
+      },
+    },
+  )[0]!;
+}
+
+/** Places `src` (shape = picks lengths) at the cross product of `picks` in a zero tensor of `shape`. */
+function scatterInto(src: Tensor, picks: readonly number[][], shape: Shape): Tensor {
+  const g = src.graph;
+  const rank = shape.length;
+  const n = sizeOf(src.shape);
+  const idx = new BigInt64Array(n * rank);
+  const srcStrides = stridesOf(src.shape);
+  for (let flat = 0; flat < n; flat++) {
+    let rem = flat;
+    for (let a = 0; a < rank; a++) {
+      const coord = Math.floor(rem / srcStrides[a]!);
+      rem -= coord * srcStrides[a]!;
+      idx[flat * rank + a] = BigInt(picks[a]![coord]!);
+    }
+  }
+  const zeros = g.constant(new Float32Array(sizeOf(shape)), shape, { name: 'zeros' });
+  const indices = g.constant(idx, [...src.shape, rank], { name: 'scatter_idx' });
+  return g.emit('ScatterND', [zeros, indices, src], { outputs: [{ shape, dtype: src.dtype }] })[0]!;
+}
+
+/** Broadcast to `shape` (numpy rules; `shape` must be the full result). */
+export function expand(x: Tensor, shape: readonly number[]): Tensor {
+  if (sameShape(x.shape, shape)) return x;
+  const lead = shape.length - x.shape.length;
+  if (lead < 0 || x.shape.some((d, i) => d !== 1 && d !== shape[lead + i])) {
+    throw new GraphError(`Expand: cannot expand ${fmtShape(x.shape)} to ${fmtShape(shape)}`);
+  }
+  const g = x.graph;
+  return g.emit('Expand', [x, g.int64s(shape, 'shape')], {
+    outputs: [{ shape: [...shape], dtype: x.dtype }],
+    vjp: ([gy]) => [gy ? sumToShape(gy, x.shape) : undefined],
+  })[0]!;
+}
+
+/**
+ * Gather along `axis` with int64 indices (a constant or a graph input). The gradient w.r.t. the
+ * data scatters-adds back (repeated indices accumulate); indices carry none.
+ */
+export function gather(data: Tensor, indices: Tensor, axis = 0): Tensor {
+  const rank = data.shape.length;
+  const a = normAxis('Gather', axis, rank);
+  if (indices.dtype !== 'int64' && indices.dtype !== 'int32') {
+    throw new GraphError(`Gather: indices "${indices.name}" are ${indices.dtype}, not int64`);
+  }
+  if (indices.value) {
+    const d = data.shape[a]!;
+    for (const v of indices.value as BigInt64Array | Int32Array) {
+      const n = Number(v);
+      if (n < -d || n >= d)
+        throw new GraphError(
+          `Gather: index ${n} is out of range for axis ${axis} of ${fmtShape(data.shape)}`,
+        );
+    }
+  }
+  const shape = [...data.shape.slice(0, a), ...indices.shape, ...data.shape.slice(a + 1)];
+  const g = data.graph;
+  return g.emit('Gather', [data, indices], {
+    attrs: { axis: { type: 'int', value: a } },
+    outputs: [{ shape, dtype: data.dtype }],
+    vjp: ([gy], needs) => {
+      if (!gy || !needs[0]) return [];
+      // Move the gathered axis block to the front, scatter-add rows, move back.
+      const idxRank = indices.shape.length;
+      const before = data.shape.slice(0, a).length;
+      const permFront = [
+        ...Array.from({ length: idxRank }, (_, i) => before + i),
+        ...Array.from({ length: before }, (_, i) => i),
+        ...Array.from({ length: rank - a - 1 }, (_, i) => before + idxRank + i),
+      ];
+      const gyFront = transpose(gy, permFront);
+      const dataFrontShape = [data.shape[a]!, ...data.shape.slice(0, a), ...data.shape.slice(a + 1)];
+      const idx64 =
+        indices.dtype === 'int64'
+          ? indices
+          : g.emit('Cast', [indices], {
+              attrs: { to: { type: 'int', value: 7 } },
+              outputs: [{ shape: indices.shape, dtype: 'int64' }],
+            })[0]!;
+      const idx = reshape(idx64, [...indices.shape, 1]);
+      const zeros = g.constant(new Float32Array(sizeOf(dataFrontShape)), dataFrontShape, { name: 'zeros' });
+      const scattered = g.emit('ScatterND', [zeros, idx, gyFront], {
+        attrs: { reduction: { type: 'string', value: 'add' } },
+        outputs: [{ shape: dataFrontShape, dtype: 'float32' }],
+      })[0]!;
+      const permBack = [
+        ...Array.from({ length: a }, (_, i) => i + 1),
+        0,
+        ...Array.from({ length: rank - a - 1 }, (_, i) => a + 1 + i),
+      ];
+      return [transpose(scattered, permBack), undefined];
+    },
+  })[0]!;
+}
+
+/**
+ * Constant zero padding; `pads` is ONNX order [x1_begin, x2_begin, ..., x1_end, x2_end, ...].
+ * Negative pads crop. The VJP slices the gradient back out.
+ */
+export function pad(x: Tensor, pads: readonly number[], value = 0): Tensor {
+  const rank = x.shape.length;
+  if (pads.length !== 2 * rank || pads.some((p) => !Number.isInteger(p))) {
+    throw new GraphError(
+      `Pad: needs ${2 * rank} integer pads for ${fmtShape(x.shape)}, got [${pads.join(',')}]`,
+    );
+  }
+  if (pads.every((p) => p === 0)) return x;
+  const shape = x.shape.map((d, i) => d + pads[i]! + pads[i + rank]!);
+  if (shape.some((d) => d < 0))
+    throw new GraphError(`Pad: pads [${pads.join(',')}] crop ${fmtShape(x.shape)} below zero`);
+  const g = x.graph;
+  return g.emit('Pad', [x, g.int64s(pads, 'pads'), g.scalar(value)], {
+    attrs: { mode: { type: 'string', value: 'constant' } },
+    outputs: [{ shape, dtype: x.dtype }],
+    vjp: ([gy]) => {
+      // Padding and cropping undo each other: the VJP of pad(x, p) is pad(gy, -p).
+      return [
+        gy
+          ? pad(
+              gy,
+              pads.map((p) => -p),
+            )
+          : undefined,
+      ];
+    },
+  })[0]!;
+}

@@ -1,0 +1,107 @@
+// The only module that imports onnxruntime-node. Creates inference sessions from ONNX bytes or
+// files with the configured execution providers: CUDA when asked for and present, else CPU.
+// ORT throws on a missing CUDA provider instead of falling back, so we catch and retry on CPU.
+import * as ort from 'onnxruntime-node';
+import { type Logger, silentLogger } from '../../shared/logger.js';
+
+export type Provider = 'cuda' | 'cpu';
+
+export interface SessionOptions {
+  /** Providers in order of preference. @defaultValue ['cpu'] */
+  readonly providers?: readonly Provider[];
+  /** CUDA device. @defaultValue 0 */
+  readonly deviceId?: number;
+  /** Threads inside one op; 0 lets ORT pick (one per core). @defaultValue 0 */
+  readonly intraOpThreads?: number;
+  /** Threads across independent ops. @defaultValue 1 */
+  readonly interOpThreads?: number;
+  /** @defaultValue 'all' */
+  readonly optimization?: 'disabled' | 'basic' | 'extended' | 'all';
+  /** @defaultValue silentLogger */
+  readonly logger?: Logger;
+}
+
+export const DefaultSessionOptions = {
+  providers: ['cpu'],
+  deviceId: 0,
+  intraOpThreads: 0,
+  interOpThreads: 1,
+  optimization: 'all',
+  logger: silentLogger,
+} as const satisfies Required<SessionOptions>;
+
+/** A plain tensor crossing the session boundary, so callers never see ORT types. */
+export interface HostTensor {
+  readonly data: Float32Array | BigInt64Array | Int32Array | Uint8Array;
+  readonly dims: readonly number[];
+}
+
+export class ModelSession {
+  private constructor(
+    private readonly session: ort.InferenceSession,
+    /** The provider the session actually runs on. */
+    readonly provider: Provider,
+  ) {}
+
+  get inputNames(): readonly string[] {
+    return this.session.inputNames;
+  }
+
+  get outputNames(): readonly string[] {
+    return this.session.outputNames;
+  }
+
+  static async create(model: Uint8Array | string, options: SessionOptions = {}): Promise<ModelSession> {
+    const o = { ...DefaultSessionOptions, ...options };
+    const base: ort.InferenceSession.SessionOptions = {
+      intraOpNumThreads: o.intraOpThreads,
+      interOpNumThreads: o.interOpThreads,
+      graphOptimizationLevel: o.optimization,
+      executionMode: o.interOpThreads > 1 ? 'parallel' : 'sequential',
+      logSeverityLevel: 3,
+    };
+    const create = (eps: ort.InferenceSession.ExecutionProviderConfig[]) =>
+      typeof model === 'string'
+        ? ort.InferenceSession.create(model, { ...base, executionProviders: eps })
+        : ort.InferenceSession.create(model, { ...base, executionProviders: eps });
+    if (o.providers.includes('cuda')) {
+      try {
+        const s = await create([{ name: 'cuda', deviceId: o.deviceId }, 'cpu']);
+        return new ModelSession(s, 'cuda');
+      } catch (err) {
+        if (!o.providers.includes('cpu')) throw err;
+        warnCudaOnce(o.logger, err);
+      }
+    }
+    return new ModelSession(await create(['cpu']), 'cpu');
+  }
+
+  /** Runs the model; `fetches` limits the outputs computed (default: all). */
+  async run(
+    feeds: Readonly<Record<string, HostTensor>>,
+    fetches?: readonly string[],
+  ): Promise<Record<string, HostTensor>> {
+    const ortFeeds: Record<string, ort.Tensor> = {};
+    for (const [name, t] of Object.entries(feeds)) ortFeeds[name] = new ort.Tensor(t.data, [...t.dims]);
+    const out = fetches ? await this.session.run(ortFeeds, [...fetches]) : await this.session.run(ortFeeds);
+    const result: Record<string, HostTensor> = {};
+    for (const [name, t] of Object.entries(out)) {
+      result[name] = { data: t.data as HostTensor['data'], dims: [...t.dims] };
+    }
+    return result;
+  }
+
+  async release(): Promise<void> {
+    await this.session.release();
+  }
+}
+
+let cudaWarned = false;
+function warnCudaOnce(logger: Logger, err: unknown): void {
+  if (cudaWarned) return;
+  cudaWarned = true;
+  logger.warn(
+    { err: err instanceof Error ? err.message : String(err) },
+    'CUDA execution provider unavailable; running on CPU (install onnxruntime-node with ONNXRUNTIME_NODE_INSTALL=cuda12 on GPU hosts)',
+  );
+}
