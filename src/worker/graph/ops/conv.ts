@@ -4,6 +4,7 @@
 import { fmtShape, GraphError, type Tensor } from '../graph.js';
 import { reduceSum } from './reduce.js';
 import { reshape } from './shape.js';
+import { sameShape } from './shape-utils.js';
 
 export interface ConvOptions {
   /** @defaultValue [1, 1] */
@@ -74,9 +75,10 @@ export function conv2d(x: Tensor, weight: Tensor, bias?: Tensor, options: ConvOp
 const flippedCache = new WeakMap<Float32Array, Tensor>();
 function flippedTransposed(weight: Tensor): Tensor {
   const data = weight.value as Float32Array;
-  const cached = flippedCache.get(data);
-  if (cached && cached.graph === weight.graph) return cached;
   const [o, c, kh, kw] = weight.shape as [number, number, number, number];
+  const cached = flippedCache.get(data);
+  // The same array may back weights of different shapes (e.g. [3,2,3,3] and [2,3,3,3]).
+  if (cached && cached.graph === weight.graph && sameShape(cached.shape, [c, o, kh, kw])) return cached;
   const out = new Float32Array(data.length);
   for (let oi = 0; oi < o; oi++)
     for (let ci = 0; ci < c; ci++)

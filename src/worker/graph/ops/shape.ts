@@ -21,6 +21,9 @@ export function reshape(x: Tensor, shapeIn: readonly number[]): Tensor {
   if (sameShape(shape, x.shape)) return x;
   const g = x.graph;
   return g.emit('Reshape', [x, g.int64s(shape, 'shape')], {
+    // ONNX reads a 0 in the target as "copy the input's dimension" unless allowzero is set; our
+    // shapes are fully resolved, so a 0 always means an empty axis.
+    ...(shape.includes(0) && { attrs: { allowzero: { type: 'int', value: 1 } } }),
     outputs: [{ shape, dtype: x.dtype }],
     vjp: ([gy]) => [gy ? reshape(gy, x.shape) : undefined],
   })[0]!;
@@ -127,7 +130,11 @@ export interface SliceSpec {
 /** ONNX Slice with static starts/ends/axes/steps (numpy semantics, negative steps allowed). */
 export function slice(x: Tensor, spec: SliceSpec): Tensor {
   const rank = x.shape.length;
-  const axes = (spec.axes ?? spec.starts.map((_, i) => i)).map((a) => normAxis('Slice', a, rank));
+  const axesIn = spec.axes ?? spec.starts.map((_, i) => i);
+  const axes = axesIn.map((a) => normAxis('Slice', a, rank));
+  const twice = axes.find((a, i) => axes.indexOf(a) !== i);
+  // ORT rejects repeated axes only when the session is created; say so while building.
+  if (twice !== undefined) throw new GraphError(`Slice: axes [${axesIn.join(',')}] name axis ${twice} twice`);
   const steps = spec.steps ?? axes.map(() => 1);
   if (
     spec.starts.length !== axes.length ||
@@ -136,14 +143,24 @@ export function slice(x: Tensor, spec: SliceSpec): Tensor {
   ) {
     throw new GraphError('Slice: starts, ends, axes and steps must have the same length');
   }
-  // Resolve each axis to the list of source indices it keeps (numpy/ONNX clamping rules).
+  // Resolve each axis to the list of source indices it keeps (numpy clamping rules).
   const picks: number[][] = x.shape.map((d) => Array.from({ length: d }, (_, i) => i));
+  // What ORT gets: the resolved bounds, never the raw ones. ONNX clamps differently from numpy
+  // when a negative step starts before the beginning (ONNX keeps element 0, numpy keeps nothing),
+  // and the declared output shape must be what ORT computes.
+  const onnxStarts: number[] = [];
+  const onnxEnds: number[] = [];
+  const onnxSteps: number[] = [];
   axes.forEach((a, k) => {
     const d = x.shape[a]!;
     const step = steps[k]!;
     if (step === 0 || !Number.isInteger(step)) throw new GraphError('Slice: steps must be non-zero integers');
     let start = spec.starts[k]!;
     let end = spec.ends[k]!;
+    // +-Infinity are fine ("to the end"): only the resolved bounds reach ONNX.
+    if ([start, end].some((v) => !Number.isInteger(v) && Math.abs(v) !== Number.POSITIVE_INFINITY)) {
+      throw new GraphError(`Slice: starts and ends must be integers, got ${start}:${end} on axis ${a}`);
+    }
     if (start < 0) start += d;
     if (end < 0) end += d;
     const idx: number[] = [];
@@ -157,6 +174,18 @@ export function slice(x: Tensor, spec: SliceSpec): Tensor {
       for (let i = start; i > end; i += step) idx.push(i);
     }
     picks[a] = idx;
+    const first = idx[0];
+    const last = idx[idx.length - 1];
+    if (first === undefined || last === undefined) {
+      onnxStarts.push(0);
+      onnxEnds.push(0);
+      onnxSteps.push(1);
+    } else {
+      onnxStarts.push(first);
+      // An end of -1 would mean "the last element" to ONNX; -(d + 1) clamps to before index 0.
+      onnxEnds.push(step > 0 ? last + 1 : last === 0 ? -(d + 1) : last - 1);
+      onnxSteps.push(step);
+    }
   });
   const shape = picks.map((p) => p.length);
   if (sameShape(shape, x.shape) && steps.every((s) => s > 0)) return x;
@@ -165,10 +194,10 @@ export function slice(x: Tensor, spec: SliceSpec): Tensor {
     'Slice',
     [
       x,
-      g.int64s(spec.starts, 'starts'),
-      g.int64s(spec.ends, 'ends'),
+      g.int64s(onnxStarts, 'starts'),
+      g.int64s(onnxEnds, 'ends'),
       g.int64s(axes, 'axes'),
-      g.int64s(steps, 'steps'),
+      g.int64s(onnxSteps, 'steps'),
     ],
     {
       outputs: [{ shape, dtype: x.dtype }],
@@ -299,7 +328,12 @@ export function pad(x: Tensor, pads: readonly number[], value = 0): Tensor {
   if (shape.some((d) => d < 0))
     throw new GraphError(`Pad: pads [${pads.join(',')}] crop ${fmtShape(x.shape)} below zero`);
   const g = x.graph;
-  return g.emit('Pad', [x, g.int64s(pads, 'pads'), g.scalar(value)], {
+  // ONNX requires the pad value in the data's own type.
+  let padValue: Tensor;
+  if (x.dtype === 'float32') padValue = g.scalar(value);
+  else if (x.dtype === 'int64' && Number.isInteger(value)) padValue = g.scalar(value, 'int64');
+  else throw new GraphError(`Pad: cannot pad a ${x.dtype} tensor ${fmtShape(x.shape)} with ${value}`);
+  return g.emit('Pad', [x, g.int64s(pads, 'pads'), padValue], {
     attrs: { mode: { type: 'string', value: 'constant' } },
     outputs: [{ shape, dtype: x.dtype }],
     vjp: ([gy]) => {
