@@ -16,10 +16,16 @@ function lift(g: Graph, x: TensorLike): Tensor {
   return typeof x === 'number' ? g.scalar(x) : x;
 }
 
+function dtypeMismatch(op: string, a: Tensor, b: Tensor): GraphError {
+  return new GraphError(
+    `${op}: dtypes differ (${a.dtype} ${fmtShape(a.shape)} and ${b.dtype} ${fmtShape(b.shape)})`,
+  );
+}
+
 function requireFloat(op: string, ...xs: Tensor[]): void {
   for (const x of xs) {
     if (x.dtype !== 'float32')
-      throw new GraphError(`${op}: "${x.name}" is ${x.dtype}; this op takes float32`);
+      throw new GraphError(`${op}: "${x.name}" is ${x.dtype} ${fmtShape(x.shape)}; this op takes float32`);
   }
 }
 
@@ -40,7 +46,7 @@ function binary(
   const g = graphOf(op, aIn, bIn);
   const a = lift(g, aIn);
   const b = lift(g, bIn);
-  if (a.dtype !== b.dtype) throw new GraphError(`${op}: dtypes differ (${a.dtype} and ${b.dtype})`);
+  if (a.dtype !== b.dtype) throw dtypeMismatch(op, a, b);
   const shape = broadcastShapes(op, a.shape, b.shape);
   const y: Tensor = g.emit(op, [a, b], {
     outputs: [{ shape, dtype: a.dtype }],
@@ -115,7 +121,8 @@ export function pow(x: Tensor, p: number): Tensor {
   const y: Tensor = g.emit('Pow', [x, g.scalar(p)], {
     outputs: [{ shape: x.shape, dtype: 'float32' }],
     vjp: ([gy]) => {
-      if (!gy) return [];
+      // x^0 is constant: no gradient (0 * x^-1 would give NaN at x = 0).
+      if (!gy || p === 0) return [];
       const dydx = p === 2 ? mul(x, 2) : mul(pow(x, p - 1), p);
       return [mul(gy, dydx)];
     },
@@ -200,7 +207,7 @@ function compare(
   a: Tensor,
   b: Tensor,
 ): Tensor {
-  if (a.dtype !== b.dtype) throw new GraphError(`${op}: dtypes differ (${a.dtype} and ${b.dtype})`);
+  if (a.dtype !== b.dtype) throw dtypeMismatch(op, a, b);
   const shape = broadcastShapes(op, a.shape, b.shape);
   return a.graph.emit(op, [a, b], { outputs: [{ shape, dtype: 'bool' }] })[0]!;
 }
@@ -216,7 +223,7 @@ export function where(cond: Tensor, aIn: TensorLike, bIn: TensorLike): Tensor {
     throw new GraphError(`Where: condition "${cond.name}" is ${cond.dtype}, not bool`);
   const a = lift(g, aIn);
   const b = lift(g, bIn);
-  if (a.dtype !== b.dtype) throw new GraphError(`Where: dtypes differ (${a.dtype} and ${b.dtype})`);
+  if (a.dtype !== b.dtype) throw dtypeMismatch('Where', a, b);
   const shape = broadcastShapes('Where', broadcastShapes('Where', cond.shape, a.shape), b.shape);
   const zero = g.scalar(0);
   return g.emit('Where', [cond, a, b], {

@@ -20,8 +20,11 @@ export function matmul(a: Tensor, b: Tensor): Tensor {
       `MatMul: operands need rank >= 2, got ${fmtShape(a.shape)} and ${fmtShape(b.shape)}`,
     );
   }
-  if (a.dtype !== 'float32' || b.dtype !== 'float32')
-    throw new GraphError('MatMul: operands must be float32');
+  if (a.dtype !== 'float32' || b.dtype !== 'float32') {
+    throw new GraphError(
+      `MatMul: operands must be float32, got ${a.dtype} ${fmtShape(a.shape)} and ${b.dtype} ${fmtShape(b.shape)}`,
+    );
+  }
   const [m, k] = a.shape.slice(-2) as [number, number];
   const [k2, n] = b.shape.slice(-2) as [number, number];
   if (k !== k2)
@@ -70,12 +73,13 @@ export function linear(x: Tensor, weight: Tensor, bias?: Tensor): Tensor {
 
 const transposedCache = new WeakMap<Float32Array, Tensor>();
 
-/** Transposes a constant [r, c] weight at build time (once per weight array). */
+/** Transposes a constant [r, c] weight at build time (once per weight array and shape). */
 function constTranspose2d(w: Tensor): Tensor {
   const data = w.value as Float32Array;
-  const cached = transposedCache.get(data);
-  if (cached && cached.graph === w.graph) return cached;
   const [r, c] = w.shape as [number, number];
+  const cached = transposedCache.get(data);
+  // The same array may back constants of different shapes ([r, c] and [c, r]): check both.
+  if (cached && cached.graph === w.graph && cached.shape[0] === c && cached.shape[1] === r) return cached;
   const t = new Float32Array(r * c);
   for (let i = 0; i < r; i++) for (let j = 0; j < c; j++) t[j * r + i] = data[i * c + j]!;
   const out = w.graph.constant(t, [c, r], { name: `${w.name}_T` });

@@ -8,13 +8,15 @@ import { reshape } from './shape.js';
 import { normAxis } from './shape-utils.js';
 
 function requireFloat(op: string, x: Tensor): void {
-  if (x.dtype !== 'float32') throw new GraphError(`${op}: "${x.name}" is ${x.dtype}; this op takes float32`);
+  if (x.dtype !== 'float32') {
+    throw new GraphError(`${op}: "${x.name}" is ${x.dtype} ${fmtShape(x.shape)}; this op takes float32`);
+  }
 }
 
 /** Softmax along any axis. */
 export function softmax(x: Tensor, axis = -1): Tensor {
   requireFloat('Softmax', x);
-  const a = normAxis('Softmax', axis, x.shape.length);
+  const a = normAxis(`Softmax of ${fmtShape(x.shape)}`, axis, x.shape.length);
   const y: Tensor = x.graph.emit('Softmax', [x], {
     attrs: { axis: { type: 'int', value: a } },
     outputs: [{ shape: x.shape, dtype: 'float32' }],
@@ -27,7 +29,7 @@ export function softmax(x: Tensor, axis = -1): Tensor {
 /** LogSoftmax along any axis. */
 export function logSoftmax(x: Tensor, axis = -1): Tensor {
   requireFloat('LogSoftmax', x);
-  const a = normAxis('LogSoftmax', axis, x.shape.length);
+  const a = normAxis(`LogSoftmax of ${fmtShape(x.shape)}`, axis, x.shape.length);
   const y: Tensor = x.graph.emit('LogSoftmax', [x], {
     attrs: { axis: { type: 'int', value: a } },
     outputs: [{ shape: x.shape, dtype: 'float32' }],

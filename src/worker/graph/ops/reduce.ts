@@ -1,6 +1,6 @@
 // Reductions over static axes. Their VJPs broadcast the gradient back (Expand), scaled by
 // 1/count for the mean.
-import type { Tensor } from '../graph.js';
+import { fmtShape, type Tensor } from '../graph.js';
 import { mul } from './elementwise.js';
 import { expand, reshape } from './shape.js';
 import { normAxis } from './shape-utils.js';
@@ -17,7 +17,9 @@ function reduce(
   options: ReduceOptions,
 ): Tensor {
   const rank = x.shape.length;
-  const axes = [...new Set((axesIn ?? x.shape.map((_, i) => i)).map((a) => normAxis(op, a, rank)))].sort(
+  // The shape in the op label makes a bad axis easy to place in a big graph.
+  const where = `${op} of ${fmtShape(x.shape)}`;
+  const axes = [...new Set((axesIn ?? x.shape.map((_, i) => i)).map((a) => normAxis(where, a, rank)))].sort(
     (a, b) => a - b,
   );
   const keepdims = options.keepdims ?? false;
