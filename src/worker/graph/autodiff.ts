@@ -40,8 +40,12 @@ export function grad(y: Tensor, wrt: readonly Tensor[], options: GradOptions = {
     );
   }
 
-  // Forward reachability: which tensors depend on any x (through taped records).
   const tapeLength = g.tape.length;
+  const nodesBefore = g.nodes.length;
+  const earlier = backwardTensors.get(g);
+  if (earlier) refuseSecondOrder(g, y, wrt, earlier);
+
+  // Forward reachability: which tensors depend on any x (through taped records).
   const depends = new Set<string>(wrt.map((x) => x.name));
   for (let i = 0; i < tapeLength; i++) {
     const rec = g.tape[i]!;
@@ -94,9 +98,45 @@ export function grad(y: Tensor, wrt: readonly Tensor[], options: GradOptions = {
     });
   }
 
-  return wrt.map((x) => {
+  const grads = wrt.map((x) => {
     const gx = take(x);
     if (gx) return gx;
     return g.constant(new Float32Array(sizeOf(x.shape)), x.shape, { name: `zero_grad_${x.name}` });
   });
+  const marked = earlier ?? new Set<string>();
+  for (let i = nodesBefore; i < g.nodes.length; i++) for (const o of g.nodes[i]!.outputs) marked.add(o);
+  backwardTensors.set(g, marked);
+  return grads;
+}
+
+/**
+ * Outputs of the nodes that earlier grad() calls emitted, per graph. Those nodes are not taped,
+ * so a later grad() would treat them as constants and silently drop the second-order terms.
+ */
+const backwardTensors = new WeakMap<Graph, Set<string>>();
+
+/**
+ * Throws when `y` depends, through taped records, on a tensor of an earlier backward pass that
+ * itself depends on one of `wrt`: its derivative w.r.t. `wrt` would be missing from the result.
+ */
+function refuseSecondOrder(g: Graph, y: Tensor, wrt: readonly Tensor[], earlier: ReadonlySet<string>): void {
+  // Dependence on wrt through every node, taped or not.
+  const reach = new Set(wrt.map((x) => x.name));
+  for (const n of g.nodes) if (n.inputs.some((i) => reach.has(i))) for (const o of n.outputs) reach.add(o);
+  const fail = (name: string) => {
+    throw new GraphError(
+      `grad: the loss "${y.name}" depends on "${name}", a gradient from an earlier grad() call; ` +
+        'second-order gradients are not supported (build that use inside graph.withoutTape(...) to treat it as a constant)',
+    );
+  };
+  if (earlier.has(y.name) && reach.has(y.name)) fail(y.name);
+  const toLoss = new Set([y.name]);
+  for (let i = g.tape.length - 1; i >= 0; i--) {
+    const rec = g.tape[i]!;
+    if (!rec.outputs.some((o) => toLoss.has(o.name))) continue;
+    for (const t of rec.inputs) {
+      if (earlier.has(t.name) && reach.has(t.name)) fail(t.name);
+      toLoss.add(t.name);
+    }
+  }
 }

@@ -76,15 +76,26 @@ export function serialize(graph: Graph, options: SerializeOptions): SerializedMo
     : Object.entries(outputsIn as Record<string, Tensor>);
   if (outputList.length === 0) throw new GraphError('serialize: a model needs at least one output');
 
-  // Graph outputs must be node outputs with their own name: add Identity nodes where an output
-  // is renamed, is an input or initializer, or is listed twice.
+  // An output keeps its tensor's name when it can (ONNX and ORT accept node outputs, graph
+  // inputs and initializers as graph outputs). Identity nodes give an output its own name where
+  // it is renamed or listed a second time. A requested name that is already another tensor's
+  // name would make an invalid model ("Duplicate definition"), so it is refused here.
   const extraNodes: { input: string; output: string }[] = [];
-  const producedBy = new Set(graph.nodes.flatMap((n) => n.outputs));
+  const taken = new Map<string, string>();
+  for (const t of graph.inputs) taken.set(t.name, `input ${t.name}`);
+  for (const name of graph.initializers.keys()) taken.set(name, `constant ${name}`);
+  for (const n of graph.nodes) for (const o of n.outputs) taken.set(o, `output of ${n.opType} (${n.name})`);
   const seen = new Set<string>();
   const outputs = outputList.map(([name, t]) => {
     if (t.graph !== graph) throw new GraphError(`serialize: output "${name}" belongs to another graph`);
-    if (name !== t.name || !producedBy.has(t.name) || seen.has(name)) {
-      const outName = name === t.name || seen.has(name) ? graph.uniqueName(`${name}_out`) : name;
+    if (name !== t.name && taken.has(name)) {
+      throw new GraphError(
+        `serialize: output name "${name}" (for "${t.name}") is already the name of another tensor (${taken.get(name)})`,
+      );
+    }
+    if (name !== t.name || seen.has(name)) {
+      // Record keys are unique, so only a tensor listed twice in an array needs a fresh name.
+      const outName = name === t.name ? graph.uniqueName(`${name}_out`) : name;
       extraNodes.push({ input: t.name, output: outName });
       seen.add(outName);
       return { name: outName, tensor: t };

@@ -69,7 +69,12 @@ export class ModelSession {
         const s = await create([{ name: 'cuda', deviceId: o.deviceId }, 'cpu']);
         return new ModelSession(s, 'cuda');
       } catch (err) {
-        if (!o.providers.includes('cpu')) throw err;
+        if (!o.providers.includes('cpu')) {
+          throw new Error(
+            `CUDA execution provider unavailable and CPU not allowed (providers: ${o.providers.join(', ')}): ${errorMessage(err)}`,
+            { cause: err },
+          );
+        }
         warnCudaOnce(o.logger, err);
       }
     }
@@ -96,12 +101,18 @@ export class ModelSession {
   }
 }
 
-let cudaWarned = false;
+// Once per logger rather than once per module: a process has one logger, so this is still one
+// warning per process, but a caller that passes its own logger always sees the warning.
+const cudaWarned = new WeakSet<Logger>();
 function warnCudaOnce(logger: Logger, err: unknown): void {
-  if (cudaWarned) return;
-  cudaWarned = true;
+  if (cudaWarned.has(logger)) return;
+  cudaWarned.add(logger);
   logger.warn(
-    { err: err instanceof Error ? err.message : String(err) },
+    { err: errorMessage(err) },
     'CUDA execution provider unavailable; running on CPU (install onnxruntime-node with ONNXRUNTIME_NODE_INSTALL=cuda12 on GPU hosts)',
   );
+}
+
+function errorMessage(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
 }
