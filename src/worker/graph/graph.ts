@@ -169,7 +169,7 @@ export class Graph {
   }
 
   /**
-   * Emits one ONNX node. Records it on the tape (for autodiff) when any input is a float tensor
+   * Emits one ONNX node. Records it on the tape (for autodiff) when any output is a float tensor
    * and `noTape` is not set; the VJP is then required only if a gradient ever has to pass.
    */
   emit(opType: string, inputs: readonly (Tensor | undefined)[], options: EmitOptions): Tensor[] {
