@@ -221,7 +221,6 @@ export function clipConfigJson(config: ClipConfig): Record<string, unknown> {
     model_type: 'clip',
     projection_dim: config.projection_dim,
     logit_scale_init_value: config.logit_scale_init_value,
-    initializer_factor: 1.0,
     torch_dtype: 'float32',
     text_config: { ...config.text_config, model_type: 'clip_text_model' },
     vision_config: { ...config.vision_config, model_type: 'clip_vision_model' },
