@@ -3,48 +3,24 @@
 // text encoder. Both return unnormalised embeddings; callers L2-normalise.
 import { type Graph, GraphError, type Tensor } from '../graph/graph.js';
 import { conv2d } from '../graph/ops/conv.js';
-import { add, cast, equal, mul, quickGelu } from '../graph/ops/elementwise.js';
+import { add, cast, equal, gelu, mul, quickGelu } from '../graph/ops/elementwise.js';
 import { matmul } from '../graph/ops/matmul.js';
 import { softmax } from '../graph/ops/norm.js';
+import type { ClipConfig } from './config.js';
+
+export type { ClipConfig } from './config.js';
+
 import { type Params, paramsFor, type WeightSource } from './params.js';
 
 export type { WeightSource } from './params.js';
 
 import { concat, expand, gather, reshape, transpose } from '../graph/ops/shape.js';
 
-export interface ClipVisionConfig {
-  readonly hidden_size: number;
-  readonly intermediate_size: number;
-  readonly num_hidden_layers: number;
-  readonly num_attention_heads: number;
-  readonly image_size: number;
-  readonly patch_size: number;
-  readonly layer_norm_eps: number;
-  readonly hidden_act?: string;
-}
-
-export interface ClipTextConfig {
-  readonly hidden_size: number;
-  readonly intermediate_size: number;
-  readonly num_hidden_layers: number;
-  readonly num_attention_heads: number;
-  readonly max_position_embeddings: number;
-  readonly vocab_size: number;
-  readonly layer_norm_eps: number;
-  readonly eos_token_id: number;
-  readonly hidden_act?: string;
-}
-
-export interface ClipConfig {
-  readonly projection_dim: number;
-  readonly vision_config: ClipVisionConfig;
-  readonly text_config: ClipTextConfig;
-}
-
-function checkAct(act: string | undefined): void {
-  if (act !== undefined && act !== 'quick_gelu') {
-    throw new GraphError(`CLIP: hidden_act "${act}" is not supported (openai CLIP uses quick_gelu)`);
-  }
+/** HF's "quick_gelu" (openai CLIP) or exact "gelu". */
+function activation(act: string): (x: Tensor) => Tensor {
+  if (act === 'quick_gelu') return quickGelu;
+  if (act === 'gelu') return gelu;
+  throw new GraphError(`CLIP: hidden_act "${act}" is not supported (quick_gelu or gelu)`);
 }
 
 interface EncoderDims {
@@ -53,6 +29,7 @@ interface EncoderDims {
   readonly layers: number;
   readonly heads: number;
   readonly eps: number;
+  readonly act: (x: Tensor) => Tensor;
 }
 
 /** Pre-LN transformer encoder of HF CLIPEncoder; `mask` is an additive [T, T] attention mask. */
@@ -101,7 +78,6 @@ export function clipVision(
   weights: WeightSource,
 ): VisionOutputs {
   const c = config.vision_config;
-  checkAct(c.hidden_act);
   const [b, ch, hgt, wid] = pixels.shape as [number, number, number, number];
   if (pixels.shape.length !== 4 || ch !== 3 || hgt !== c.image_size || wid !== c.image_size) {
     throw new GraphError(
@@ -126,6 +102,7 @@ export function clipVision(
     layers: c.num_hidden_layers,
     heads: c.num_attention_heads,
     eps: c.layer_norm_eps,
+    act: activation(c.hidden_act),
   });
   const first = reshape(gather(h, g.constant(new BigInt64Array([0n]), [1], { name: 'cls_index' }), 1), [
     b,
@@ -151,7 +128,6 @@ export interface TextOutputs {
  */
 export function clipText(g: Graph, ids: Tensor, config: ClipConfig, weights: WeightSource): TextOutputs {
   const c = config.text_config;
-  checkAct(c.hidden_act);
   if (ids.shape.length !== 2 || ids.dtype !== 'int64')
     throw new GraphError(`CLIP text: ids must be int64 [B, T], got ${ids.dtype} [${ids.shape}]`);
   const [b, t] = ids.shape as [number, number];
@@ -176,6 +152,7 @@ export function clipText(g: Graph, ids: Tensor, config: ClipConfig, weights: Wei
       layers: c.num_hidden_layers,
       heads: c.num_attention_heads,
       eps: c.layer_norm_eps,
+      act: activation(c.hidden_act),
     },
     g.constant(mask, [t, t], { name: 'causal_mask' }),
   );

@@ -9,25 +9,10 @@ import { matmul } from '../graph/ops/matmul.js';
 import { softmax } from '../graph/ops/norm.js';
 import { vectorQuantize } from '../graph/ops/quantize.js';
 import { pad, reshape, transpose } from '../graph/ops/shape.js';
+import type { VqganConfig } from './config.js';
 import { type Params, paramsFor, type WeightSource } from './params.js';
 
-export interface VqganDdConfig {
-  readonly double_z?: boolean;
-  readonly z_channels: number;
-  readonly resolution: number;
-  readonly in_channels: number;
-  readonly out_ch: number;
-  readonly ch: number;
-  readonly ch_mult: readonly number[];
-  readonly num_res_blocks: number;
-  readonly attn_resolutions: readonly number[];
-}
-
-export interface VqganConfig {
-  readonly ddconfig: VqganDdConfig;
-  readonly embed_dim: number;
-  readonly n_embed: number;
-}
+export type { VqganConfig } from './config.js';
 
 /** Downsampling factor of the model (16 for f16). */
 export const vqganFactor = (c: VqganConfig): number => 2 ** (c.ddconfig.ch_mult.length - 1);
