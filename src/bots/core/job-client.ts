@@ -1,0 +1,630 @@
+// What chat adapters and the playground use to run jobs, with BullMQ hidden behind it: submit
+// (validated, quota-checked), follow (throttled updates, latest wins), result, cancel (reaches the
+// worker in another process) and an idempotent "posted" marker for at-least-once delivery.
+// Truth is the job state read from Redis; QueueEvents only tell us when to read it again.
+import { randomUUID } from 'node:crypto';
+import { type Job, type JobsOptions, Queue, QueueEvents } from 'bullmq';
+import type { Redis } from 'ioredis';
+import { isCancelRequested, requestCancel } from '../../shared/cancel.js';
+import {
+  asCodedError,
+  CancelledError,
+  type CodedError,
+  InternalError,
+  NotFoundError,
+  parseSerializedError,
+  QuotaExceededError,
+  TimeoutError,
+  UnavailableError,
+} from '../../shared/errors.js';
+import {
+  checkJob,
+  type ImagineProgress,
+  imagineProgressSchema,
+  isJobKind,
+  type JobData,
+  type JobKind,
+  type JobResult,
+  jobSchemas,
+} from '../../shared/jobs.js';
+import { type Logger, silentLogger } from '../../shared/logger.js';
+import { defaultJobOptions, keys } from '../../shared/queues.js';
+import type { QuotaLimiter } from '../../shared/quota.js';
+
+/** A job's public id: its queue and BullMQ id, `imagine:1f0c...`. Short enough for button ids. */
+export type JobRef<K extends JobKind = JobKind> = `${K}:${string}`;
+
+export function parseJobRef(ref: string): { kind: JobKind; id: string } {
+  const split = ref.lastIndexOf(':');
+  const kind = ref.slice(0, split);
+  const id = ref.slice(split + 1);
+  if (split < 1 || !isJobKind(kind) || id.length === 0)
+    throw new NotFoundError(`not a job id: ${ref}`, { ref });
+  return { kind, id };
+}
+
+export type ProgressOf<K extends JobKind> = K extends 'imagine' ? ImagineProgress : unknown;
+
+/** A job as the user sees it. Terminal states: completed and failed (cancelled is a failure code). */
+export type JobStatus<K extends JobKind = JobKind> =
+  | {
+      state: 'waiting';
+      /** Jobs ahead of this one in its queue (0: next to start). */
+      position: number;
+      /** Rough seconds until it finishes, from recent job durations; absent without history. */
+      etaSeconds?: number;
+    }
+  /** Failed an attempt and waits for its retry (backoff). */
+  | { state: 'retrying'; attemptsMade: number }
+  | { state: 'active'; progress?: ProgressOf<K>; attemptsMade: number }
+  | { state: 'completed'; result: JobResult<K> }
+  | { state: 'failed'; error: CodedError };
+
+export function isTerminal(
+  status: JobStatus,
+): status is Extract<JobStatus, { state: 'completed' | 'failed' }> {
+  return status.state === 'completed' || status.state === 'failed';
+}
+
+export interface JobClientOptions {
+  /** A producer connection (createConnection(url, 'producer')), shared by the queues; caller-owned. */
+  connection: Redis;
+  /** config.queuePrefix */
+  prefix: string;
+  /** Per-user limits; absent: none. */
+  quota?: QuotaLimiter;
+  /**
+   * Minimum time between two updates delivered by follow() (chat edits are rate limited).
+   * @defaultValue 1000
+   */
+  throttleMs?: number;
+  /**
+   * How often follow() reads the job state even without events (events can be missed).
+   * @defaultValue 2000
+   */
+  pollMs?: number;
+  /** @defaultValue 1800000 (30 min) */
+  resultTimeoutMs?: number;
+  /** How long a posted marker is kept: longer than any retry of a job. @defaultValue 604800 (7 days) */
+  postedTtlSeconds?: number;
+  /** @defaultValue 86400 */
+  cancelTtlSeconds?: number;
+  /** Overrides of defaultJobOptions per queue. */
+  jobOptions?: Partial<Record<JobKind, JobsOptions>>;
+  /**
+   * BullMQ priority per queue (1 is highest; absent is ahead of every prioritized job), e.g. to let
+   * short jobs pass long ones when several kinds share a worker.
+   */
+  priorities?: Partial<Record<JobKind, number>>;
+  logger?: Logger;
+}
+
+export const DefaultJobClientOptions = {
+  throttleMs: 1000,
+  pollMs: 2000,
+  resultTimeoutMs: 30 * 60_000,
+  postedTtlSeconds: 7 * 86_400,
+  cancelTtlSeconds: 86_400,
+} as const satisfies Partial<JobClientOptions>;
+
+export interface SubmitOptions {
+  /** Platform-qualified user id (`discord:1234`) for quotas. */
+  userId: string;
+  /** Overrides the queue's priority for this job. */
+  priority?: number;
+}
+
+export interface Following<K extends JobKind = JobKind> {
+  /** Resolves with the terminal status after it has been delivered (never rejects). */
+  readonly done: Promise<JobStatus<K>>;
+  /** Stops following; `done` then never resolves unless it already has. */
+  stop(): void;
+}
+
+export type CancelOutcome = 'removed' | 'signalled' | 'finished' | 'not_found';
+
+// Jobs ahead of one job: the wait list is consumed from its tail, prioritized jobs only after it.
+// KEYS: wait, prioritized, active. ARGV: job id. Returns {position or -1, active count}.
+const positionScript = `
+local len = redis.call('LLEN', KEYS[1])
+local active = redis.call('LLEN', KEYS[3])
+local index = redis.call('LPOS', KEYS[1], ARGV[1])
+if index then return {len - 1 - index, active} end
+local rank = redis.call('ZRANK', KEYS[2], ARGV[1])
+if rank then return {len + rank, active} end
+return {-1, active}
+`;
+
+const DURATION_SAMPLES = 20;
+const OTHER_EVENTS_MS = 250;
+const DURATION_CACHE_MS = 30_000;
+
+export class JobClient {
+  readonly #connection: Redis;
+  readonly #prefix: string;
+  readonly #quota: QuotaLimiter | undefined;
+  readonly #opts: { [K in keyof typeof DefaultJobClientOptions]: number };
+  readonly #jobOptions: Partial<Record<JobKind, JobsOptions>>;
+  readonly #priorities: Partial<Record<JobKind, number>>;
+  readonly #logger: Logger;
+  readonly #queues = new Map<JobKind, Queue>();
+  readonly #events = new Map<JobKind, Promise<QueueEvents>>();
+  readonly #durations = new Map<JobKind, { at: number; ms: number | undefined }>();
+  readonly #following = new Set<() => void>();
+  #closed = false;
+
+  constructor(options: JobClientOptions) {
+    this.#connection = options.connection;
+    this.#prefix = options.prefix;
+    this.#quota = options.quota;
+    this.#opts = {
+      throttleMs: options.throttleMs ?? DefaultJobClientOptions.throttleMs,
+      pollMs: options.pollMs ?? DefaultJobClientOptions.pollMs,
+      resultTimeoutMs: options.resultTimeoutMs ?? DefaultJobClientOptions.resultTimeoutMs,
+      postedTtlSeconds: options.postedTtlSeconds ?? DefaultJobClientOptions.postedTtlSeconds,
+      cancelTtlSeconds: options.cancelTtlSeconds ?? DefaultJobClientOptions.cancelTtlSeconds,
+    };
+    if (!(this.#opts.throttleMs >= 0) || !(this.#opts.pollMs >= 10)) {
+      throw new RangeError('throttleMs must be >= 0 and pollMs >= 10');
+    }
+    this.#jobOptions = options.jobOptions ?? {};
+    this.#priorities = options.priorities ?? {};
+    this.#logger = options.logger ?? silentLogger;
+  }
+
+  /**
+   * Validates, checks the user's quota, and enqueues. Throws a CodedError: `bad_input` /
+   * `prompt_too_long` for invalid data, `quota_exceeded` (details say when to retry), `unavailable`
+   * when Redis cannot take the job.
+   */
+  async submit<K extends JobKind>(
+    kind: K,
+    data: JobData<K>,
+    options: SubmitOptions,
+  ): Promise<{ jobId: JobRef<K>; position: number }> {
+    const payload = checkJob(jobSchemas[kind].data, data);
+    const id = randomUUID();
+    const quotaJob = { queue: kind, jobId: id };
+    if (this.#quota) {
+      const decision = await this.#quota.acquire(options.userId, quotaJob);
+      if (!decision.allowed) {
+        const { allowed: _, ...details } = decision;
+        throw new QuotaExceededError(details);
+      }
+    }
+    const priority = options.priority ?? this.#priorities[kind];
+    try {
+      await this.#queue(kind).add(kind, payload, {
+        ...defaultJobOptions[kind],
+        ...this.#jobOptions[kind],
+        jobId: id,
+        ...(priority === undefined ? {} : { priority }),
+      });
+    } catch (error) {
+      await this.#quota?.release(options.userId, quotaJob, { refund: true }).catch(() => {});
+      throw new UnavailableError('the job queue is not reachable', { cause: error });
+    }
+    const jobId: JobRef<K> = `${kind}:${id}`;
+    const status = await this.status(jobId);
+    return { jobId, position: status.state === 'waiting' ? status.position : 0 };
+  }
+
+  /** The job's current status, read from Redis. */
+  async status<K extends JobKind>(jobId: JobRef<K>): Promise<JobStatus<K>> {
+    const { kind: parsedKind, id } = parseJobRef(jobId);
+    const kind = parsedKind as K;
+    const queue = this.#queue(kind);
+    // A job read while active can finish before its state is read: read it again then.
+    for (let attempt = 0; attempt < 3; attempt++) {
+      const job = (await queue.getJob(id)) as Job | undefined;
+      if (!job) return this.#missing(kind, id);
+      const state = await job.getState();
+      if ((state === 'completed' || state === 'failed') && job.finishedOn === undefined) continue;
+      switch (state) {
+        case 'completed':
+          return this.#completed(kind, job);
+        case 'failed':
+          return { state: 'failed', error: parseSerializedError(job.failedReason) };
+        case 'active':
+          return { state: 'active', attemptsMade: job.attemptsMade, ...this.#progress(kind, job.progress) };
+        case 'delayed':
+          return { state: 'retrying', attemptsMade: job.attemptsMade };
+        case 'unknown':
+          return this.#missing(kind, id);
+        default:
+          return this.#waiting(kind, id);
+      }
+    }
+    return { state: 'failed', error: new InternalError('job state kept changing while read') };
+  }
+
+  /**
+   * Calls onUpdate with the job's status whenever it changes, at most once per throttleMs (the
+   * latest status wins; intermediate ones are dropped), until a terminal status has been delivered.
+   * Events from Redis trigger reads; a poll every pollMs covers missed events.
+   */
+  follow<K extends JobKind>(
+    jobId: JobRef<K>,
+    onUpdate: (status: JobStatus<K>) => void | Promise<void>,
+    options: { throttleMs?: number } = {},
+  ): Following<K> {
+    const { kind, id } = parseJobRef(jobId);
+    let stopped = false;
+    let lastKey = '';
+    let resolveDone!: (status: JobStatus<K>) => void;
+    const done = new Promise<JobStatus<K>>((resolve) => {
+      resolveDone = resolve;
+    });
+    const throttle = new LatestWins<JobStatus<K>>(
+      options.throttleMs ?? this.#opts.throttleMs,
+      async (status) => {
+        if (!stopped || isTerminal(status)) await onUpdate(status);
+      },
+      this.#logger,
+    );
+
+    let reading = false;
+    let again = false;
+    let waiting = true;
+    const read = async (): Promise<void> => {
+      if (stopped) return;
+      if (reading) {
+        again = true;
+        return;
+      }
+      reading = true;
+      try {
+        do {
+          again = false;
+          let status: JobStatus<K>;
+          try {
+            status = await this.status(jobId);
+          } catch (error) {
+            this.#logger.warn({ err: error, jobId }, 'reading job status failed; retrying at the next poll');
+            return;
+          }
+          waiting = status.state === 'waiting' || status.state === 'retrying';
+          const key = statusKey(status);
+          if (key !== lastKey) {
+            lastKey = key;
+            throttle.push(status);
+          }
+          if (isTerminal(status)) {
+            finish();
+            await throttle.flush();
+            resolveDone(status);
+            return;
+          }
+        } while (again && !stopped);
+      } finally {
+        reading = false;
+      }
+    };
+
+    // Other jobs starting or ending move a waiting job up the queue; on a busy queue those events
+    // come by thousands, so they trigger at most one read per OTHER_EVENTS_MS.
+    let later: NodeJS.Timeout | undefined;
+    const onEvent = (args: { jobId: string }) => {
+      if (args.jobId === id) void read();
+      else if (waiting && !later) {
+        later = setTimeout(() => {
+          later = undefined;
+          void read();
+        }, OTHER_EVENTS_MS);
+      }
+    };
+    const eventNames = [
+      'active',
+      'progress',
+      'completed',
+      'failed',
+      'waiting',
+      'delayed',
+      'removed',
+      'stalled',
+    ] as const;
+    let events: QueueEvents | undefined;
+    const timer = setInterval(() => void read(), this.#opts.pollMs);
+    const finish = () => {
+      stopped = true;
+      clearInterval(timer);
+      clearTimeout(later);
+      for (const name of eventNames) events?.off(name, onEvent);
+      this.#following.delete(finish);
+    };
+    this.#following.add(finish);
+    this.#queueEvents(kind)
+      .then((qe) => {
+        if (stopped) return;
+        events = qe;
+        for (const name of eventNames) qe.on(name, onEvent);
+      })
+      .catch((error) => this.#logger.warn({ err: error }, 'no queue events; following by polling only'))
+      // The first read comes after subscribing, so no change between the two can be missed.
+      .finally(() => void read());
+
+    return {
+      done,
+      stop: () => {
+        finish();
+        throttle.cancel();
+      },
+    };
+  }
+
+  /**
+   * Waits for the job to finish and returns its result, or throws its CodedError (`cancelled`,
+   * `not_found` for a job that expired, or what the worker failed with); `timeout` after timeoutMs,
+   * leaving the job running.
+   */
+  async result<K extends JobKind>(
+    jobId: JobRef<K>,
+    options: { timeoutMs?: number } = {},
+  ): Promise<JobResult<K>> {
+    const timeoutMs = options.timeoutMs ?? this.#opts.resultTimeoutMs;
+    const following = this.follow(jobId, () => {}, { throttleMs: 0 });
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(
+        () =>
+          reject(
+            new TimeoutError(`job ${jobId} did not finish within ${timeoutMs} ms`, { jobId, timeoutMs }),
+          ),
+        timeoutMs,
+      );
+    });
+    try {
+      const final = await Promise.race([following.done, timeout]);
+      if (final.state === 'completed') return final.result;
+      if (final.state === 'failed') throw final.error;
+      throw new InternalError(`unexpected final state ${final.state}`);
+    } finally {
+      clearTimeout(timer);
+      following.stop();
+    }
+  }
+
+  /**
+   * Cancels a job from any process: a waiting job is removed, a running one is signalled through
+   * the cancel channel (its worker aborts within a step and fails it with `cancelled`).
+   */
+  async cancel(jobId: JobRef): Promise<CancelOutcome> {
+    const { kind, id } = parseJobRef(jobId);
+    const job = (await this.#queue(kind).getJob(id)) as Job | undefined;
+    if (!job) return 'not_found';
+    let state = await job.getState();
+    if (state === 'completed' || state === 'failed') return 'finished';
+    // Marker first: a worker taking the job between here and the removal sees it when it starts.
+    await requestCancel(
+      this.#connection,
+      this.#prefix,
+      { queue: kind, jobId: id },
+      this.#opts.cancelTtlSeconds,
+    );
+    if (state === 'waiting' || state === 'prioritized' || state === 'delayed') {
+      try {
+        await job.remove();
+        return 'removed';
+      } catch {
+        // Locked: a worker took it meanwhile. The marker reaches it.
+        state = await job.getState();
+      }
+    }
+    if (state === 'completed' || state === 'failed') {
+      await this.#connection.del(keys.cancel(this.#prefix, kind, id));
+      return 'finished';
+    }
+    return 'signalled';
+  }
+
+  /**
+   * Claims the right to post a job's final result: true only for the first caller, across
+   * processes and re-runs of the job, so a job retried after a crash is never posted twice.
+   */
+  async markPosted(jobId: JobRef): Promise<boolean> {
+    const reply = await this.#connection.set(
+      keys.posted(this.#prefix, jobId),
+      String(Date.now()),
+      'EX',
+      this.#opts.postedTtlSeconds,
+      'NX',
+    );
+    return reply === 'OK';
+  }
+
+  /** Gives the claim back when posting failed, so that another attempt may post. */
+  async unmarkPosted(jobId: JobRef): Promise<void> {
+    await this.#connection.del(keys.posted(this.#prefix, jobId));
+  }
+
+  /** Stops every follow and closes queues and event streams (not the connection, which the caller owns). */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    for (const stop of [...this.#following]) stop();
+    const events = await Promise.allSettled([...this.#events.values()]);
+    await Promise.allSettled(events.map((e) => (e.status === 'fulfilled' ? e.value.close() : undefined)));
+    await Promise.allSettled([...this.#queues.values()].map((q) => q.close()));
+  }
+
+  #queue(kind: JobKind): Queue {
+    if (this.#closed) throw new UnavailableError('JobClient is closed');
+    let queue = this.#queues.get(kind);
+    if (!queue) {
+      queue = new Queue(kind, { connection: this.#connection, prefix: this.#prefix });
+      queue.on('error', (error) => this.#logger.warn({ err: error, queue: kind }, 'queue error'));
+      this.#queues.set(kind, queue);
+    }
+    return queue;
+  }
+
+  #queueEvents(kind: JobKind): Promise<QueueEvents> {
+    if (this.#closed) return Promise.reject(new UnavailableError('JobClient is closed'));
+    let events = this.#events.get(kind);
+    if (!events) {
+      const qe = new QueueEvents(kind, { connection: this.#connection, prefix: this.#prefix });
+      qe.on('error', (error) => this.#logger.warn({ err: error, queue: kind }, 'queue events error'));
+      events = qe.waitUntilReady().then(() => qe);
+      this.#events.set(kind, events);
+    }
+    return events;
+  }
+
+  async #missing<K extends JobKind>(kind: K, id: string): Promise<JobStatus<K>> {
+    if (await isCancelRequested(this.#connection, this.#prefix, { queue: kind, jobId: id })) {
+      return { state: 'failed', error: new CancelledError() };
+    }
+    return {
+      state: 'failed',
+      error: new NotFoundError('the job does not exist or has expired', { jobId: `${kind}:${id}` }),
+    };
+  }
+
+  #completed<K extends JobKind>(kind: K, job: Job): JobStatus<K> {
+    // Results cross a process boundary too: a worker of another version must not crash the renderer.
+    const parsed = jobSchemas[kind].result.safeParse(job.returnvalue);
+    if (!parsed.success) {
+      this.#logger.error(
+        { jobId: job.id, queue: kind, issues: parsed.error.issues },
+        'worker returned an invalid result',
+      );
+      return { state: 'failed', error: new InternalError('the worker returned an invalid result') };
+    }
+    return { state: 'completed', result: parsed.data as JobResult<K> };
+  }
+
+  #progress<K extends JobKind>(kind: K, progress: unknown): { progress?: ProgressOf<K> } {
+    if (progress === undefined || progress === null || progress === 0) return {};
+    if (kind !== 'imagine') return { progress: progress as ProgressOf<K> };
+    const parsed = imagineProgressSchema.safeParse(progress);
+    return parsed.success ? { progress: parsed.data as ProgressOf<K> } : {};
+  }
+
+  async #waiting<K extends JobKind>(kind: K, id: string): Promise<JobStatus<K>> {
+    const [position, active] = (await this.#connection.eval(
+      positionScript,
+      3,
+      keys.bullList(this.#prefix, kind, 'wait'),
+      keys.bullList(this.#prefix, kind, 'prioritized'),
+      keys.bullList(this.#prefix, kind, 'active'),
+      id,
+    )) as [number, number];
+    // -1: it left the lists between the two reads; report it as next.
+    const ahead = Math.max(0, position);
+    const averageMs = await this.#averageDurationMs(kind);
+    if (averageMs === undefined) return { state: 'waiting', position: ahead };
+    // Assume every running slot stays busy: one round of `parallel` jobs per average duration.
+    const parallel = Math.max(1, active);
+    const rounds = Math.floor(ahead / parallel) + (active > 0 ? 1 : 0) + 1;
+    return { state: 'waiting', position: ahead, etaSeconds: Math.round((rounds * averageMs) / 1000) };
+  }
+
+  async #averageDurationMs(kind: JobKind): Promise<number | undefined> {
+    const cached = this.#durations.get(kind);
+    if (cached && Date.now() - cached.at < DURATION_CACHE_MS) return cached.ms;
+    let ms: number | undefined;
+    try {
+      const jobs = await this.#queue(kind).getCompleted(0, DURATION_SAMPLES - 1);
+      const durations = jobs
+        .map((j) => (j.finishedOn ?? 0) - (j.processedOn ?? 0))
+        .filter((d) => d > 0 && Number.isFinite(d));
+      ms = durations.length === 0 ? undefined : durations.reduce((a, b) => a + b, 0) / durations.length;
+    } catch (error) {
+      this.#logger.warn({ err: asCodedError(error).message, queue: kind }, 'could not read job durations');
+    }
+    this.#durations.set(kind, { at: Date.now(), ms });
+    return ms;
+  }
+}
+
+function statusKey(status: JobStatus): string {
+  return JSON.stringify(status);
+}
+
+/**
+ * Delivers the latest pushed value at most once per interval: a value pushed while waiting replaces
+ * the one not yet delivered. Deliveries never overlap; a slow one delays the next.
+ */
+export class LatestWins<T> {
+  readonly #intervalMs: number;
+  readonly #deliver: (value: T) => void | Promise<void>;
+  readonly #logger: Logger;
+  readonly #now: () => number;
+  #pending: { value: T } | undefined;
+  #last = Number.NEGATIVE_INFINITY;
+  #timer: NodeJS.Timeout | undefined;
+  #delivering = false;
+  #idle: (() => void)[] = [];
+
+  constructor(
+    intervalMs: number,
+    deliver: (value: T) => void | Promise<void>,
+    logger: Logger = silentLogger,
+    now: () => number = Date.now,
+  ) {
+    this.#intervalMs = intervalMs;
+    this.#deliver = deliver;
+    this.#logger = logger;
+    this.#now = now;
+  }
+
+  push(value: T): void {
+    this.#pending = { value };
+    this.#schedule();
+  }
+
+  /** Resolves once every value pushed so far has been delivered (or dropped for a newer one). */
+  flush(): Promise<void> {
+    if (this.#isIdle()) return Promise.resolve();
+    return new Promise((resolve) => this.#idle.push(resolve));
+  }
+
+  /** Drops the pending value. */
+  cancel(): void {
+    this.#pending = undefined;
+    if (this.#timer) clearTimeout(this.#timer);
+    this.#timer = undefined;
+    this.#notifyIdle();
+  }
+
+  #isIdle(): boolean {
+    return this.#pending === undefined && !this.#delivering && this.#timer === undefined;
+  }
+
+  #schedule(): void {
+    if (this.#delivering || this.#timer || !this.#pending) return;
+    const wait = this.#last + this.#intervalMs - this.#now();
+    if (wait <= 0) {
+      void this.#deliverPending();
+      return;
+    }
+    this.#timer = setTimeout(() => {
+      this.#timer = undefined;
+      void this.#deliverPending();
+    }, wait);
+  }
+
+  async #deliverPending(): Promise<void> {
+    const pending = this.#pending;
+    if (!pending) return this.#notifyIdle();
+    this.#pending = undefined;
+    this.#delivering = true;
+    this.#last = this.#now();
+    try {
+      await this.#deliver(pending.value);
+    } catch (error) {
+      this.#logger.warn({ err: error }, 'update callback failed');
+    } finally {
+      this.#delivering = false;
+    }
+    this.#schedule();
+    this.#notifyIdle();
+  }
+
+  #notifyIdle(): void {
+    if (!this.#isIdle()) return;
+    const waiters = this.#idle;
+    this.#idle = [];
+    for (const resolve of waiters) resolve();
+  }
+}

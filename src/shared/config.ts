@@ -1,0 +1,187 @@
+// Process configuration from environment variables, validated once at start-up. Only main.ts files
+// call loadConfig(process.env); everything else receives the typed Config (or a part of it).
+// Secrets live here and nowhere else: log redactedConfig(config), never the config itself.
+import { z } from 'zod';
+import { ConfigError } from './errors.js';
+
+export type OrtProvider = 'cuda' | 'cpu';
+export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
+
+export interface Config {
+  /** Absent: the launcher spawns a private redis-server. */
+  redisUrl?: string;
+  /** Namespaces every Redis key (queues, blobs, quotas, cancel flags). @defaultValue 'vqclip' */
+  queuePrefix: string;
+  /** Absent: embedded PGlite in `${dataDir}/pglite`. */
+  databaseUrl?: string;
+  /** @defaultValue './data' */
+  dataDir: string;
+  /** @defaultValue './models' */
+  modelsDir: string;
+  /** Tried in order; CPU is always appended as the last resort. @defaultValue ['cpu'] */
+  ortProviders: OrtProvider[];
+  /** 0 lets ONNX Runtime choose. @defaultValue 0 */
+  ortIntraOpThreads: number;
+  /** 0 lets ONNX Runtime choose. @defaultValue 0 */
+  ortInterOpThreads: number;
+  quota: {
+    /** Waiting + running jobs per user; 0 disables. @defaultValue 2 */
+    concurrentJobs: number;
+    /** Jobs submitted per user per rolling hour; 0 disables. @defaultValue 30 */
+    jobsPerHour: number;
+  };
+  blobs: {
+    /** @defaultValue 86400 (one day) */
+    ttlSeconds: number;
+    /** @defaultValue 26214400 (25 MiB) */
+    maxBytes: number;
+  };
+  discord: { token?: string; applicationId?: string };
+  slack: { botToken?: string; signingSecret?: string; appToken?: string };
+  /** Playground HTTP port. @defaultValue 3000 */
+  port: number;
+  /** Playground bind address; loopback so the page is not exposed by accident. @defaultValue '127.0.0.1' */
+  host: string;
+  /** @defaultValue 'info' */
+  logLevel: LogLevel;
+}
+
+export type Env = Readonly<Record<string, string | undefined>>;
+
+// Docker env files and shells often set a variable to '' to mean "unset".
+const unsetIfEmpty = (v: unknown) => (typeof v === 'string' && v.trim() === '' ? undefined : v);
+
+const optionalString = () => z.preprocess(unsetIfEmpty, z.string().optional());
+const stringWithDefault = (def: string) => z.preprocess(unsetIfEmpty, z.string().default(def));
+const intVar = (def: number, min: number, max: number) =>
+  z.preprocess(unsetIfEmpty, z.coerce.number().int().min(min).max(max).default(def));
+const urlVar = (protocols: RegExp) => z.preprocess(unsetIfEmpty, z.url({ protocol: protocols }).optional());
+
+const envSchema = z.object({
+  REDIS_URL: urlVar(/^rediss?$/),
+  QUEUE_PREFIX: z.preprocess(
+    unsetIfEmpty,
+    z
+      .string()
+      .regex(/^[A-Za-z0-9_-]{1,40}$/, 'letters, digits, _ and - only (at most 40)')
+      .default('vqclip'),
+  ),
+  DATABASE_URL: urlVar(/^postgres(ql)?$/),
+  DATA_DIR: stringWithDefault('./data'),
+  MODELS_DIR: stringWithDefault('./models'),
+  ORT_PROVIDERS: z.preprocess(
+    unsetIfEmpty,
+    z
+      .string()
+      .default('cpu')
+      .transform((s) => s.split(',').map((p) => p.trim().toLowerCase()))
+      .pipe(z.array(z.enum(['cuda', 'cpu'], { error: "each provider must be 'cuda' or 'cpu'" })).min(1)),
+  ),
+  ORT_INTRA_OP_THREADS: intVar(0, 0, 1024),
+  ORT_INTER_OP_THREADS: intVar(0, 0, 1024),
+  QUOTA_CONCURRENT_JOBS: intVar(2, 0, 1000),
+  QUOTA_JOBS_PER_HOUR: intVar(30, 0, 100_000),
+  BLOB_TTL_SECONDS: intVar(86_400, 10, 30 * 86_400),
+  BLOB_MAX_BYTES: intVar(25 * 1024 * 1024, 1024, 512 * 1024 * 1024),
+  DISCORD_TOKEN: optionalString(),
+  DISCORD_APPLICATION_ID: optionalString(),
+  SLACK_BOT_TOKEN: z.preprocess(
+    unsetIfEmpty,
+    z.string().startsWith('xoxb-', 'must start with xoxb-').optional(),
+  ),
+  SLACK_SIGNING_SECRET: optionalString(),
+  SLACK_APP_TOKEN: z.preprocess(
+    unsetIfEmpty,
+    z.string().startsWith('xapp-', 'must start with xapp-').optional(),
+  ),
+  PORT: intVar(3000, 1, 65_535),
+  HOST: stringWithDefault('127.0.0.1'),
+  LOG_LEVEL: z.preprocess(
+    (v) => (typeof unsetIfEmpty(v) === 'string' ? (v as string).toLowerCase() : undefined),
+    z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  ),
+});
+
+const urlHints: Record<string, string> = {
+  REDIS_URL: 'must be a URL like redis://host:6379 (or rediss:// for TLS)',
+  DATABASE_URL: 'must be a URL like postgres://user:password@host:5432/db',
+};
+
+/**
+ * Validates the environment and returns the typed configuration. Throws a ConfigError that lists
+ * every bad variable at once (not only the first), so one restart fixes them all.
+ */
+export function loadConfig(env: Env): Config {
+  const parsed = envSchema.safeParse(env);
+  if (!parsed.success) {
+    const problems = parsed.error.issues.map((issue) => {
+      const variable = String(issue.path[0] ?? '(environment)');
+      const message =
+        issue.code === 'invalid_format' && urlHints[variable] ? urlHints[variable] : issue.message;
+      return { variable, message };
+    });
+    throw new ConfigError(problems);
+  }
+  const e = parsed.data;
+  // CPU is the fallback the session layer retries with when CUDA is missing, so it is always last.
+  const providers = [...new Set<OrtProvider>([...e.ORT_PROVIDERS.filter((p) => p !== 'cpu'), 'cpu'])];
+  return {
+    ...(e.REDIS_URL === undefined ? {} : { redisUrl: e.REDIS_URL }),
+    queuePrefix: e.QUEUE_PREFIX,
+    ...(e.DATABASE_URL === undefined ? {} : { databaseUrl: e.DATABASE_URL }),
+    dataDir: e.DATA_DIR,
+    modelsDir: e.MODELS_DIR,
+    ortProviders: providers,
+    ortIntraOpThreads: e.ORT_INTRA_OP_THREADS,
+    ortInterOpThreads: e.ORT_INTER_OP_THREADS,
+    quota: { concurrentJobs: e.QUOTA_CONCURRENT_JOBS, jobsPerHour: e.QUOTA_JOBS_PER_HOUR },
+    blobs: { ttlSeconds: e.BLOB_TTL_SECONDS, maxBytes: e.BLOB_MAX_BYTES },
+    discord: definedOnly({ token: e.DISCORD_TOKEN, applicationId: e.DISCORD_APPLICATION_ID }),
+    slack: definedOnly({
+      botToken: e.SLACK_BOT_TOKEN,
+      signingSecret: e.SLACK_SIGNING_SECRET,
+      appToken: e.SLACK_APP_TOKEN,
+    }),
+    port: e.PORT,
+    host: e.HOST,
+    logLevel: e.LOG_LEVEL,
+  };
+}
+
+const REDACTED = '[redacted]';
+
+/** A copy safe to log: tokens replaced, passwords in connection URLs masked. */
+export function redactedConfig(config: Config): Config {
+  const redact = (v: string | undefined) => (v === undefined ? undefined : REDACTED);
+  return {
+    ...config,
+    ...(config.redisUrl === undefined ? {} : { redisUrl: redactUrl(config.redisUrl) }),
+    ...(config.databaseUrl === undefined ? {} : { databaseUrl: redactUrl(config.databaseUrl) }),
+    discord: definedOnly({
+      token: redact(config.discord.token),
+      applicationId: config.discord.applicationId,
+    }),
+    slack: definedOnly({
+      botToken: redact(config.slack.botToken),
+      signingSecret: redact(config.slack.signingSecret),
+      appToken: redact(config.slack.appToken),
+    }),
+  };
+}
+
+function redactUrl(raw: string): string {
+  try {
+    const url = new URL(raw);
+    if (url.password) url.password = REDACTED;
+    return url.toString();
+  } catch {
+    return REDACTED;
+  }
+}
+
+// exactOptionalPropertyTypes: a key must be absent, not present with `undefined`.
+function definedOnly<T extends Record<string, string | undefined>>(obj: T): { [K in keyof T]?: string } {
+  const out: { [K in keyof T]?: string } = {};
+  for (const [k, v] of Object.entries(obj)) if (v !== undefined) out[k as keyof T] = v;
+  return out;
+}

@@ -1,0 +1,44 @@
+// Opens the project's database: Postgres when DATABASE_URL is set, else embedded PGlite in
+// `${dataDir}/pglite` (or in memory when no dataDir is given, for tests), migrated on open.
+import { join } from 'node:path';
+import type { Logger } from '../logger.js';
+import { Database } from './database.js';
+import type { SqlDriver } from './driver.js';
+import { migrate } from './migrations.js';
+import { openPglite } from './pglite.js';
+import { openPostgres } from './postgres.js';
+
+export * from './database.js';
+export type { SqlClient, SqlDriver } from './driver.js';
+export { type Migration, migrate, migrations } from './migrations.js';
+
+export interface OpenDatabaseOptions {
+  /**
+   * Length of the CLIP embeddings this process stores or searches with. The first process that gives
+   * it creates the images table with that dimension; a different value later fails with
+   * `embedding_dimension_mismatch`. Processes that only record generations may leave it out.
+   */
+  embeddingDim?: number;
+  logger?: Logger;
+}
+
+/**
+ * @param config `databaseUrl` (Postgres) wins; otherwise `dataDir` (PGlite files under
+ * `${dataDir}/pglite`); neither: PGlite in memory.
+ */
+export async function openDatabase(
+  config: { databaseUrl?: string | undefined; dataDir?: string | undefined },
+  options: OpenDatabaseOptions = {},
+): Promise<Database> {
+  const driver: SqlDriver = config.databaseUrl
+    ? await openPostgres(config.databaseUrl, options.logger ? { logger: options.logger } : {})
+    : await openPglite(config.dataDir === undefined ? undefined : join(config.dataDir, 'pglite'));
+  try {
+    const { applied, embeddingDim } = await migrate(driver, { embeddingDim: options.embeddingDim });
+    if (applied.length > 0) options.logger?.info({ applied, kind: driver.kind }, 'database migrated');
+    return new Database(driver, embeddingDim);
+  } catch (error) {
+    await driver.close();
+    throw error;
+  }
+}

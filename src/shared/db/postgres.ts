@@ -1,0 +1,84 @@
+// Any Postgres with pgvector, through a pg Pool (DATABASE_URL): for deployments where several
+// workers and bots share one database.
+import pg from 'pg';
+import type { Logger } from '../logger.js';
+import {
+  ITERATIVE_SCAN_SQL,
+  type Row,
+  type SqlClient,
+  type SqlDriver,
+  supportsIterativeScan,
+} from './driver.js';
+
+export interface PostgresOptions {
+  /** @defaultValue 10 */
+  maxConnections?: number;
+  logger?: Logger;
+}
+
+export async function openPostgres(url: string, options: PostgresOptions = {}): Promise<SqlDriver> {
+  // The extension is created (and its version read) on a one-off connection first, so that every
+  // pooled session can be configured for it from the start.
+  const setup = new pg.Client({ connectionString: url });
+  await setup.connect();
+  let version: string;
+  try {
+    await setup.query('CREATE EXTENSION IF NOT EXISTS vector');
+    const { rows } = await setup.query<{ extversion: string }>(
+      "SELECT extversion FROM pg_extension WHERE extname = 'vector'",
+    );
+    version = rows[0]?.extversion ?? '0';
+  } finally {
+    await setup.end();
+  }
+  const pool = new pg.Pool({ connectionString: url, max: options.maxConnections ?? 10 });
+  // pg documents this hook for session settings: the query is queued before any checkout's query.
+  if (supportsIterativeScan(version)) pool.on('connect', (client) => void client.query(ITERATIVE_SCAN_SQL));
+  // An idle client losing its server must not crash the process; the pool replaces it.
+  pool.on('error', (error) => options.logger?.warn({ err: error }, 'idle Postgres connection failed'));
+  return new PostgresDriver(pool, version);
+}
+
+class PostgresClient implements SqlClient {
+  constructor(protected readonly target: pg.Pool | pg.PoolClient) {}
+
+  async query<R extends Row = Row>(sql: string, params: readonly unknown[] = []): Promise<R[]> {
+    const result = await this.target.query<R>(sql, params as unknown[]);
+    return result.rows;
+  }
+
+  async exec(sql: string): Promise<void> {
+    // Without parameters pg uses the simple protocol, which accepts several statements.
+    await this.target.query(sql);
+  }
+}
+
+class PostgresDriver extends PostgresClient implements SqlDriver {
+  readonly kind = 'postgres';
+
+  constructor(
+    private readonly pool: pg.Pool,
+    readonly pgvectorVersion: string,
+  ) {
+    super(pool);
+  }
+
+  async transaction<T>(fn: (tx: SqlClient) => Promise<T>): Promise<T> {
+    const client = await this.pool.connect();
+    try {
+      await client.query('BEGIN');
+      const result = await fn(new PostgresClient(client));
+      await client.query('COMMIT');
+      return result;
+    } catch (error) {
+      await client.query('ROLLBACK').catch(() => {});
+      throw error;
+    } finally {
+      client.release();
+    }
+  }
+
+  async close(): Promise<void> {
+    if (!this.pool.ended) await this.pool.end();
+  }
+}

@@ -1,0 +1,257 @@
+// The contract between adapters and workers: zod schemas (and their inferred types) for the data,
+// results and progress of each queue. Adapters validate before enqueueing (checkJob); workers
+// validate again on receipt (parseJob), because Redis is a trust boundary too.
+import { UnrecoverableError } from 'bullmq';
+import { z } from 'zod';
+import {
+  asCodedError,
+  BadInputError,
+  type CodedError,
+  PromptTooLongError,
+  serializeError,
+} from './errors.js';
+
+export const jobKinds = ['imagine', 'classify', 'embed-image', 'search'] as const;
+export type JobKind = (typeof jobKinds)[number];
+
+export function isJobKind(value: unknown): value is JobKind {
+  return typeof value === 'string' && (jobKinds as readonly string[]).includes(value);
+}
+
+/** Limits shared by the schemas and by messages that quote them. */
+export const jobLimits = {
+  promptChars: 1000,
+  queryChars: 500,
+  labels: 200,
+  labelChars: 100,
+  templates: 100,
+  imagePrompts: 8,
+  minSide: 64,
+  maxSide: 1024,
+  maxSteps: 1000,
+  maxCutouts: 128,
+  maxTopK: 50,
+  maxSearchK: 50,
+} as const;
+
+export const platforms = ['discord', 'slack', 'web', 'cli'] as const;
+export type Platform = (typeof platforms)[number];
+
+const id = (max = 200) => z.string().min(1).max(max);
+
+/**
+ * A blob reference (see blobs.ts). Only the shape is checked here; BlobStore refuses keys outside its
+ * own namespace, so job data cannot be used to read arbitrary Redis keys.
+ */
+export const blobKeySchema = z
+  .string()
+  .min(1)
+  .max(200)
+  .regex(/^[A-Za-z0-9_:.-]+$/, 'not a blob key');
+
+const side = z
+  .number()
+  .int()
+  .min(jobLimits.minSide)
+  .max(jobLimits.maxSide)
+  .refine((v) => v % 16 === 0, 'must be a multiple of 16');
+
+export const originSchema = z.strictObject({
+  platform: z.enum(platforms),
+  workspace: id().optional(),
+  channel: id().optional(),
+  user: id(),
+  /** Where the reply lives (interaction token id, message ts, ...), for logs and history. */
+  messageRef: id(500).optional(),
+});
+export type Origin = z.infer<typeof originSchema>;
+
+export const presets = ['draft', 'normal', 'better'] as const;
+export type Preset = (typeof presets)[number];
+
+export const imagineJobSchema = z.strictObject({
+  /** Weighted prompt syntax (`text:weight | text`), negative weights included; parsed by the worker. */
+  prompt: z.string().trim().min(1).max(jobLimits.promptChars),
+  seed: z
+    .number()
+    .int()
+    .min(0)
+    .max(2 ** 32 - 1)
+    .optional(),
+  steps: z.number().int().min(1).max(jobLimits.maxSteps).optional(),
+  size: z.strictObject({ width: side, height: side }).optional(),
+  cutouts: z.number().int().min(1).max(jobLimits.maxCutouts).optional(),
+  lr: z.number().positive().max(10).optional(),
+  preset: z.enum(presets).optional(),
+  initImage: blobKeySchema.optional(),
+  imagePrompts: z.array(blobKeySchema).max(jobLimits.imagePrompts).optional(),
+  origin: originSchema,
+});
+export type ImagineJob = z.infer<typeof imagineJobSchema>;
+
+export const classifyJobSchema = z.strictObject({
+  image: blobKeySchema,
+  /** Absent: the default vocabulary. */
+  labels: z.array(z.string().trim().min(1).max(jobLimits.labelChars)).min(1).max(jobLimits.labels).optional(),
+  /** Prompt templates with `{}` where the label goes; absent: CLIP's ensemble. */
+  templates: z
+    .array(
+      z
+        .string()
+        .min(2)
+        .max(200)
+        .refine((t) => t.includes('{}'), "must contain '{}' where the label goes"),
+    )
+    .min(1)
+    .max(jobLimits.templates)
+    .optional(),
+  topK: z.number().int().min(1).max(jobLimits.maxTopK).optional(),
+});
+export type ClassifyJob = z.infer<typeof classifyJobSchema>;
+
+export const embedImageJobSchema = z.strictObject({
+  image: blobKeySchema,
+  platform: z.enum(platforms),
+  workspace: id(),
+  channel: id(),
+  message: id(),
+  file: id(),
+  link: z.url().max(2000).optional(),
+});
+export type EmbedImageJob = z.infer<typeof embedImageJobSchema>;
+
+export const searchJobSchema = z.strictObject({
+  query: z.string().trim().min(1).max(jobLimits.queryChars),
+  platform: z.enum(platforms),
+  workspace: id(),
+  channel: id(),
+  k: z.number().int().min(1).max(jobLimits.maxSearchK),
+});
+export type SearchJob = z.infer<typeof searchJobSchema>;
+
+const finite = z.number().refine(Number.isFinite, 'must be finite');
+
+export const imagineParamsSchema = z.object({
+  width: z.number().int(),
+  height: z.number().int(),
+  cutouts: z.number().int(),
+  lr: z.number(),
+  preset: z.enum(presets),
+});
+export type ImagineParams = z.infer<typeof imagineParamsSchema>;
+
+export const imagineResultSchema = z.strictObject({
+  finalBlob: blobKeySchema,
+  timelapseBlob: blobKeySchema.optional(),
+  latentBlob: blobKeySchema.optional(),
+  seed: z.number().int(),
+  steps: z.number().int(),
+  params: imagineParamsSchema,
+  lossFirst: finite,
+  lossLast: finite,
+  /** Milliseconds per phase (e.g. load, steps, encode, total). */
+  timings: z.record(z.string(), z.number()),
+});
+export type ImagineResult = z.infer<typeof imagineResultSchema>;
+
+export const imagineProgressSchema = z.strictObject({
+  step: z.number().int().min(0),
+  steps: z.number().int().min(1),
+  loss: z.number(),
+  etaSeconds: z.number().min(0),
+  previewBlob: blobKeySchema.optional(),
+});
+export type ImagineProgress = z.infer<typeof imagineProgressSchema>;
+
+export const classifyResultSchema = z.strictObject({
+  labels: z.array(z.strictObject({ label: z.string(), prob: z.number().min(0).max(1) })),
+});
+export type ClassifyResult = z.infer<typeof classifyResultSchema>;
+
+export const embedImageResultSchema = z.strictObject({
+  imageId: z.string(),
+  duplicate: z.boolean(),
+});
+export type EmbedImageResult = z.infer<typeof embedImageResultSchema>;
+
+export const searchResultSchema = z.strictObject({
+  hits: z.array(
+    z.strictObject({
+      imageId: z.string(),
+      link: z.string().nullable(),
+      score: z.number(),
+      message: z.string(),
+      file: z.string(),
+    }),
+  ),
+});
+export type SearchResult = z.infer<typeof searchResultSchema>;
+
+/** Schemas per queue, for code that is generic over the job kind. */
+export const jobSchemas = {
+  imagine: { data: imagineJobSchema, result: imagineResultSchema },
+  classify: { data: classifyJobSchema, result: classifyResultSchema },
+  'embed-image': { data: embedImageJobSchema, result: embedImageResultSchema },
+  search: { data: searchJobSchema, result: searchResultSchema },
+} as const;
+
+export type JobData<K extends JobKind> = z.infer<(typeof jobSchemas)[K]['data']>;
+export type JobResult<K extends JobKind> = z.infer<(typeof jobSchemas)[K]['result']>;
+
+/** At most this many issues are quoted in an error: a hostile payload could produce thousands. */
+const MAX_ISSUES = 10;
+
+/**
+ * Validates job data and returns it typed, or throws a CodedError: `prompt_too_long` when that is the
+ * problem (users get a specific sentence for it), else `bad_input` with the issues summarised as
+ * `{path, message}` in details.
+ */
+export function checkJob<S extends z.ZodType>(schema: S, data: unknown): z.output<S> {
+  const parsed = schema.safeParse(data);
+  if (parsed.success) return parsed.data;
+  throw badInputFromIssues(parsed.error.issues, data);
+}
+
+/**
+ * Worker-side validation: like checkJob, but the error is BullMQ's UnrecoverableError (a bad payload
+ * will not fix itself on retry) whose message is the serialized CodedError, so the job's
+ * failedReason can be read back with parseSerializedError. The CodedError is the `cause`.
+ */
+export function parseJob<S extends z.ZodType>(schema: S, data: unknown): z.output<S> {
+  try {
+    return checkJob(schema, data);
+  } catch (error) {
+    throw toJobError(error);
+  }
+}
+
+/**
+ * What a processor should throw for any failure: retryable codes become a plain Error (BullMQ retries
+ * with backoff), the rest an UnrecoverableError. Both carry the serialized CodedError as message.
+ */
+export function toJobError(error: unknown): Error {
+  const coded = asCodedError(error);
+  const message = serializeError(coded);
+  const out = coded.retryable ? new Error(message, { cause: coded }) : new UnrecoverableError(message);
+  if (!coded.retryable) Object.defineProperty(out, 'cause', { value: coded, enumerable: false });
+  return out;
+}
+
+function badInputFromIssues(issues: readonly z.core.$ZodIssue[], data: unknown): CodedError {
+  const prompt = (data as { prompt?: unknown } | null)?.prompt;
+  const promptTooLong = issues.some(
+    (i) => i.code === 'too_big' && i.path.length === 1 && i.path[0] === 'prompt',
+  );
+  if (promptTooLong && typeof prompt === 'string') {
+    return new PromptTooLongError(prompt.trim().length, jobLimits.promptChars);
+  }
+  const summary = issues.slice(0, MAX_ISSUES).map((i) => ({
+    path: i.path.map(String).join('.') || '(root)',
+    message: i.message,
+  }));
+  const text = summary.map((s) => `${s.path}: ${s.message}`).join('; ');
+  return new BadInputError(`invalid job data: ${text}`, {
+    issues: summary,
+    ...(issues.length > MAX_ISSUES ? { more: issues.length - MAX_ISSUES } : {}),
+  });
+}

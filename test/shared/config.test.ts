@@ -1,0 +1,119 @@
+import { describe, expect, it } from 'vitest';
+import { loadConfig, redactedConfig } from '../../src/shared/config.js';
+import { type CodedError, ConfigError } from '../../src/shared/errors.js';
+
+describe('loadConfig', () => {
+  it('applies defaults for an empty environment', () => {
+    const c = loadConfig({});
+    expect(c).toEqual({
+      queuePrefix: 'vqclip',
+      dataDir: './data',
+      modelsDir: './models',
+      ortProviders: ['cpu'],
+      ortIntraOpThreads: 0,
+      ortInterOpThreads: 0,
+      quota: { concurrentJobs: 2, jobsPerHour: 30 },
+      blobs: { ttlSeconds: 86_400, maxBytes: 25 * 1024 * 1024 },
+      discord: {},
+      slack: {},
+      port: 3000,
+      host: '127.0.0.1',
+      logLevel: 'info',
+    });
+    expect('redisUrl' in c).toBe(false);
+    expect('databaseUrl' in c).toBe(false);
+  });
+
+  it('parses every variable and treats empty strings as unset', () => {
+    const c = loadConfig({
+      REDIS_URL: 'redis://:secret@redis:6379/1',
+      QUEUE_PREFIX: 'prod_1',
+      DATABASE_URL: 'postgres://u:pw@db:5432/app',
+      DATA_DIR: '/var/data',
+      MODELS_DIR: '',
+      ORT_PROVIDERS: 'CUDA, cpu',
+      ORT_INTRA_OP_THREADS: '4',
+      ORT_INTER_OP_THREADS: '1',
+      QUOTA_CONCURRENT_JOBS: '0',
+      QUOTA_JOBS_PER_HOUR: '100',
+      BLOB_TTL_SECONDS: '600',
+      BLOB_MAX_BYTES: '2048',
+      DISCORD_TOKEN: 'discord-secret',
+      SLACK_BOT_TOKEN: 'xoxb-1',
+      SLACK_SIGNING_SECRET: 'sign',
+      SLACK_APP_TOKEN: 'xapp-1',
+      PORT: '8080',
+      LOG_LEVEL: 'DEBUG',
+    });
+    expect(c.redisUrl).toBe('redis://:secret@redis:6379/1');
+    expect(c.queuePrefix).toBe('prod_1');
+    expect(c.databaseUrl).toBe('postgres://u:pw@db:5432/app');
+    expect(c.dataDir).toBe('/var/data');
+    expect(c.modelsDir).toBe('./models');
+    expect(c.ortProviders).toEqual(['cuda', 'cpu']);
+    expect([c.ortIntraOpThreads, c.ortInterOpThreads]).toEqual([4, 1]);
+    expect(c.quota).toEqual({ concurrentJobs: 0, jobsPerHour: 100 });
+    expect(c.blobs).toEqual({ ttlSeconds: 600, maxBytes: 2048 });
+    expect(c.discord).toEqual({ token: 'discord-secret' });
+    expect(c.slack).toEqual({ botToken: 'xoxb-1', signingSecret: 'sign', appToken: 'xapp-1' });
+    expect(c.port).toBe(8080);
+    expect(c.logLevel).toBe('debug');
+  });
+
+  it('always keeps cpu as the last provider', () => {
+    expect(loadConfig({ ORT_PROVIDERS: 'cuda' }).ortProviders).toEqual(['cuda', 'cpu']);
+    expect(loadConfig({ ORT_PROVIDERS: 'cpu,cuda' }).ortProviders).toEqual(['cuda', 'cpu']);
+  });
+
+  it('lists every bad variable in one error', () => {
+    let error: unknown;
+    try {
+      loadConfig({
+        REDIS_URL: 'http://localhost',
+        DATABASE_URL: 'nope',
+        PORT: '70000',
+        QUOTA_JOBS_PER_HOUR: 'many',
+        ORT_PROVIDERS: 'cuda,tpu',
+        QUEUE_PREFIX: 'has:colon',
+        LOG_LEVEL: 'loud',
+        SLACK_BOT_TOKEN: 'xoxp-user-token',
+      });
+    } catch (e) {
+      error = e;
+    }
+    expect(error).toBeInstanceOf(ConfigError);
+    const coded = error as CodedError;
+    expect(coded.code).toBe('config_invalid');
+    const variables = (coded.details.problems as { variable: string }[]).map((p) => p.variable).sort();
+    expect(variables).toEqual([
+      'DATABASE_URL',
+      'LOG_LEVEL',
+      'ORT_PROVIDERS',
+      'PORT',
+      'QUEUE_PREFIX',
+      'QUOTA_JOBS_PER_HOUR',
+      'REDIS_URL',
+      'SLACK_BOT_TOKEN',
+    ]);
+    expect(coded.message).toContain('REDIS_URL: must be a URL like redis://host:6379');
+    expect(coded.message).toContain('SLACK_BOT_TOKEN: must start with xoxb-');
+  });
+
+  it('redacts tokens and URL passwords', () => {
+    const c = loadConfig({
+      REDIS_URL: 'redis://:hunter2@redis:6379',
+      DATABASE_URL: 'postgres://u:hunter2@db/app',
+      DISCORD_TOKEN: 'hunter2',
+      SLACK_SIGNING_SECRET: 'hunter2',
+    });
+    const text = JSON.stringify(redactedConfig(c));
+    expect(text).not.toContain('hunter2');
+    const r = redactedConfig(c);
+    expect(r.discord.token).toBe('[redacted]');
+    expect(r.slack).toEqual({ signingSecret: '[redacted]' });
+    expect(r.redisUrl).toContain('@redis:6379');
+    expect(r.databaseUrl).toContain('u:');
+    // The original is untouched.
+    expect(c.discord.token).toBe('hunter2');
+  });
+});

@@ -1,0 +1,260 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type ChannelScope, type Database, migrate, openDatabase } from '../../src/shared/db/index.js';
+import { mulberry32, randomArray } from '../helpers/random.js';
+
+const DIM = 8;
+let db: Database;
+beforeAll(async () => {
+  // One in-memory PGlite for the whole file: its start-up is the slow part.
+  db = await openDatabase({}, { embeddingDim: DIM });
+});
+afterAll(async () => {
+  await db?.close();
+});
+
+const rand = mulberry32(1234);
+const here: ChannelScope = { platform: 'slack', workspace: 'T1', channel: 'C1' };
+const elsewhere: ChannelScope = { platform: 'slack', workspace: 'T1', channel: 'C2' };
+
+function cosine(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  let dot = 0;
+  let na = 0;
+  let nb = 0;
+  for (let i = 0; i < a.length; i++) {
+    dot += a[i]! * b[i]!;
+    na += a[i]! * a[i]!;
+    nb += b[i]! * b[i]!;
+  }
+  return dot / Math.sqrt(na * nb);
+}
+
+let hashCounter = 0;
+async function addImage(scope: ChannelScope, embedding: Float32Array, message = 'm') {
+  hashCounter++;
+  const r = await db.upsertImage({
+    ...scope,
+    message,
+    file: `F${hashCounter}`,
+    link: `https://example.test/${hashCounter}`,
+    contentHash: `h${hashCounter}`,
+    embedding,
+  });
+  return { ...r, embedding };
+}
+
+describe('migrations', () => {
+  it('are idempotent and recorded once', async () => {
+    expect(await migrate(db.driver, { embeddingDim: DIM })).toEqual({ applied: [], embeddingDim: DIM });
+    expect(await migrate(db.driver)).toEqual({ applied: [], embeddingDim: DIM });
+    const rows = await db.driver.query<{ id: number }>('SELECT id FROM schema_migrations ORDER BY id');
+    expect(rows.map((r) => r.id)).toEqual([1, 2, 3, 4]);
+  });
+
+  it('refuse a model with another embedding dimension', async () => {
+    await expect(migrate(db.driver, { embeddingDim: 512 })).rejects.toMatchObject({
+      code: 'embedding_dimension_mismatch',
+      details: { expected: DIM, actual: 512 },
+    });
+    await expect(
+      db.searchImages({ ...here, embedding: new Float32Array(512).fill(1), k: 1 }),
+    ).rejects.toMatchObject({ code: 'embedding_dimension_mismatch' });
+  });
+
+  it('hold the images table back until a process knows the dimension, then keep it on disk', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'vqclip-db-'));
+    try {
+      const first = await openDatabase({ dataDir: dir });
+      expect(first.embeddingDim).toBeUndefined();
+      await expect(first.countImages()).rejects.toThrow(/embeddingDim/);
+      const id = await first.insertGeneration({ platform: 'web', userId: 'u', prompt: 'kept' });
+      await first.close();
+      const second = await openDatabase({ dataDir: dir }, { embeddingDim: 16 });
+      expect(second.embeddingDim).toBe(16);
+      expect((await second.getGeneration(id))?.prompt).toBe('kept');
+      expect(await second.countImages()).toBe(0);
+      await second.close();
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('generations', () => {
+  it('insert, update and read back', async () => {
+    const id = await db.insertGeneration({
+      jobId: 'imagine:abc',
+      platform: 'discord',
+      workspace: 'G',
+      channel: 'C',
+      userId: 'U',
+      prompt: 'a watercolor teacher',
+      params: { width: 256, height: 256 },
+      seed: 4_000_000_000,
+    });
+    const fresh = await db.getGeneration(id);
+    expect(fresh).toMatchObject({
+      jobId: 'imagine:abc',
+      status: 'queued',
+      seed: 4_000_000_000,
+      params: { width: 256, height: 256 },
+      finishedAt: null,
+    });
+    expect(fresh?.createdAt).toBeInstanceOf(Date);
+    expect(
+      await db.updateGeneration(id, {
+        status: 'completed',
+        timings: { total: 1234.5 },
+        resultLink: 'https://discord.test/m/1',
+        finished: true,
+      }),
+    ).toBe(true);
+    const done = await db.getGenerationByJob('imagine:abc');
+    expect(done).toMatchObject({
+      id,
+      status: 'completed',
+      timings: { total: 1234.5 },
+      resultLink: 'https://discord.test/m/1',
+    });
+    expect(done?.finishedAt).toBeInstanceOf(Date);
+    expect(await db.updateGeneration('00000000-0000-0000-0000-000000000000', { status: 'failed' })).toBe(
+      false,
+    );
+  });
+
+  it('are idempotent per job id', async () => {
+    const g = { jobId: 'imagine:rerun', platform: 'web', userId: 'U', prompt: 'p' } as const;
+    const a = await db.insertGeneration(g);
+    const b = await db.insertGeneration(g);
+    expect(b).toBe(a);
+  });
+});
+
+describe('images', () => {
+  it('search returns only the asking channel, in cosine order, with cosine scores', async () => {
+    const mine = [];
+    for (let i = 0; i < 12; i++) mine.push(await addImage(here, randomArray(rand, DIM)));
+    const theirs = [];
+    for (let i = 0; i < 12; i++) theirs.push(await addImage(elsewhere, randomArray(rand, DIM)));
+    // Same channel name in another workspace and on another platform must not leak either.
+    await addImage({ ...here, workspace: 'T2' }, randomArray(rand, DIM));
+    await addImage({ ...here, platform: 'discord' }, randomArray(rand, DIM));
+    const query = randomArray(rand, DIM);
+    const expected = mine
+      .map((m) => ({ imageId: m.imageId, score: cosine(query, m.embedding) }))
+      .sort((a, b) => b.score - a.score)
+      .slice(0, 5);
+    const hits = await db.searchImages({ ...here, embedding: query, k: 5 });
+    expect(hits.map((h) => h.imageId)).toEqual(expected.map((e) => e.imageId));
+    hits.forEach((h, i) => {
+      expect(h.score).toBeCloseTo(expected[i]!.score, 5);
+    });
+    expect(hits[0]?.link).toMatch(/^https:\/\/example\.test\//);
+    const all = await db.searchImages({ ...here, embedding: query, k: 100 });
+    expect(all.length).toBe(12);
+    expect(new Set(all.map((h) => h.imageId))).toEqual(new Set(mine.map((m) => m.imageId)));
+  });
+
+  it('the HNSW index keeps the per-channel filter and the order', async () => {
+    const scope = { platform: 'web', workspace: 'local', channel: 'hnsw' } as const;
+    const mine = [];
+    for (let i = 0; i < 30; i++) mine.push(await addImage(scope, randomArray(rand, DIM)));
+    // Many near neighbours of the query in other channels: a filter applied after a plain
+    // ef_search-limited scan would return too few of ours.
+    const query = randomArray(rand, DIM);
+    for (let i = 0; i < 200; i++) {
+      const near = query.map((v) => v + 0.01 * (rand() - 0.5));
+      await addImage({ ...scope, channel: `other-${i % 5}` }, near);
+    }
+    expect(await db.ensureVectorIndex({ minRows: 100_000 })).toBe(false);
+    expect(await db.ensureVectorIndex({ minRows: 10 })).toBe(true);
+    expect(await db.hasVectorIndex()).toBe(true);
+    const expected = mine
+      .map((m) => ({ imageId: m.imageId, score: cosine(query, m.embedding) }))
+      .sort((a, b) => b.score - a.score)
+      .slice(0, 10);
+    // Small channels are searched exactly through the btree; forbid sorting so that the planner must
+    // walk the HNSW index and this checks that path. PGlite has one session: reset afterwards.
+    await db.driver.exec('SET enable_sort = off');
+    try {
+      const vector = `[${Array.from(query).join(',')}]`;
+      const plan = await db.driver.query<{ 'QUERY PLAN': string }>(
+        `EXPLAIN SELECT id FROM images WHERE platform = 'web' AND workspace = 'local' AND channel = 'hnsw'
+         ORDER BY embedding <=> '${vector}'::vector LIMIT 10`,
+      );
+      expect(plan.map((p) => p['QUERY PLAN']).join('\n')).toContain('Index Scan using images_embedding_hnsw');
+      const hits = await db.searchImages({ ...scope, embedding: query, k: 10 });
+      expect(hits.map((h) => h.imageId)).toEqual(expected.map((e) => e.imageId));
+      // Without pgvector's iterative scan the filter runs on the first ef_search candidates only,
+      // which are all in the other channels here: the reason the driver turns it on.
+      await db.driver.exec("SET hnsw.iterative_scan = 'off'");
+      const truncated = await db.searchImages({ ...scope, embedding: query, k: 10 });
+      expect(truncated.length).toBeLessThan(10);
+    } finally {
+      await db.driver.exec("RESET enable_sort; SET hnsw.iterative_scan = 'strict_order'");
+    }
+  });
+
+  it('dedups by content hash within a channel only', async () => {
+    const e = randomArray(rand, DIM);
+    const base = { message: 'M1', file: 'F1', contentHash: 'same-bytes', embedding: e };
+    const first = await db.upsertImage({ ...here, ...base });
+    const again = await db.upsertImage({ ...here, ...base, message: 'M2', file: 'F2' });
+    expect(first.duplicate).toBe(false);
+    expect(again).toEqual({ imageId: first.imageId, duplicate: true });
+    const other = await db.upsertImage({ ...elsewhere, ...base });
+    expect(other.duplicate).toBe(false);
+    expect(other.imageId).not.toBe(first.imageId);
+  });
+
+  it('delete removes an image from search', async () => {
+    const scope = { platform: 'discord', workspace: 'G', channel: 'deletes' } as const;
+    const a = await addImage(scope, randomArray(rand, DIM), 'MA');
+    const b = await addImage(scope, randomArray(rand, DIM), 'MB');
+    const c = await addImage(scope, randomArray(rand, DIM), 'MB');
+    expect(await db.deleteImage(a.imageId)).toBe(true);
+    expect(await db.deleteImage(a.imageId)).toBe(false);
+    let hits = await db.searchImages({ ...scope, embedding: a.embedding, k: 10 });
+    expect(hits.map((h) => h.imageId).sort()).toEqual([b.imageId, c.imageId].sort());
+    expect(await db.deleteImagesOfMessage({ ...scope, message: 'MB' })).toBe(2);
+    hits = await db.searchImages({ ...scope, embedding: a.embedding, k: 10 });
+    expect(hits).toEqual([]);
+    expect(await db.countImages(scope)).toBe(0);
+  });
+
+  it('rejects embeddings of the wrong length, with NaN, or all zeros', async () => {
+    const base = { ...here, message: 'M', file: 'F', contentHash: 'bad' };
+    await expect(db.upsertImage({ ...base, embedding: new Float32Array(DIM + 1) })).rejects.toMatchObject({
+      code: 'embedding_dimension_mismatch',
+    });
+    await expect(
+      db.upsertImage({ ...base, embedding: new Float32Array(DIM).fill(Number.NaN) }),
+    ).rejects.toMatchObject({ code: 'bad_input' });
+    await expect(db.upsertImage({ ...base, embedding: new Float32Array(DIM) })).rejects.toMatchObject({
+      code: 'bad_input',
+    });
+  });
+});
+
+describe('channel state', () => {
+  it('upserts and keeps fields not given', async () => {
+    const scope = { platform: 'slack', workspace: 'T9', channel: 'C9' } as const;
+    expect(await db.getChannelState(scope)).toBeUndefined();
+    const created = await db.setChannelState(scope, { backfillCursor: '1700000000.000100' });
+    expect(created).toMatchObject({
+      indexing: true,
+      backfillCursor: '1700000000.000100',
+      backfillDone: false,
+    });
+    const paused = await db.setChannelState(scope, { indexing: false });
+    expect(paused).toMatchObject({
+      indexing: false,
+      backfillCursor: '1700000000.000100',
+      backfillDone: false,
+    });
+    const done = await db.setChannelState(scope, { backfillDone: true, backfillCursor: null });
+    expect(done).toMatchObject({ indexing: false, backfillCursor: null, backfillDone: true });
+  });
+});
