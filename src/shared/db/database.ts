@@ -2,7 +2,7 @@
 // (searched by cosine within one channel, never across), and per-channel indexing state.
 import { BadInputError, EmbeddingDimensionError, InternalError } from '../errors.js';
 import type { Platform } from '../jobs.js';
-import type { SqlDriver } from './driver.js';
+import { ITERATIVE_SCAN_LOCAL_SQL, type SqlClient, type SqlDriver, supportsIterativeScan } from './driver.js';
 
 export type GenerationStatus = 'queued' | 'running' | 'completed' | 'failed' | 'cancelled';
 
@@ -223,20 +223,23 @@ export class Database {
     if (!Number.isInteger(query.k) || query.k < 1 || query.k > 1000)
       throw new RangeError('k must be in [1, 1000]');
     const vector = this.#vectorLiteral(query.embedding);
-    const rows = await this.#sql.query<{
-      id: string;
-      link: string | null;
-      message: string;
-      file: string;
-      d: number;
-    }>(
-      `SELECT id::text AS id, link, message, file, (embedding <=> $1::vector)::float8 AS d
-       FROM images
-       WHERE platform = $2 AND workspace = $3 AND channel = $4
-       ORDER BY embedding <=> $1::vector
-       LIMIT $5`,
-      [vector, query.platform, query.workspace, query.channel, query.k],
-    );
+    const run = (client: SqlClient) =>
+      client.query<{ id: string; link: string | null; message: string; file: string; d: number }>(
+        `SELECT id::text AS id, link, message, file, (embedding <=> $1::vector)::float8 AS d
+         FROM images
+         WHERE platform = $2 AND workspace = $3 AND channel = $4
+         ORDER BY embedding <=> $1::vector
+         LIMIT $5`,
+        [vector, query.platform, query.workspace, query.channel, query.k],
+      );
+    // PGlite set the iterative scan once for its only session; pooled sessions need it per query.
+    const rows =
+      this.#sql.kind === 'postgres' && supportsIterativeScan(this.#sql.pgvectorVersion)
+        ? await this.#sql.transaction(async (tx) => {
+            await tx.exec(ITERATIVE_SCAN_LOCAL_SQL);
+            return run(tx);
+          })
+        : await run(this.#sql);
     return rows.map((r) => ({
       imageId: r.id,
       link: r.link,

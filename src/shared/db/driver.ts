@@ -29,4 +29,11 @@ export function supportsIterativeScan(version: string): boolean {
   return major > 0 || minor >= 8;
 }
 
+/** Session-wide, for PGlite's single session. */
 export const ITERATIVE_SCAN_SQL = "SET hnsw.iterative_scan = 'strict_order'";
+
+/**
+ * Per transaction, for pooled Postgres sessions. A session-wide SET from the pool's 'connect' hook
+ * relies on pg queuing a query behind another on one client, which pg 8.23 deprecates and pg 9 drops.
+ */
+export const ITERATIVE_SCAN_LOCAL_SQL = "SET LOCAL hnsw.iterative_scan = 'strict_order'";

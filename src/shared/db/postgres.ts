@@ -2,13 +2,7 @@
 // workers and bots share one database.
 import pg from 'pg';
 import type { Logger } from '../logger.js';
-import {
-  ITERATIVE_SCAN_SQL,
-  type Row,
-  type SqlClient,
-  type SqlDriver,
-  supportsIterativeScan,
-} from './driver.js';
+import type { Row, SqlClient, SqlDriver } from './driver.js';
 
 export interface PostgresOptions {
   /** @defaultValue 10 */
@@ -17,8 +11,7 @@ export interface PostgresOptions {
 }
 
 export async function openPostgres(url: string, options: PostgresOptions = {}): Promise<SqlDriver> {
-  // The extension is created (and its version read) on a one-off connection first, so that every
-  // pooled session can be configured for it from the start.
+  // The extension is created (and its version read) on a one-off connection before the pool exists.
   const setup = new pg.Client({ connectionString: url });
   await setup.connect();
   let version: string;
@@ -32,8 +25,6 @@ export async function openPostgres(url: string, options: PostgresOptions = {}): 
     await setup.end();
   }
   const pool = new pg.Pool({ connectionString: url, max: options.maxConnections ?? 10 });
-  // pg documents this hook for session settings: the query is queued before any checkout's query.
-  if (supportsIterativeScan(version)) pool.on('connect', (client) => void client.query(ITERATIVE_SCAN_SQL));
   // An idle client losing its server must not crash the process; the pool replaces it.
   pool.on('error', (error) => options.logger?.warn({ err: error }, 'idle Postgres connection failed'));
   return new PostgresDriver(pool, version);
