@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import * as G from '../../../src/worker/graph/index.js';
+import { expectBuildError } from '../../helpers/build-error.js';
 import { atBroadcast, broadcastShape, map, nd, unravel, zeros, zip } from '../../helpers/nd.js';
 import { checkOp } from '../../helpers/op-check.js';
 import { mulberry32, randn } from '../../helpers/random.js';
@@ -273,15 +274,3 @@ describe('elementwise build errors', () => {
     expectBuildError(() => G.where(f, f, f), 'Where', 'float32', 'not bool');
   });
 });
-
-/** Asserts `fn` throws a GraphError whose message contains every one of `parts`. */
-function expectBuildError(fn: () => unknown, ...parts: string[]): void {
-  let err: unknown;
-  try {
-    fn();
-  } catch (e) {
-    err = e;
-  }
-  expect(err).toBeInstanceOf(G.GraphError);
-  for (const p of parts) expect((err as Error).message).toContain(p);
-}

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import * as G from '../../../src/worker/graph/index.js';
+import { expectBuildError } from '../../helpers/build-error.js';
 import { matmulNd } from '../../helpers/nd.js';
 import { checkOp } from '../../helpers/op-check.js';
 import { linear } from '../../helpers/ref-nn.js';
@@ -134,15 +135,3 @@ describe('matmul and linear build errors', () => {
     );
   });
 });
-
-/** Asserts `fn` throws a GraphError whose message contains every one of `parts`. */
-function expectBuildError(fn: () => unknown, ...parts: string[]): void {
-  let err: unknown;
-  try {
-    fn();
-  } catch (e) {
-    err = e;
-  }
-  expect(err).toBeInstanceOf(G.GraphError);
-  for (const p of parts) expect((err as Error).message).toContain(p);
-}

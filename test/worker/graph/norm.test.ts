@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import * as G from '../../../src/worker/graph/index.js';
+import { expectBuildError } from '../../helpers/build-error.js';
 import type { OpInput } from '../../helpers/op-check.js';
 import { checkOp } from '../../helpers/op-check.js';
 import { mulberry32, randn } from '../../helpers/random.js';
@@ -220,15 +221,3 @@ describe('norm build errors', () => {
     expectBuildError(() => G.groupNorm(x, 2), 'GroupNorm', 'int64', '[2,4]');
   });
 });
-
-/** Asserts `fn` throws a GraphError whose message contains every one of `parts`. */
-function expectBuildError(fn: () => unknown, ...parts: string[]): void {
-  let err: unknown;
-  try {
-    fn();
-  } catch (e) {
-    err = e;
-  }
-  expect(err).toBeInstanceOf(G.GraphError);
-  for (const p of parts) expect((err as Error).message).toContain(p);
-}

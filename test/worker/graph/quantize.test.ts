@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import * as G from '../../../src/worker/graph/index.js';
 import { ModelSession } from '../../../src/worker/onnx/session.js';
+import { expectBuildError } from '../../helpers/build-error.js';
 import { nd } from '../../helpers/nd.js';
 import { mulberry32, randomArray } from '../../helpers/random.js';
 import { nearestRows } from '../../helpers/ref-nn.js';
@@ -118,15 +119,3 @@ describe('vectorQuantize', () => {
     );
   });
 });
-
-/** Asserts `fn` throws a GraphError whose message contains every one of `parts`. */
-function expectBuildError(fn: () => unknown, ...parts: string[]): void {
-  let err: unknown;
-  try {
-    fn();
-  } catch (e) {
-    err = e;
-  }
-  expect(err).toBeInstanceOf(G.GraphError);
-  for (const p of parts) expect((err as Error).message).toContain(p);
-}

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import * as G from '../../../src/worker/graph/index.js';
+import { expectBuildError } from '../../helpers/build-error.js';
 import { reduceAxes } from '../../helpers/nd.js';
 import { checkOp } from '../../helpers/op-check.js';
 
@@ -65,15 +66,3 @@ describe('reduceSum / reduceMean', () => {
     expectBuildError(() => G.reduceMean(x, [-3]), 'ReduceMean', '[2,3]', 'axis -3');
   });
 });
-
-/** Asserts `fn` throws a GraphError whose message contains every one of `parts`. */
-function expectBuildError(fn: () => unknown, ...parts: string[]): void {
-  let err: unknown;
-  try {
-    fn();
-  } catch (e) {
-    err = e;
-  }
-  expect(err).toBeInstanceOf(G.GraphError);
-  for (const p of parts) expect((err as Error).message).toContain(p);
-}
