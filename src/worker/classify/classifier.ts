@@ -242,27 +242,27 @@ export class Classifier {
     signal?: AbortSignal,
   ): Promise<LabelEmbeddings> {
     const memKey = JSON.stringify([labels, templates]);
-    const hit = this.labelSets.get(memKey);
-    if (hit) {
-      this.labelSets.delete(memKey);
-      this.labelSets.set(memKey, hit);
-      return hit;
+    let p = this.labelSets.get(memKey);
+    if (p) {
+      this.labelSets.delete(memKey); // re-insert: most recently used last
+    } else {
+      const options = {
+        modelKey: this.model.modelKey,
+        ...(this.o.cacheDir !== undefined ? { cacheDir: this.o.cacheDir } : {}),
+      };
+      // No signal here: the computation is shared (and cached), so one caller's cancel must not
+      // fail the others; each caller stops waiting on its own signal instead.
+      const created = embedLabelSet(this.encoders, labels, templates, options);
+      created.catch(() => {
+        if (this.labelSets.get(memKey) === created) this.labelSets.delete(memKey);
+      });
+      p = created;
     }
-    const options = {
-      modelKey: this.model.modelKey,
-      ...(this.o.cacheDir !== undefined ? { cacheDir: this.o.cacheDir } : {}),
-      ...(signal ? { signal } : {}),
-    };
-    const p = embedLabelSet(this.encoders, labels, templates, options);
     this.labelSets.set(memKey, p);
-    p.catch(() => {
-      if (this.labelSets.get(memKey) === p) this.labelSets.delete(memKey);
-    });
     while (this.labelSets.size > this.o.maxCachedLabelSets) {
-      const oldest = this.labelSets.keys().next().value as string;
-      this.labelSets.delete(oldest);
+      this.labelSets.delete(this.labelSets.keys().next().value as string);
     }
-    return p;
+    return abortable(p, signal);
   }
 
   /** Computes (or loads) the default vocabulary's embeddings now, so the first request is fast. */
@@ -306,6 +306,26 @@ export class Classifier {
       throw new CodedError('internal', 'the image encoder failed', { cause: err });
     }
   }
+}
+
+/** `p`, or the signal's reason as soon as it aborts (the work behind `p` carries on). */
+function abortable<T>(p: Promise<T>, signal: AbortSignal | undefined): Promise<T> {
+  if (!signal) return p;
+  if (signal.aborted) return Promise.reject(signal.reason);
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => reject(signal.reason);
+    signal.addEventListener('abort', onAbort, { once: true });
+    p.then(
+      (v) => {
+        signal.removeEventListener('abort', onAbort);
+        resolve(v);
+      },
+      (e: unknown) => {
+        signal.removeEventListener('abort', onAbort);
+        reject(e);
+      },
+    );
+  });
 }
 
 function stripUndefined<T extends object>(o: T): Partial<T> {

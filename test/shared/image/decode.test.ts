@@ -72,6 +72,23 @@ describe('decodeImage', () => {
     expect(px(out.data, 2, 0, 3)).toEqual(px(img.data, 4, 3, 1));
   });
 
+  it('takes the first frame of an animation', async () => {
+    // Two 4x3 frames, red then blue, stacked as pages.
+    const raw = Buffer.alloc(4 * 3 * 2 * 3);
+    for (let i = 0; i < 12; i++) {
+      raw[i * 3] = 255;
+      raw[(12 + i) * 3 + 2] = 255;
+    }
+    const gif = await sharp(raw, { raw: { width: 4, height: 6, channels: 3, pageHeight: 3 } })
+      .gif()
+      .toBuffer();
+    expect((await sharp(gif).metadata()).pages).toBe(2);
+    const out = await decodeImage(gif);
+    expect([out.width, out.height]).toEqual([4, 3]);
+    expect([...out.data.subarray(0, 6)]).toEqual([255, 0, 0, 255, 0, 0]);
+    expect([...out.data.subarray(33)]).toEqual([255, 0, 0]);
+  });
+
   it('follows a plan: extract only, and resize then extract', async () => {
     const img = noiseRgb(10, 6, 4);
     const bytes = await png(img);

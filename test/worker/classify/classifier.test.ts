@@ -268,6 +268,18 @@ describe('label embeddings cache', () => {
     expect(third.embeds).toEqual(first.embeds);
   });
 
+  it("one caller's cancel does not fail another caller of the same label set", async () => {
+    const ac = new AbortController();
+    const labels = ['sun', 'moon', 'star'];
+    const cancelled = classifier.labelEmbeddings(labels, ['{}.'], ac.signal);
+    const other = classifier.labelEmbeddings(labels, ['{}.']);
+    ac.abort(new Error('stop'));
+    await expect(cancelled).rejects.toThrow('stop');
+    const set = await other;
+    expect(set.labels).toEqual(labels);
+    expect(set.embeds.length).toBe(3 * 16);
+  });
+
   it('a single "{}" template uses the labels verbatim as prompts', async () => {
     const labels = ['a photo of a cat', 'an oil painting of a dog', 'robot'];
     const set = await classifier.labelEmbeddings(labels, ['{}']);
