@@ -1,0 +1,485 @@
+// The local playground: one page (Imagine with live previews over server-sent events, What is this,
+// a searchable image Library) and the JSON API behind it, plus the bull-board dashboard at /admin.
+// Like the chat adapters it is thin: validate (zod), enqueue through the JobClient, follow, render.
+import { randomInt } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import type { AddressInfo } from 'node:net';
+import { serve } from '@hono/node-server';
+import { type Context, Hono } from 'hono';
+import { streamSSE } from 'hono/streaming';
+import type { Redis } from 'ioredis';
+import { z } from 'zod';
+import type { BlobStore } from '../../shared/blobs.js';
+import { asCodedError, BadInputError, NotFoundError } from '../../shared/errors.js';
+import {
+  checkJob,
+  type ImagineJob,
+  type ImagineResult,
+  imagineJobSchema,
+  type JobData,
+  type JobKind,
+  type JobResult,
+  jobLimits,
+  presets,
+} from '../../shared/jobs.js';
+import { type Logger, silentLogger } from '../../shared/logger.js';
+import { parsePrompt } from '../../shared/prompt.js';
+import { isTerminal, type JobClient, type JobRef, type JobStatus, parseJobRef } from '../core/job-client.js';
+import { httpStatusFor, renderStatus } from '../core/render.js';
+import { type AdminBoard, createAdminBoard } from './admin.js';
+import { errorBody, readBody, readJson, readQuery } from './http.js';
+import { channelNameSchema, type Library, type LibraryEntry } from './library.js';
+
+export interface PlaygroundOptions {
+  /** Submits the user's jobs (imagine, classify, search); give it the quota the deployment wants. */
+  jobs: JobClient;
+  /**
+   * Submits library indexing (embed-image). Chat images are indexed without counting against a
+   * user's quota, so the playground library is too. @defaultValue `jobs`
+   */
+  indexJobs?: JobClient;
+  /** Uploads go to Redis as blobs; previews and finals are read back from it. */
+  blobs: BlobStore;
+  library: Library;
+  /** Removes an image from the search index (Database.deleteImage). Absent: the manifest alone hides it. */
+  deleteIndexedImage?: (imageId: string) => Promise<boolean>;
+  /** Mounts bull-board at /admin over these queues; false leaves it out. */
+  admin?: { connection: Redis; prefix: string } | false;
+  /** Quota identity of the person at the keyboard. @defaultValue 'web:local' */
+  userId?: string;
+  /** Largest upload (what-is, library). @defaultValue 10485760 (10 MiB) */
+  maxUploadBytes?: number;
+  /** Largest JSON body. @defaultValue 65536 */
+  maxJsonBytes?: number;
+  /** Least time between two progress events of one stream. @defaultValue 250 */
+  followThrottleMs?: number;
+  /** How long what-is, search and indexing requests wait for their job. @defaultValue 120000 */
+  waitTimeoutMs?: number;
+  /** Uploads only need to live until their job has read them. @defaultValue 3600 */
+  uploadTtlSeconds?: number;
+  /** Keeps idle proxies from closing event streams. @defaultValue 15000 */
+  heartbeatMs?: number;
+  /** Shown on the page: whether the models are random weights (the offline demo). @defaultValue false */
+  randomWeights?: boolean;
+  logger?: Logger;
+}
+
+export const DefaultPlaygroundOptions = {
+  userId: 'web:local',
+  maxUploadBytes: 10 * 1024 * 1024,
+  maxJsonBytes: 64 * 1024,
+  followThrottleMs: 250,
+  waitTimeoutMs: 120_000,
+  uploadTtlSeconds: 3600,
+  heartbeatMs: 15_000,
+  randomWeights: false,
+} as const satisfies Partial<PlaygroundOptions>;
+
+export interface Playground {
+  readonly app: Hono;
+  /** Ends open event streams and closes the dashboard's queues (not the JobClients or connections). */
+  close(): Promise<void>;
+}
+
+/** The library's scope in the images table: one local workspace, one channel per folder. */
+const WORKSPACE = 'local';
+
+// The page's own fields; the job schema checks the values again (ranges, size multiples of 16).
+const imagineBodySchema = z.strictObject({
+  prompt: z.string(),
+  preset: z.enum(presets).optional(),
+  steps: z.number().int().optional(),
+  width: z.number().int().optional(),
+  height: z.number().int().optional(),
+  seed: z.number().int().optional(),
+});
+
+const whatisQuerySchema = z.strictObject({
+  labels: z
+    .string()
+    .max(jobLimits.labels * (jobLimits.labelChars + 1))
+    .optional(),
+  topK: z.coerce.number().int().min(1).max(jobLimits.maxTopK).optional(),
+});
+
+const uploadQuerySchema = z.strictObject({ name: z.string().max(200).optional() });
+
+const searchQuerySchema = z.strictObject({
+  q: z.string().trim().min(1).max(jobLimits.queryChars),
+  k: z.coerce.number().int().min(1).max(jobLimits.maxSearchK).default(8),
+});
+
+const staticFiles: Readonly<Record<string, string>> = {
+  'app.js': 'text/javascript; charset=utf-8',
+  'style.css': 'text/css; charset=utf-8',
+};
+
+function loadStatic(): { index: string; files: Map<string, string> } {
+  const dir = new URL('./static/', import.meta.url);
+  const files = new Map<string, string>();
+  for (const name of Object.keys(staticFiles)) files.set(name, readFileSync(new URL(name, dir), 'utf8'));
+  return { index: readFileSync(new URL('index.html', dir), 'utf8'), files };
+}
+
+export function blobUrl(key: string): string {
+  return `/api/blobs/${encodeURIComponent(key)}`;
+}
+
+function fileUrl(channel: string, file: string): string {
+  return `/api/library/${channel}/files/${file}`;
+}
+
+/** What the page receives for a job status (the same object over SSE and GET /api/jobs/:id). */
+export function statusPayload(status: JobStatus): Record<string, unknown> {
+  const text = renderStatus(status);
+  switch (status.state) {
+    case 'waiting':
+      return { state: status.state, text, position: status.position, etaSeconds: status.etaSeconds };
+    case 'retrying':
+      return { state: status.state, text, attemptsMade: status.attemptsMade };
+    case 'active': {
+      const p = status.progress as { previewBlob?: string } | undefined;
+      return {
+        state: status.state,
+        text,
+        ...(typeof p === 'object' && p !== null ? p : {}),
+        ...(p?.previewBlob ? { previewUrl: blobUrl(p.previewBlob) } : {}),
+      };
+    }
+    case 'completed': {
+      const r = status.result as Partial<ImagineResult>;
+      return {
+        state: status.state,
+        text,
+        result: {
+          ...status.result,
+          ...(r.finalBlob ? { finalUrl: blobUrl(r.finalBlob) } : {}),
+          ...(r.timelapseBlob ? { timelapseUrl: blobUrl(r.timelapseBlob) } : {}),
+        },
+      };
+    }
+    case 'failed':
+      return { state: status.state, text, code: status.error.code };
+  }
+}
+
+function jobRefParam(c: Context): JobRef {
+  const raw = c.req.param('jobId') ?? '';
+  parseJobRef(raw); // throws not_found for anything that is not `kind:id`
+  return raw as JobRef;
+}
+
+function channelParam(c: Context): string {
+  const parsed = channelNameSchema.safeParse(c.req.param('channel'));
+  if (!parsed.success) throw new NotFoundError('no such library channel');
+  return parsed.data;
+}
+
+export function createPlayground(options: PlaygroundOptions): Playground {
+  const o = { ...DefaultPlaygroundOptions, ...options };
+  const logger = o.logger ?? silentLogger;
+  const jobs = o.jobs;
+  const indexJobs = o.indexJobs ?? jobs;
+  const { blobs, library } = o;
+  const page = loadStatic();
+  const streams = new Set<() => void>();
+  let admin: AdminBoard | undefined;
+
+  const app = new Hono();
+
+  app.onError((error, c) => {
+    const coded = asCodedError(error);
+    if (coded.code === 'internal') logger.error({ err: error, path: c.req.path }, 'request failed');
+    const status = httpStatusFor(coded.code);
+    const retryAfter = coded.details.retryAfterSeconds;
+    if (typeof retryAfter === 'number') c.header('Retry-After', String(retryAfter));
+    return c.json(errorBody(coded), status as 400);
+  });
+
+  app.notFound((c) =>
+    c.req.path.startsWith('/api/')
+      ? c.json(errorBody(new NotFoundError('no such endpoint')), 404)
+      : c.text('Not found', 404),
+  );
+
+  // A page on another site must not drive this API through the visitor's browser: requests that
+  // change something must come from this origin (browsers always send Origin on those).
+  app.use('/api/*', async (c, next) => {
+    const origin = c.req.header('origin');
+    if (c.req.method !== 'GET' && c.req.method !== 'HEAD' && origin !== undefined) {
+      const host = c.req.header('host');
+      let sameHost = false;
+      try {
+        sameHost = new URL(origin).host === host;
+      } catch {
+        sameHost = false;
+      }
+      if (!sameHost)
+        return c.json(errorBody(new BadInputError('cross-origin requests are not accepted')), 403);
+    }
+    await next();
+  });
+
+  app.get('/', (c) => c.html(page.index));
+  app.get('/static/:name', (c) => {
+    const name = c.req.param('name');
+    const body = page.files.get(name);
+    const type = staticFiles[name];
+    if (body === undefined || type === undefined) return c.text('Not found', 404);
+    return c.body(body, 200, { 'Content-Type': type, 'Cache-Control': 'no-cache' });
+  });
+
+  app.get('/api/info', (c) =>
+    c.json({
+      randomWeights: o.randomWeights,
+      presets,
+      limits: {
+        promptChars: jobLimits.promptChars,
+        minSide: jobLimits.minSide,
+        maxSide: jobLimits.maxSide,
+        maxSteps: jobLimits.maxSteps,
+        maxUploadBytes: o.maxUploadBytes,
+      },
+    }),
+  );
+
+  // --- imagine -------------------------------------------------------------------------------------
+
+  app.post('/api/imagine', async (c) => {
+    const body = await readJson(c, imagineBodySchema, o.maxJsonBytes);
+    const width = body.width ?? body.height;
+    const height = body.height ?? body.width;
+    const data: ImagineJob = checkJob(imagineJobSchema, {
+      prompt: body.prompt,
+      // A seed chosen here is known before the job runs, so the page can show it and re-roll.
+      seed: body.seed ?? randomInt(0, 2 ** 32 - 1),
+      ...(body.steps === undefined ? {} : { steps: body.steps }),
+      ...(body.preset === undefined ? {} : { preset: body.preset }),
+      ...(width === undefined || height === undefined ? {} : { size: { width, height } }),
+      origin: { platform: 'web', user: o.userId },
+    });
+    parsePrompt(data.prompt); // syntax errors before queueing, not after a wait
+    const { jobId, position } = await jobs.submit('imagine', data, { userId: o.userId });
+    return c.json(
+      { jobId, position, seed: data.seed, eventsUrl: `/api/jobs/${encodeURIComponent(jobId)}/events` },
+      202,
+    );
+  });
+
+  app.get('/api/jobs/:jobId', async (c) => {
+    const status = await jobs.status(jobRefParam(c));
+    const missing = status.state === 'failed' && status.error.code === 'not_found';
+    return c.json(statusPayload(status), missing ? 404 : 200);
+  });
+
+  app.post('/api/jobs/:jobId/cancel', async (c) => c.json({ outcome: await jobs.cancel(jobRefParam(c)) }));
+
+  app.get('/api/jobs/:jobId/events', (c) => {
+    const jobId = jobRefParam(c);
+    return streamSSE(c, async (stream) => {
+      let end!: () => void;
+      const ended = new Promise<void>((resolve) => {
+        end = resolve;
+      });
+      let seq = 0;
+      const following = jobs.follow(
+        jobId,
+        async (status) => {
+          const event = isTerminal(status) ? (status.state === 'completed' ? 'done' : 'failed') : 'status';
+          await stream.writeSSE({ event, id: String(++seq), data: JSON.stringify(statusPayload(status)) });
+        },
+        { throttleMs: o.followThrottleMs },
+      );
+      const heartbeat = setInterval(() => void stream.write(': ping\n\n').catch(() => {}), o.heartbeatMs);
+      streams.add(end);
+      stream.onAbort(end);
+      try {
+        await Promise.race([following.done, ended]);
+      } finally {
+        clearInterval(heartbeat);
+        following.stop();
+        streams.delete(end);
+      }
+    });
+  });
+
+  app.get('/api/blobs/:key', async (c) => {
+    const key = c.req.param('key');
+    if (!blobs.owns(key)) throw new NotFoundError('no such image');
+    const blob = await blobs.get(key);
+    if (!blob) throw new NotFoundError('the image has expired');
+    // Keys are never reused, so a fetched blob never changes.
+    return c.body(new Uint8Array(blob.bytes), 200, {
+      'Content-Type': blob.contentType,
+      'Cache-Control': 'private, max-age=86400, immutable',
+    });
+  });
+
+  // --- what is this ----------------------------------------------------------------------------------
+
+  /** Runs one job on an uploaded image and waits for it; the upload blob is removed afterwards. */
+  async function withUpload<T>(c: Context, fn: (key: string, bytes: Uint8Array) => Promise<T>): Promise<T> {
+    const bytes = await readBody(c, o.maxUploadBytes, 'image');
+    if (bytes.byteLength === 0)
+      throw new BadInputError('no image in the request body', { reason: 'empty_body' });
+    const contentType = c.req.header('content-type') ?? 'application/octet-stream';
+    const key = await blobs.put(bytes, { contentType, ttlSeconds: o.uploadTtlSeconds });
+    try {
+      return await fn(key, bytes);
+    } finally {
+      await blobs.delete(key).catch(() => {});
+    }
+  }
+
+  async function run<K extends JobKind>(client: JobClient, kind: K, data: JobData<K>): Promise<JobResult<K>> {
+    const { jobId } = await client.submit(kind, data, { userId: o.userId });
+    return client.result(jobId, { timeoutMs: o.waitTimeoutMs });
+  }
+
+  app.post('/api/whatis', async (c) => {
+    const query = readQuery(c, whatisQuerySchema);
+    const labels = query.labels
+      ?.split(',')
+      .map((l) => l.trim())
+      .filter((l) => l.length > 0);
+    const result = await withUpload(c, (image) =>
+      run(jobs, 'classify', {
+        image,
+        topK: query.topK ?? 5,
+        ...(labels && labels.length > 0 ? { labels } : {}),
+      }),
+    );
+    return c.json(result);
+  });
+
+  // --- library ---------------------------------------------------------------------------------------
+
+  const entryPayload = (channel: string, e: LibraryEntry) => ({ ...e, url: fileUrl(channel, e.file) });
+
+  app.get('/api/library', async (c) => c.json({ channels: await library.channels() }));
+
+  app.get('/api/library/:channel', async (c) => {
+    const channel = channelParam(c);
+    const entries = await library.list(channel);
+    return c.json({ channel, images: entries.map((e) => entryPayload(channel, e)) });
+  });
+
+  app.post('/api/library/:channel/images', async (c) => {
+    const channel = channelParam(c);
+    const { name } = readQuery(c, uploadQuerySchema);
+    const contentType = c.req.header('content-type') ?? '';
+    let stored: { file: string; hash: string } | undefined;
+    let size = 0;
+    try {
+      const result = await withUpload(c, async (image, bytes) => {
+        size = bytes.byteLength;
+        stored = await library.store(channel, bytes, contentType);
+        return run(indexJobs, 'embed-image', {
+          image,
+          platform: 'web',
+          workspace: WORKSPACE,
+          channel,
+          message: stored.hash,
+          file: stored.file,
+        });
+      });
+      const entry: LibraryEntry = {
+        imageId: result.imageId,
+        file: stored!.file,
+        name: name ?? stored!.file,
+        bytes: size,
+        addedAt: new Date().toISOString(),
+      };
+      await library.record(channel, entry);
+      return c.json({ image: entryPayload(channel, entry), duplicate: result.duplicate }, 201);
+    } catch (error) {
+      if (stored) await library.discard(channel, stored.file).catch(() => {});
+      throw error;
+    }
+  });
+
+  app.get('/api/library/:channel/search', async (c) => {
+    const channel = channelParam(c);
+    const query = readQuery(c, searchQuerySchema);
+    const result = await run(jobs, 'search', {
+      query: query.q,
+      platform: 'web',
+      workspace: WORKSPACE,
+      channel,
+      k: query.k,
+    });
+    // The manifest is what the page can show: an index row without a file (deleted while the index
+    // lagged) is left out.
+    const entries = new Map((await library.list(channel)).map((e) => [e.imageId, e]));
+    const hits = result.hits.flatMap((h) => {
+      const entry = entries.get(h.imageId);
+      return entry ? [{ ...entryPayload(channel, entry), score: h.score }] : [];
+    });
+    return c.json({ query: query.q, hits });
+  });
+
+  app.delete('/api/library/:channel/images/:imageId', async (c) => {
+    const channel = channelParam(c);
+    const imageId = c.req.param('imageId');
+    const entry = (await library.list(channel)).find((e) => e.imageId === imageId);
+    if (!entry) throw new NotFoundError('no such image in this library', { imageId });
+    // Index first: if that fails the image stays visible and the user can retry.
+    if (o.deleteIndexedImage) await o.deleteIndexedImage(imageId);
+    await library.remove(channel, imageId);
+    return c.json({ deleted: imageId });
+  });
+
+  app.get('/api/library/:channel/files/:file', async (c) => {
+    const channel = channelParam(c);
+    const { bytes, contentType } = await library.readFile(channel, c.req.param('file'));
+    return c.body(new Uint8Array(bytes), 200, {
+      'Content-Type': contentType,
+      'Cache-Control': 'private, max-age=3600',
+    });
+  });
+
+  if (o.admin) {
+    admin = createAdminBoard({ connection: o.admin.connection, prefix: o.admin.prefix });
+    app.route(admin.basePath, admin.app);
+  }
+
+  return {
+    app,
+    async close() {
+      for (const end of [...streams]) end();
+      await admin?.close();
+    },
+  };
+}
+
+export interface RunningPlayground {
+  /** `http://host:port` as bound (the port is the real one when 0 was asked for). */
+  readonly url: string;
+  readonly port: number;
+  close(): Promise<void>;
+}
+
+/** Serves a playground on host:port (port 0: any free port). */
+export async function startPlayground(
+  options: PlaygroundOptions & { port: number; host: string },
+): Promise<RunningPlayground> {
+  const playground = createPlayground(options);
+  const server = serve({ fetch: playground.app.fetch, port: options.port, hostname: options.host });
+  await new Promise<void>((resolve, reject) => {
+    server.once('listening', resolve);
+    server.once('error', reject);
+  });
+  const { port } = server.address() as AddressInfo;
+  const host = options.host.includes(':') ? `[${options.host}]` : options.host;
+  return {
+    url: `http://${host === '0.0.0.0' ? '127.0.0.1' : host}:${port}`,
+    port,
+    async close() {
+      await playground.close();
+      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+      // Event streams and keep-alive sockets would hold close() open for minutes.
+      (server as { closeAllConnections?: () => void }).closeAllConnections?.();
+      await closed;
+    },
+  };
+}

@@ -1,0 +1,319 @@
+// The playground page: plain browser JavaScript, no build step. Every request goes to the JSON API
+// of src/bots/web/server.ts; errors arrive as { error: { code, message } } where message is the
+// sentence to show.
+
+const $ = (id) => document.getElementById(id);
+
+async function api(path, init = {}) {
+  const res = await fetch(path, init);
+  const type = res.headers.get('content-type') || '';
+  const body = type.includes('application/json')
+    ? await res.json()
+    : { error: { message: await res.text() } };
+  if (!res.ok) {
+    const err = new Error(body.error?.message || `HTTP ${res.status}`);
+    err.code = body.error?.code;
+    throw err;
+  }
+  return body;
+}
+
+function setStatus(el, text, isError = false) {
+  el.textContent = text;
+  el.classList.toggle('error', isError);
+}
+
+// --- info banner -------------------------------------------------------------------------------------
+
+api('/api/info')
+  .then((info) => {
+    $('random-banner').hidden = !info.randomWeights;
+  })
+  .catch(() => {});
+
+// --- imagine -----------------------------------------------------------------------------------------
+
+const imagine = {
+  jobId: null,
+  events: null,
+  lastRequest: null,
+};
+
+function imagineRequest(seedOverride) {
+  const req = { prompt: $('prompt').value, preset: $('preset').value };
+  const steps = $('steps').value.trim();
+  if (steps) req.steps = Number(steps);
+  const size = $('size').value;
+  if (size) req.width = req.height = Number(size);
+  const seed = seedOverride ?? $('seed').value.trim();
+  if (seed !== '' && seed !== undefined) req.seed = Number(seed);
+  return req;
+}
+
+function setRunning(running) {
+  $('imagine-go').disabled = running;
+  $('imagine-cancel').disabled = !running;
+  $('imagine-reroll').disabled = running || imagine.lastRequest === null;
+}
+
+function stopEvents() {
+  if (imagine.events) imagine.events.close();
+  imagine.events = null;
+}
+
+async function startImagine(req) {
+  stopEvents();
+  const status = $('imagine-status');
+  $('imagine-result').hidden = true;
+  $('timelapse-image').hidden = true;
+  setStatus(status, 'Submitting…');
+  setRunning(true);
+  let submitted;
+  try {
+    submitted = await api('/api/imagine', {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify(req),
+    });
+  } catch (err) {
+    setStatus(status, err.message, true);
+    setRunning(false);
+    return;
+  }
+  imagine.jobId = submitted.jobId;
+  imagine.lastRequest = { ...req, seed: submitted.seed };
+  $('seed').placeholder = `random (last: ${submitted.seed})`;
+  follow(submitted.eventsUrl);
+}
+
+function follow(url) {
+  const status = $('imagine-status');
+  const img = $('imagine-image');
+  const bar = $('imagine-bar');
+  $('imagine-progress').hidden = false;
+  bar.style.width = '0';
+  const es = new EventSource(url);
+  imagine.events = es;
+  es.addEventListener('status', (e) => {
+    const s = JSON.parse(e.data);
+    setStatus(status, s.text);
+    if (typeof s.step === 'number' && s.steps) bar.style.width = `${(100 * s.step) / s.steps}%`;
+    if (s.previewUrl) {
+      img.src = s.previewUrl;
+      img.hidden = false;
+      img.dataset.kind = 'preview';
+      img.dataset.step = String(s.step);
+    }
+  });
+  es.addEventListener('done', (e) => {
+    stopEvents();
+    const s = JSON.parse(e.data);
+    const r = s.result;
+    bar.style.width = '100%';
+    const totalMs = r.timings.total ?? r.timings.totalMs;
+    setStatus(status, typeof totalMs === 'number' ? `Done in ${(totalMs / 1000).toFixed(1)} s.` : 'Done.');
+    img.src = r.finalUrl;
+    img.hidden = false;
+    img.dataset.kind = 'final';
+    img.alt = imagine.lastRequest?.prompt ?? '';
+    $('result-seed').textContent = String(r.seed);
+    $('result-steps').textContent = String(r.steps);
+    $('result-loss').textContent = `${r.lossFirst.toFixed(3)} → ${r.lossLast.toFixed(3)}`;
+    const dl = $('imagine-download');
+    dl.href = r.finalUrl;
+    dl.download = `vqclip-${r.seed}.png`;
+    $('timelapse-wrap').hidden = !r.timelapseUrl;
+    $('imagine-timelapse').dataset.url = r.timelapseUrl || '';
+    $('imagine-result').hidden = false;
+    setRunning(false);
+  });
+  es.addEventListener('failed', (e) => {
+    stopEvents();
+    const s = JSON.parse(e.data);
+    setStatus(status, s.text, s.code !== 'cancelled');
+    setRunning(false);
+  });
+  es.onerror = () => {
+    // EventSource reconnects by itself; say so only while nothing else is on screen.
+    if (imagine.events === es && !status.textContent) setStatus(status, 'Reconnecting…');
+  };
+}
+
+$('imagine-form').addEventListener('submit', (e) => {
+  e.preventDefault();
+  startImagine(imagineRequest());
+});
+
+$('imagine-cancel').addEventListener('click', async () => {
+  if (!imagine.jobId) return;
+  $('imagine-cancel').disabled = true;
+  try {
+    await api(`/api/jobs/${encodeURIComponent(imagine.jobId)}/cancel`, { method: 'POST' });
+  } catch (err) {
+    setStatus($('imagine-status'), err.message, true);
+  }
+});
+
+$('imagine-reroll').addEventListener('click', () => {
+  if (!imagine.lastRequest) return;
+  // Same prompt and options, new seed.
+  const seed = Math.floor(Math.random() * 0xffffffff);
+  startImagine({ ...imagine.lastRequest, seed });
+});
+
+$('imagine-timelapse').addEventListener('click', (e) => {
+  e.preventDefault();
+  const el = $('timelapse-image');
+  el.src = e.currentTarget.dataset.url;
+  el.hidden = false;
+});
+
+// --- what is this --------------------------------------------------------------------------------------
+
+$('whatis-form').addEventListener('submit', async (e) => {
+  e.preventDefault();
+  const file = $('whatis-file').files[0];
+  const status = $('whatis-status');
+  const out = $('whatis-labels-out');
+  if (!file) return;
+  out.replaceChildren();
+  const preview = $('whatis-preview');
+  preview.src = URL.createObjectURL(file);
+  preview.hidden = false;
+  setStatus(status, 'Looking…');
+  const labels = $('whatis-labels').value.trim();
+  const query = labels ? `?labels=${encodeURIComponent(labels)}` : '';
+  try {
+    const result = await api(`/api/whatis${query}`, {
+      method: 'POST',
+      headers: { 'content-type': file.type || 'application/octet-stream' },
+      body: file,
+    });
+    for (const { label, prob } of result.labels) {
+      const li = document.createElement('li');
+      const pct = (prob * 100).toFixed(1);
+      li.textContent = `${label} — ${pct}%`;
+      const bar = document.createElement('div');
+      bar.className = 'bar';
+      const fill = document.createElement('span');
+      fill.style.width = `${Math.max(0.5, prob * 100)}%`;
+      bar.append(fill);
+      li.append(bar);
+      li.dataset.prob = String(prob);
+      out.append(li);
+    }
+    setStatus(status, '');
+  } catch (err) {
+    setStatus(status, err.message, true);
+  }
+});
+
+// --- library -------------------------------------------------------------------------------------------
+
+const channel = () => $('library-channel').value.trim() || 'default';
+
+function thumb(entry, extra) {
+  const li = document.createElement('li');
+  const img = document.createElement('img');
+  img.src = entry.url;
+  img.alt = entry.name;
+  img.loading = 'lazy';
+  li.append(img);
+  const caption = document.createElement('div');
+  caption.textContent = extra ?? entry.name;
+  li.append(caption);
+  li.dataset.imageId = entry.imageId;
+  li.dataset.name = entry.name;
+  return li;
+}
+
+async function refreshLibrary() {
+  const list = $('library-images');
+  try {
+    const { images } = await api(`/api/library/${encodeURIComponent(channel())}`);
+    list.replaceChildren(
+      ...images.map((entry) => {
+        const li = thumb(entry);
+        const del = document.createElement('button');
+        del.type = 'button';
+        del.textContent = '×';
+        del.title = 'Delete';
+        del.addEventListener('click', async () => {
+          try {
+            await api(
+              `/api/library/${encodeURIComponent(channel())}/images/${encodeURIComponent(entry.imageId)}`,
+              {
+                method: 'DELETE',
+              },
+            );
+            li.remove();
+            for (const hit of $('library-hits').querySelectorAll(`[data-image-id="${entry.imageId}"]`))
+              hit.remove();
+          } catch (err) {
+            setStatus($('library-status'), err.message, true);
+          }
+        });
+        li.append(del);
+        return li;
+      }),
+    );
+  } catch (err) {
+    setStatus($('library-status'), err.message, true);
+  }
+}
+
+$('library-channel').addEventListener('change', () => {
+  $('library-hits').replaceChildren();
+  refreshLibrary();
+});
+
+$('library-upload').addEventListener('submit', async (e) => {
+  e.preventDefault();
+  const files = [...$('library-files').files];
+  const status = $('library-status');
+  let added = 0;
+  for (const [i, file] of files.entries()) {
+    setStatus(status, `Indexing ${i + 1} of ${files.length}…`);
+    try {
+      await api(
+        `/api/library/${encodeURIComponent(channel())}/images?name=${encodeURIComponent(file.name)}`,
+        {
+          method: 'POST',
+          headers: { 'content-type': file.type || 'application/octet-stream' },
+          body: file,
+        },
+      );
+      added++;
+    } catch (err) {
+      setStatus(status, `${file.name}: ${err.message}`, true);
+      await refreshLibrary();
+      return;
+    }
+  }
+  setStatus(status, `Added ${added} ${added === 1 ? 'image' : 'images'}.`);
+  $('library-files').value = '';
+  await refreshLibrary();
+});
+
+$('library-search').addEventListener('submit', async (e) => {
+  e.preventDefault();
+  const q = $('library-query').value.trim();
+  const status = $('library-status');
+  const hits = $('library-hits');
+  if (!q) return;
+  setStatus(status, 'Searching…');
+  try {
+    const result = await api(
+      `/api/library/${encodeURIComponent(channel())}/search?q=${encodeURIComponent(q)}`,
+    );
+    hits.replaceChildren(...result.hits.map((h) => thumb(h, `${h.name} · ${h.score.toFixed(3)}`)));
+    setStatus(
+      status,
+      result.hits.length ? `${result.hits.length} matches, best first.` : 'No images in this channel yet.',
+    );
+  } catch (err) {
+    setStatus(status, err.message, true);
+  }
+});
+
+refreshLibrary();
