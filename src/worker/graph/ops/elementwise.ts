@@ -142,18 +142,21 @@ export function identity(x: Tensor): Tensor {
 function sigmoidGated(op: string, x: Tensor, alpha: number): Tensor {
   requireFloat(op, x);
   let s!: Tensor;
+  let out!: Tensor;
   const [y] = x.graph.composite(
     op,
     [x],
     () => {
       s = sigmoid(alpha === 1 ? x : mul(x, alpha));
-      return [mul(x, s)];
+      out = mul(x, s);
+      return [out];
     },
     ([gy]) => {
       if (!gy) return [];
-      // d/dx x*s(ax) = s + a*x*s*(1-s)
-      const inner = mul(mul(x, alpha), sub(1, s));
-      return [mul(gy, mul(s, add(inner, 1)))];
+      // d/dx x*s(ax) = s + a*x*s*(1-s) = s + a*y*(1-s): reusing y = x*s saves one pass over the
+      // activation (these ops are memory-bound at decoder sizes, so passes are the cost).
+      const ay = alpha === 1 ? out : mul(out, alpha);
+      return [mul(gy, add(s, mul(ay, sub(1, s))))];
     },
   );
   return y!;

@@ -2,7 +2,7 @@
 // forward and has a hand-written VJP (fewer nodes and better numerics than differentiating
 // the decomposed pieces).
 import { fmtShape, type Graph, GraphError, sizeOf, type Tensor } from '../graph.js';
-import { add, exp, mul, sub, sumToShape } from './elementwise.js';
+import { add, exp, mul, neg, sub, sumToShape } from './elementwise.js';
 import { reduceMean, reduceSum } from './reduce.js';
 import { reshape } from './shape.js';
 import { normAxis } from './shape-utils.js';
@@ -49,12 +49,44 @@ function normalizeVjp(gxhat: Tensor, xhat: Tensor, rstd: Tensor, axes: readonly 
   return mul(sub(sub(gxhat, meanG), mul(xhat, meanGX)), rstd);
 }
 
-function ones(g: Graph, n: number): Tensor {
-  return g.constant(new Float32Array(n).fill(1), [n], { name: 'ones' });
+// Constant vectors shared per graph: a GroupNorm at decoder size needs an m-vector of ones
+// (1 MiB at 128x256x256), and every copy would be another initializer in the model.
+const filledCache = new WeakMap<Graph, Map<string, Tensor>>();
+function filled(g: Graph, n: number, value: number, name: string): Tensor {
+  let cache = filledCache.get(g);
+  if (!cache) {
+    cache = new Map();
+    filledCache.set(g, cache);
+  }
+  const key = `${value}:${n}`;
+  let t = cache.get(key);
+  if (!t) {
+    t = g.constant(new Float32Array(n).fill(value), [n], { name });
+    cache.set(key, t);
+  }
+  return t;
 }
 
-function zeros(g: Graph, n: number): Tensor {
-  return g.constant(new Float32Array(n), [n], { name: 'zeros' });
+const ones = (g: Graph, n: number): Tensor => filled(g, n, 1, 'ones');
+const zeros = (g: Graph, n: number): Tensor => filled(g, n, 0, 'zeros');
+
+// var + epsilon must be exactly 1 in float32 so the normalisation is the identity. epsilon is
+// not 0 because cuDNN raises smaller values to 1e-5 (which would scale the output).
+const BN_EPSILON = 1e-5;
+const BN_VAR = Math.fround(1 - Math.fround(BN_EPSILON));
+
+/**
+ * x * scale[c] + bias[c] along axis 1 of [N, C, ...] in one pass: BatchNormalization with zero
+ * mean and unit variance (a Mul and an Add would each read and write the whole tensor). Only
+ * for composite internals and VJPs: it carries no gradient of its own.
+ */
+function channelAffine(x: Tensor, scale: Tensor, bias: Tensor): Tensor {
+  const g = x.graph;
+  const c = x.shape[1]!;
+  return g.emit('BatchNormalization', [x, scale, bias, zeros(g, c), filled(g, c, BN_VAR, 'bn_var')], {
+    attrs: { epsilon: { type: 'float', value: BN_EPSILON } },
+    outputs: [{ shape: x.shape, dtype: 'float32' }],
+  })[0]!;
 }
 
 /**
@@ -116,7 +148,8 @@ export function layerNorm(x: Tensor, weight?: Tensor, bias?: Tensor, eps = 1e-5)
 /**
  * GroupNorm of NCHW (or N, C, ...) input with `groups` groups and per-channel affine weight and
  * bias, as torch.nn.GroupNorm. Forward reshapes to [N, G, rest] and uses LayerNormalization
- * over the last axis (a fused kernel that also yields the inverse std for the VJP).
+ * over the last axis (a fused kernel that also yields the inverse std for the VJP); the
+ * per-channel affine is one BatchNormalization pass.
  */
 export function groupNorm(x: Tensor, groups: number, weight?: Tensor, bias?: Tensor, eps = 1e-5): Tensor {
   requireFloat('GroupNorm', x);
@@ -137,20 +170,22 @@ export function groupNorm(x: Tensor, groups: number, weight?: Tensor, bias?: Ten
     }
   }
   const g = x.graph;
-  const m = sizeOf(x.shape) / (n * groups);
-  const chanShape = [c, ...x.shape.slice(2).map(() => 1)];
-  const w4 = weight ? reshape(weight, chanShape) : undefined;
-  const b4 = bias ? reshape(bias, chanShape) : undefined;
+  const cg = c / groups;
+  const spatial = sizeOf(x.shape.slice(2));
+  const m = cg * spatial;
   let xhat3!: Tensor;
   let xhat!: Tensor;
   let rstd!: Tensor;
   const inputs = [x, ...(weight ? [weight] : []), ...(bias ? [bias] : [])];
+  // At decoder sizes these elementwise passes are memory-bound and cost as much as a conv's
+  // worth of time, so the forward and the VJP are written to touch the activation few times.
   const [y] = g.composite(
     'GroupNorm',
     inputs,
     () => {
       const x3 = reshape(x, [n, groups, m]);
-      const out = g.emit('LayerNormalization', [x3, ones(g, m), zeros(g, m)], {
+      // LayerNormalization's bias is optional (zero): leaving it out saves reading an m-vector.
+      const out = g.emit('LayerNormalization', [x3, ones(g, m)], {
         attrs: { axis: { type: 'int', value: -1 }, epsilon: { type: 'float', value: eps } },
         outputs: [
           { shape: [n, groups, m], dtype: 'float32' },
@@ -161,21 +196,28 @@ export function groupNorm(x: Tensor, groups: number, weight?: Tensor, bias?: Ten
       xhat3 = out[0]!;
       rstd = out[2]!;
       xhat = reshape(xhat3, x.shape);
-      let y = xhat;
-      if (w4) y = mul(y, w4);
-      if (b4) y = add(y, b4);
-      return [y];
+      return [weight || bias ? channelAffine(xhat, weight ?? ones(g, c), bias ?? zeros(g, c)) : xhat];
     },
     ([gy], needs) => {
       if (!gy) return [];
-      const spatial = x.shape.map((_, i) => i).filter((i) => i !== 1);
+      const spatialAxes = x.shape.map((_, i) => i).filter((i) => i !== 1);
       const grads: (Tensor | undefined)[] = [];
       if (needs[0]) {
-        const gxhat3 = reshape(w4 ? mul(gy, w4) : gy, [n, groups, m]);
-        grads.push(reshape(normalizeVjp(gxhat3, xhat3, rstd, [2]), x.shape));
+        // dx = rstd * (g - mean(g) - xhat * mean(g * xhat)) with g = gy * weight, means per group.
+        // rstd is constant per group, so with gs = gy * (weight * rstd) (one pass):
+        // dx = gs - mean(gs) - xhat * mean(gs * xhat), a per-group affine of xhat plus gs.
+        const rstd4 = reshape(rstd, [n, groups, 1, 1]);
+        const scale = weight ? mul(reshape(weight, [1, groups, cg, 1]), rstd4) : rstd4;
+        // Groups become BatchNormalization's channels: [1, n * groups, m].
+        const rows = [1, n * groups, m];
+        const gs = reshape(mul(reshape(gy, [n, groups, cg, spatial]), scale), rows);
+        const xh = reshape(xhat3, rows);
+        const perRow = (t: Tensor) => reshape(neg(reduceMean(t, [2])), [n * groups]);
+        const dx = add(gs, channelAffine(xh, perRow(mul(gs, xh)), perRow(gs)));
+        grads.push(reshape(dx, x.shape));
       } else grads.push(undefined);
-      if (weight) grads.push(needs[1] ? reduceSum(mul(gy, xhat), spatial) : undefined);
-      if (bias) grads.push(needs[weight ? 2 : 1] ? sumToShape(reduceSum(gy, spatial), [c]) : undefined);
+      if (weight) grads.push(needs[1] ? reduceSum(mul(gy, xhat), spatialAxes) : undefined);
+      if (bias) grads.push(needs[weight ? 2 : 1] ? sumToShape(reduceSum(gy, spatialAxes), [c]) : undefined);
       return grads;
     },
   );
