@@ -1,0 +1,125 @@
+// Worker process entry (`node --import tsx src/worker/main.ts`): reads the environment (the only
+// worker file that does), loads the models once, opens the database, serves the queues, and on
+// SIGTERM/SIGINT finishes or hands back its jobs before exiting. Run as many as you like.
+import { join } from 'node:path';
+import { pino } from 'pino';
+import { loadConfig, redactedConfig } from '../shared/config.js';
+import { openDatabase } from '../shared/db/index.js';
+import { asCodedError } from '../shared/errors.js';
+import { checkEvictionPolicy, createConnection, waitUntilReady } from '../shared/queues.js';
+import { type DirLock, lockDirectory } from './runtime/dir-lock.js';
+import { loadModels } from './runtime/models.js';
+import { startWorker } from './runtime/start-worker.js';
+import { loadWorkerEnv } from './runtime/worker-env.js';
+
+async function main(): Promise<void> {
+  const config = loadConfig(process.env);
+  const env = loadWorkerEnv(process.env);
+  // Children are named per part (worker:imagine, worker:db); the root has no name so that a child's
+  // name is not written twice.
+  const root = pino({ level: config.logLevel });
+  const logger = root.child({ name: 'worker:main' });
+  logger.info({ config: redactedConfig(config), worker: env }, 'starting');
+  if (config.redisUrl === undefined) {
+    throw new Error(
+      'REDIS_URL is not set: a worker needs the Redis its bots enqueue into (npm start spawns one)',
+    );
+  }
+
+  const resources: (() => Promise<unknown>)[] = [];
+  const release = async () => {
+    for (const free of resources.splice(0).reverse()) await free().catch(() => {});
+  };
+  let lock: DirLock | undefined;
+  try {
+    if (config.databaseUrl === undefined) {
+      lock = await lockDirectory(config.dataDir);
+      resources.push(() => lock!.release());
+    }
+    const connection = createConnection(config.redisUrl, 'worker');
+    connection.on('error', (err) => logger.warn({ err: err.message }, 'redis connection error'));
+    resources.push(() => connection.quit());
+    await waitUntilReady(connection);
+    await checkEvictionPolicy(connection, logger);
+
+    const models = await loadModels(config.modelsDir, {
+      providers: config.ortProviders,
+      intraOpThreads: config.ortIntraOpThreads,
+      interOpThreads: config.ortInterOpThreads,
+      labelCacheDir: join(config.dataDir, 'label-cache'),
+      microBatch: env.microBatch,
+      batchWaitMs: env.batchWaitMs,
+      logger: root.child({ name: 'worker:models' }),
+    });
+    resources.push(() => models.close());
+    const db = await openDatabase(config, {
+      embeddingDim: models.embeddingDim,
+      logger: root.child({ name: 'worker:db' }),
+    });
+    resources.push(() => db.close());
+
+    const handle = await startWorker({
+      connection,
+      prefix: config.queuePrefix,
+      models,
+      db,
+      queues: env.queues,
+      concurrency: env.concurrency,
+      lockDurationMs: env.lockDurationMs,
+      stalledIntervalMs: env.stalledIntervalMs,
+      maxStalledCount: env.maxStalledCount,
+      blobTtlSeconds: config.blobs.ttlSeconds,
+      blobMaxBytes: config.blobs.maxBytes,
+      previewTtlSeconds: env.previewTtlSeconds,
+      imagineTimeBudgetMs: env.imagineTimeBudgetMs,
+      shutdownGraceMs: env.shutdownGraceMs,
+      logger: root,
+    });
+    resources.push(() => handle.close());
+
+    if (env.warmup && env.queues.includes('classify')) {
+      // In the background: jobs are served meanwhile, and the result is cached on disk for next time.
+      const started = performance.now();
+      models.classifier
+        .warmup()
+        .then((set) =>
+          logger.info(
+            {
+              labels: set.labels.length,
+              fromCache: set.fromCache,
+              ms: Math.round(performance.now() - started),
+            },
+            'default vocabulary ready',
+          ),
+        )
+        .catch((err: unknown) => logger.warn({ err }, 'default vocabulary warm-up failed'));
+    }
+
+    let stopping = false;
+    const stop = (signal: NodeJS.Signals) => {
+      if (stopping) {
+        logger.warn({ signal }, 'second signal: exiting now');
+        process.exit(1);
+      }
+      stopping = true;
+      logger.info({ signal, graceMs: env.shutdownGraceMs }, 'shutting down: finishing running jobs');
+      void release().then(() => {
+        logger.info('stopped');
+        process.exit(0);
+      });
+    };
+    process.on('SIGTERM', stop);
+    process.on('SIGINT', stop);
+  } catch (error) {
+    await release();
+    throw error;
+  }
+}
+
+main().catch((error: unknown) => {
+  const coded = asCodedError(error);
+  // pino may not exist yet (bad configuration): plain stderr, the message says what to fix.
+  console.error(`worker: ${coded.message}`);
+  if (coded.code === 'internal' && error instanceof Error && error.stack) console.error(error.stack);
+  process.exitCode = 1;
+});

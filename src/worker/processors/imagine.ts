@@ -1,0 +1,212 @@
+// The imagine job: validate -> fetch init image and image prompts -> the VQGAN+CLIP loop, reporting
+// {step, steps, loss, etaSeconds, previewBlob} after every step -> final PNG, timelapse and saved
+// state as blobs -> the generation's row in the database. Callable without BullMQ (the CLI).
+import { createHash } from 'node:crypto';
+import type { Database } from '../../shared/db/index.js';
+import { asCodedError, InternalError } from '../../shared/errors.js';
+import {
+  checkJob,
+  type ImagineJob,
+  type ImagineProgress,
+  type ImagineResult,
+  imagineJobSchema,
+} from '../../shared/jobs.js';
+import { type Logger, silentLogger } from '../../shared/logger.js';
+import { type GenerateRequest, type GenerateResult, generate } from '../generate/loop.js';
+import { randomSeed } from '../generate/rng.js';
+import { encodeState } from '../generate/state.js';
+import type { WorkerModels } from '../runtime/models.js';
+import { readBlob } from './blobs.js';
+import type { RunContext } from './context.js';
+
+export interface ImagineContext extends RunContext {
+  /** Called after every step (and again when a preview is stored); awaited, so keep it quick. */
+  onProgress?: (progress: ImagineProgress) => void | Promise<void>;
+  /** Records the run in the generations table when given. */
+  db?: Database;
+  /**
+   * The job's id, `imagine:<uuid>`: keys the generation row (a re-run updates it) and picks the
+   * seed when the job has none, so a job re-run after a crash paints the same image.
+   */
+  jobId?: string;
+  /** Wall-clock budget; the run stops early with a full result when it is spent. @defaultValue none */
+  timeBudgetMs?: number;
+  /** TTL of preview blobs: seen for seconds, so kept briefly. @defaultValue 3600 */
+  previewTtlSeconds?: number;
+  /** A preview every this many steps. @defaultValue 10 */
+  previewEvery?: number;
+  /** A preview at least this often. @defaultValue 5000 */
+  previewIntervalMs?: number;
+  logger?: Logger;
+}
+
+export const DefaultImagineContext = {
+  previewTtlSeconds: 3600,
+  previewEvery: 10,
+  previewIntervalMs: 5000,
+} as const satisfies Partial<ImagineContext>;
+
+/** A seed from the job id: stable across re-runs of one job, different between jobs. */
+export function seedForJob(jobId: string): number {
+  return createHash('sha256').update(jobId).digest().readUInt32LE(0);
+}
+
+export type ImagineModels = Pick<WorkerModels, 'generation' | 'stepCache' | 'device' | 'sessionOptions'> &
+  Partial<Pick<WorkerModels, 'imageLimits'>>;
+
+export async function runImagine(
+  models: ImagineModels,
+  data: unknown,
+  ctx: ImagineContext,
+): Promise<ImagineResult> {
+  const o = { ...DefaultImagineContext, ...ctx };
+  const logger = ctx.logger ?? silentLogger;
+  const job = checkJob(imagineJobSchema, data);
+  const seed = job.seed ?? (ctx.jobId === undefined ? randomSeed() : seedForJob(ctx.jobId));
+  ctx.signal?.throwIfAborted();
+  const initImage = job.initImage === undefined ? undefined : await readBlob(ctx.blobs, job.initImage);
+  const imagePrompts = await Promise.all((job.imagePrompts ?? []).map((key) => readBlob(ctx.blobs, key)));
+  const generationId = await recordStart(ctx.db, ctx.jobId, job, seed);
+
+  const request: GenerateRequest = {
+    prompt: job.prompt,
+    seed,
+    ...(job.preset === undefined ? {} : { preset: job.preset }),
+    ...(job.steps === undefined ? {} : { steps: job.steps }),
+    ...(job.size === undefined ? {} : { width: job.size.width, height: job.size.height }),
+    ...(job.cutouts === undefined ? {} : { cutouts: job.cutouts }),
+    ...(job.lr === undefined ? {} : { lr: job.lr }),
+    ...(initImage === undefined ? {} : { init: { kind: 'image', image: initImage } }),
+    ...(imagePrompts.length === 0 ? {} : { imagePrompts: imagePrompts.map((image) => ({ image })) }),
+    ...(ctx.timeBudgetMs === undefined ? {} : { timeBudgetMs: ctx.timeBudgetMs }),
+  };
+  try {
+    let previewBlob: string | undefined;
+    let last: ImagineProgress | undefined;
+    let result: GenerateResult | undefined;
+    const events = generate(request, models.generation, {
+      ...(ctx.signal === undefined ? {} : { signal: ctx.signal }),
+      cache: models.stepCache,
+      device: models.device,
+      session: models.sessionOptions,
+      previewEvery: o.previewEvery,
+      previewIntervalMs: o.previewIntervalMs,
+      ...(models.imageLimits === undefined ? {} : { decodeLimits: models.imageLimits }),
+    });
+    for await (const event of events) {
+      if (event.type === 'step') {
+        last = {
+          step: event.step,
+          steps: event.steps,
+          loss: event.loss,
+          etaSeconds: Math.round(Math.max(0, event.etaMs) / 100) / 10,
+          ...(previewBlob === undefined ? {} : { previewBlob }),
+        };
+        await ctx.onProgress?.(last);
+      } else if (event.type === 'preview') {
+        previewBlob = await ctx.blobs.put(event.image.bytes, {
+          contentType: `image/${event.image.format}`,
+          ttlSeconds: o.previewTtlSeconds,
+        });
+        if (last) {
+          last = { ...last, previewBlob };
+          await ctx.onProgress?.(last);
+        }
+      } else {
+        result = event.result;
+      }
+    }
+    if (!result) throw new InternalError('the generation ended without a result');
+    const stored = performance.now();
+    const [finalBlob, timelapseBlob, latentBlob] = await Promise.all([
+      ctx.blobs.put(result.image.bytes, { contentType: `image/${result.image.format}` }),
+      result.timelapse
+        ? ctx.blobs.put(result.timelapse.bytes, { contentType: `image/${result.timelapse.format}` })
+        : undefined,
+      // The state Continue starts from: latent, optimiser and parameters, exact to the bit.
+      ctx.blobs.put(encodeState(result.state), { contentType: 'application/x-vqclip-state' }),
+    ]);
+    const t = result.timings;
+    const timings = {
+      setup: round(t.setupMs),
+      steps: round(t.stepsMs),
+      finish: round(t.finishMs),
+      store: round(performance.now() - stored),
+      total: round(t.totalMs + performance.now() - stored),
+    };
+    const out: ImagineResult = {
+      finalBlob,
+      ...(timelapseBlob === undefined ? {} : { timelapseBlob }),
+      latentBlob,
+      seed: result.seed,
+      steps: result.state.step,
+      params: {
+        width: result.params.width,
+        height: result.params.height,
+        cutouts: result.params.cutouts,
+        lr: result.params.lr,
+        preset: result.params.preset ?? 'normal',
+      },
+      lossFirst: result.lossFirst,
+      lossLast: result.lossLast,
+      timings,
+    };
+    if (result.stoppedBy === 'time') {
+      logger.info({ jobId: ctx.jobId, steps: result.state.step }, 'time budget spent: stopped early');
+    }
+    if (ctx.db && generationId !== undefined) {
+      await ctx.db.updateGeneration(generationId, {
+        status: 'completed',
+        seed: result.seed,
+        params: { ...out.params, steps: out.steps, stoppedBy: result.stoppedBy },
+        timings,
+        resultLink: finalBlob,
+        finished: true,
+      });
+    }
+    return out;
+  } catch (error) {
+    if (ctx.db && generationId !== undefined) {
+      const coded = asCodedError(error);
+      await ctx.db
+        .updateGeneration(generationId, {
+          status: coded.code === 'cancelled' ? 'cancelled' : 'failed',
+          errorCode: coded.code,
+          finished: true,
+        })
+        .catch((e: unknown) => logger.warn({ err: e, jobId: ctx.jobId }, 'could not record the failure'));
+    }
+    throw error;
+  }
+}
+
+async function recordStart(
+  db: Database | undefined,
+  jobId: string | undefined,
+  job: ImagineJob,
+  seed: number,
+): Promise<string | undefined> {
+  if (!db) return undefined;
+  const { origin } = job;
+  const id = await db.insertGeneration({
+    ...(jobId === undefined ? {} : { jobId }),
+    platform: origin.platform,
+    ...(origin.workspace === undefined ? {} : { workspace: origin.workspace }),
+    ...(origin.channel === undefined ? {} : { channel: origin.channel }),
+    userId: origin.user,
+    prompt: job.prompt,
+    params: requestedParams(job),
+    seed,
+    status: 'running',
+  });
+  // A re-run (retry, stalled job) finds the row of its earlier attempt: mark it running again.
+  await db.updateGeneration(id, { status: 'running', seed });
+  return id;
+}
+
+function requestedParams(job: ImagineJob): Record<string, unknown> {
+  const { prompt: _prompt, origin: _origin, seed: _seed, ...rest } = job;
+  return rest;
+}
+
+const round = (ms: number) => Math.round(ms * 10) / 10;

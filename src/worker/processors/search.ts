@@ -1,0 +1,32 @@
+// The search job (/imagesearch): query text -> unit CLIP text embedding -> the k nearest images by
+// cosine within the asking channel, never across channels (the database filters by channel in the
+// same statement that ranks). Callable without BullMQ.
+import { checkJob, type SearchResult, searchJobSchema } from '../../shared/jobs.js';
+import type { WorkerModels } from '../runtime/models.js';
+import type { DbRunContext } from './context.js';
+
+export async function runSearch(
+  models: Pick<WorkerModels, 'classifier'>,
+  data: unknown,
+  ctx: Omit<DbRunContext, 'blobs'>,
+): Promise<SearchResult> {
+  const job = checkJob(searchJobSchema, data);
+  ctx.signal?.throwIfAborted();
+  const embedding = await models.classifier.embedTexts([job.query], ctx.signal);
+  const hits = await ctx.db.searchImages({
+    platform: job.platform,
+    workspace: job.workspace,
+    channel: job.channel,
+    embedding,
+    k: job.k,
+  });
+  return {
+    hits: hits.map((h) => ({
+      imageId: h.imageId,
+      link: h.link,
+      score: h.score,
+      message: h.message,
+      file: h.file,
+    })),
+  };
+}

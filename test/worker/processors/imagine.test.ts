@@ -1,0 +1,181 @@
+// The imagine processor in process (no Redis): tiny random models from files at 64x64 with one
+// cutout, blobs in memory, generations recorded in a real PGlite. Progress, previews, results,
+// cancel within one step, the time budget and input errors.
+import { cp } from 'node:fs/promises';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type Database, openDatabase } from '../../../src/shared/db/index.js';
+import type { CodedError } from '../../../src/shared/errors.js';
+import { probeImage } from '../../../src/shared/image/decode.js';
+import type { ImagineJob, ImagineProgress } from '../../../src/shared/jobs.js';
+import { decodeState } from '../../../src/worker/generate/state.js';
+import { MemoryBlobs } from '../../../src/worker/processors/blobs.js';
+import { runImagine, seedForJob } from '../../../src/worker/processors/imagine.js';
+import { loadModels, type WorkerModels } from '../../../src/worker/runtime/models.js';
+import {
+  noisePng,
+  pgliteTemplate,
+  pixelBombPng,
+  tempDir,
+  writeTinyModels,
+} from '../../helpers/worker-process.js';
+
+let dirs: { remove: () => Promise<void> }[] = [];
+let models: WorkerModels;
+let db: Database;
+const blobs = new MemoryBlobs({ prefix: 'test' });
+
+beforeAll(async () => {
+  const modelsDir = await tempDir('models');
+  const dataDir = await tempDir('data');
+  dirs = [modelsDir, dataDir];
+  writeTinyModels(modelsDir.path);
+  models = await loadModels(modelsDir.path, { intraOpThreads: 1 });
+  await cp(await pgliteTemplate(models.embeddingDim), dataDir.path, { recursive: true });
+  db = await openDatabase({ dataDir: dataDir.path }, { embeddingDim: models.embeddingDim });
+});
+
+afterAll(async () => {
+  await db?.close();
+  await models?.close();
+  await Promise.all(dirs.map((d) => d.remove()));
+});
+
+const origin = { platform: 'discord', workspace: 'G1', channel: 'C1', user: 'U1' } as const;
+const job = (over: Partial<ImagineJob> = {}): ImagineJob => ({
+  prompt: 'a watercolor teacher | blurry:-0.5',
+  steps: 4,
+  size: { width: 64, height: 64 },
+  cutouts: 1,
+  seed: 7,
+  origin,
+  ...over,
+});
+
+async function codeOf(p: Promise<unknown>): Promise<string> {
+  try {
+    await p;
+  } catch (error) {
+    return (error as CodedError).code;
+  }
+  return 'resolved';
+}
+
+describe('runImagine', () => {
+  it('reports every step, stores previews and results, records the generation', async () => {
+    const progress: ImagineProgress[] = [];
+    const jobId = 'imagine:00000000-0000-4000-8000-000000000001';
+    const result = await runImagine(models, job(), {
+      blobs,
+      db,
+      jobId,
+      previewEvery: 2,
+      onProgress: (p) => {
+        progress.push(p);
+      },
+    });
+    const steps = progress.map((p) => p.step);
+    // Steps 1..4 in order; a step with a new preview is reported twice (before and after storing it).
+    expect([...new Set(steps)]).toEqual([1, 2, 3, 4]);
+    expect(progress.every((p) => p.steps === 4 && Number.isFinite(p.loss) && p.etaSeconds >= 0)).toBe(true);
+    expect(progress[0]!.previewBlob).toBeUndefined();
+    const previews = [...new Set(progress.flatMap((p) => (p.previewBlob ? [p.previewBlob] : [])))];
+    expect(previews).toHaveLength(1); // after the 2nd step (previewEvery 2; none after the last)
+    expect((await blobs.get(previews[0]!))?.contentType).toBe('image/webp');
+
+    expect(result).toMatchObject({
+      seed: 7,
+      steps: 4,
+      params: { width: 64, height: 64, cutouts: 1, lr: 0.1, preset: 'normal' },
+    });
+    expect(Number.isFinite(result.lossFirst) && Number.isFinite(result.lossLast)).toBe(true);
+    expect(result.lossFirst).toBe(progress[0]!.loss);
+    const final = (await blobs.get(result.finalBlob))!;
+    expect(final.contentType).toBe('image/png');
+    expect(await probeImage(final.bytes)).toMatchObject({ format: 'png', width: 64, height: 64 });
+    expect((await blobs.get(result.timelapseBlob!))?.contentType).toBe('image/webp');
+    const state = decodeState((await blobs.get(result.latentBlob!))!.bytes);
+    expect(state.step).toBe(4);
+    expect(state.params.seed).toBe(7);
+    expect(state.latent.dims).toEqual([1, 16, 32, 32]);
+
+    const row = await db.getGenerationByJob(jobId);
+    expect(row).toMatchObject({
+      status: 'completed',
+      seed: 7,
+      userId: 'U1',
+      platform: 'discord',
+      channel: 'C1',
+      prompt: 'a watercolor teacher | blurry:-0.5',
+      resultLink: result.finalBlob,
+      errorCode: null,
+    });
+    expect(row!.finishedAt).not.toBeNull();
+    expect(row!.timings?.total).toBeGreaterThan(0);
+  });
+
+  it('is deterministic for a seed; without one the seed comes from the job id', async () => {
+    const a = await runImagine(models, job({ steps: 2 }), { blobs });
+    const b = await runImagine(models, job({ steps: 2 }), { blobs });
+    expect(b.lossFirst).toBe(a.lossFirst);
+    expect(b.lossLast).toBe(a.lossLast);
+    const { seed: _, ...noSeed } = job({ steps: 1 });
+    const jobId = 'imagine:11111111-1111-4111-8111-111111111111';
+    const c = await runImagine(models, noSeed, { blobs, jobId });
+    expect(c.seed).toBe(seedForJob(jobId));
+    expect(seedForJob(jobId)).not.toBe(seedForJob('imagine:22222222-2222-4222-8222-222222222222'));
+  });
+
+  it('stops within one step of a cancel and records it', async () => {
+    const controller = new AbortController();
+    const progress: number[] = [];
+    const jobId = 'imagine:33333333-3333-4333-8333-333333333333';
+    const running = runImagine(models, job({ steps: 50 }), {
+      blobs,
+      db,
+      jobId,
+      signal: controller.signal,
+      onProgress: (p) => {
+        progress.push(p.step);
+        // Cancel lands while step 3 is being reported: step 4 must never be reported.
+        if (p.step === 3) controller.abort();
+      },
+    });
+    expect(await codeOf(running)).toBe('cancelled');
+    expect(Math.max(...progress)).toBe(3);
+    expect(await db.getGenerationByJob(jobId)).toMatchObject({ status: 'cancelled', errorCode: 'cancelled' });
+  });
+
+  it('ends early with a full result when the time budget is spent', async () => {
+    const result = await runImagine(models, job({ steps: 200 }), { blobs, timeBudgetMs: 1 });
+    // The budget is checked after the first step; one step is always taken.
+    expect(result.steps).toBe(1);
+    expect(await probeImage((await blobs.get(result.finalBlob))!.bytes)).toMatchObject({
+      width: 64,
+      height: 64,
+    });
+  });
+
+  it('starts from an init image; refuses bad input with coded errors', async () => {
+    const init = await blobs.put(await noisePng(80, 64, 5), { contentType: 'image/png' });
+    const withInit = await runImagine(models, job({ steps: 1, initImage: init }), { blobs });
+    expect(withInit.steps).toBe(1);
+
+    const bomb = await blobs.put(pixelBombPng(), { contentType: 'image/png' });
+    expect(await codeOf(runImagine(models, job({ initImage: bomb }), { blobs }))).toBe('image_too_large');
+    const text = await blobs.put(new TextEncoder().encode('not an image'), { contentType: 'text/plain' });
+    expect(await codeOf(runImagine(models, job({ imagePrompts: [text] }), { blobs }))).toBe('not_an_image');
+    expect(await codeOf(runImagine(models, job({ initImage: 'test:blob:expired' }), { blobs }))).toBe(
+      'blob_missing',
+    );
+    expect(await codeOf(runImagine(models, job({ prompt: 'x'.repeat(10_000) }), { blobs }))).toBe(
+      'prompt_too_long',
+    );
+    expect(await codeOf(runImagine(models, job({ steps: 5000 }), { blobs }))).toBe('bad_input');
+    expect(await codeOf(runImagine(models, job({ size: { width: 70, height: 64 } }), { blobs }))).toBe(
+      'bad_input',
+    );
+    expect(await codeOf(runImagine(models, { ...job(), temperature: 2 }, { blobs }))).toBe('bad_input');
+    // Prompt syntax is the loop's to check: every weight negative.
+    expect(await codeOf(runImagine(models, job({ prompt: 'cat:-1' }), { blobs }))).toBe('bad_input');
+  });
+});
