@@ -420,7 +420,7 @@ describe('imagine', () => {
     };
     expect(s.seed).toBe(7);
     expect(s.position).toBe(0);
-    let cancelled: Promise<Response> | undefined;
+    let cancelled: Promise<Response> | Response | undefined;
     const events = await readEvents(await request(s.eventsUrl), () => {
       // Cancel once the stream has shown the job waiting.
       cancelled ??= request(`/api/jobs/${encodeURIComponent(s.jobId)}/cancel`, { method: 'POST' });

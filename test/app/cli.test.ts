@@ -1,0 +1,243 @@
+// The CLI in process (runCli with captured streams) on tiny random models written once for the file:
+// --json output of imagine, whatis and search checked against the processors' own numbers.
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import sharp from 'sharp';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type CliIo, ProgressBar, runCli } from '../../src/app/cli.js';
+import { openDatabase } from '../../src/shared/db/index.js';
+import { writeRandomModels } from '../../src/worker/models/random.js';
+import { MemoryBlobs } from '../../src/worker/processors/blobs.js';
+import { runEmbedImage } from '../../src/worker/processors/embed-image.js';
+import { loadModels, type WorkerModels } from '../../src/worker/runtime/models.js';
+
+let dir: string;
+let modelsDir: string;
+let dataDir: string;
+let imagesDir: string;
+let models: WorkerModels;
+
+const COLOURS = { red: [220, 20, 20], green: [20, 200, 40], blue: [30, 40, 230] } as const;
+
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'vqclip-cli-'));
+  modelsDir = join(dir, 'models');
+  dataDir = join(dir, 'data');
+  imagesDir = join(dir, 'images');
+  writeRandomModels({ preset: 'tiny', outDir: modelsDir, seed: 0 });
+  await mkdir(imagesDir);
+  for (const [name, [r, g, b]] of Object.entries(COLOURS)) {
+    // A gradient, not a flat colour: flat images of different colours can embed almost alike.
+    const px = Buffer.alloc(40 * 40 * 3);
+    for (let i = 0; i < 1600; i++) px.set([r, g, Math.min(255, b + (i % 40) * 2)], i * 3);
+    await sharp(px, { raw: { width: 40, height: 40, channels: 3 } })
+      .png()
+      .toFile(join(imagesDir, `${name}.png`));
+  }
+  await writeFile(join(imagesDir, 'notes.png'), 'not an image');
+  models = await loadModels(modelsDir);
+});
+
+afterAll(async () => {
+  await models?.close();
+  await rm(dir, { recursive: true, force: true });
+});
+
+async function cli(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  let stdout = '';
+  let stderr = '';
+  const io: CliIo = {
+    stdout: (t) => {
+      stdout += t;
+    },
+    stderr: (t) => {
+      stderr += t;
+    },
+    isTty: false,
+    env: {},
+  };
+  const code = await runCli([...args, '--models', modelsDir, '--data', dataDir], io);
+  return { code, stdout, stderr };
+}
+
+function unit(v: ArrayLike<number>): Float32Array {
+  const n = Math.hypot(...Array.from(v));
+  return Float32Array.from(v, (x) => x / n);
+}
+
+describe('vqclip imagine --json', () => {
+  it('writes the PNG and timelapse and reports seed, steps, first and last loss and paths; same seed, same image', async () => {
+    const out = join(dir, 'a.png');
+    const timelapse = join(dir, 'a.webp');
+    const args = [
+      'imagine',
+      'a red apple | blurry:-0.5',
+      '--size',
+      '64',
+      '--steps',
+      '3',
+      '--preset',
+      'draft',
+    ];
+    const first = await cli([...args, '--seed', '7', '--out', out, '--timelapse', timelapse, '--json']);
+    expect(first.code).toBe(0);
+    // The progress bar stays on stderr with --json too: stdout holds only the document.
+    expect(first.stderr).toMatch(/Step 1\/3 · loss \d\.\d{3}/);
+    const report = JSON.parse(first.stdout) as {
+      seed: number;
+      steps: number;
+      lossFirst: number;
+      lossLast: number;
+      outputs: { image: string; timelapse: string };
+      params: { width: number; height: number; preset: string };
+    };
+    expect(report.seed).toBe(7);
+    expect(report.steps).toBe(3);
+    expect(report.outputs).toEqual({ image: out, timelapse });
+    expect(report.params).toMatchObject({ width: 64, height: 64, preset: 'draft' });
+    // Spherical distances of unit vectors (weighted sum with weights 1 and -0.5) are bounded.
+    for (const loss of [report.lossFirst, report.lossLast]) {
+      expect(Number.isFinite(loss)).toBe(true);
+      expect(Math.abs(loss)).toBeLessThan(4);
+    }
+    expect(report.lossLast).not.toBe(report.lossFirst);
+
+    const meta = await sharp(out).metadata();
+    expect([meta.format, meta.width, meta.height]).toEqual(['png', 64, 64]);
+    const stats = await sharp(out).stats();
+    // Random weights paint noise, not a flat image.
+    expect(stats.channels[0]!.stdev).toBeGreaterThan(1);
+    expect((await sharp(timelapse).metadata()).format).toBe('webp');
+
+    // Without a TTY the bar logs lines (every tenth of the run) on stderr, never on stdout.
+    const again = await cli([...args, '--seed', '7', '--out', join(dir, 'b.png')]);
+    expect(again.code).toBe(0);
+    expect(again.stderr).toMatch(/\] Step 3\/3 · loss \d\.\d{3}\n/);
+    expect(again.stdout).toContain(join(dir, 'b.png'));
+    expect(again.stdout).toContain('seed 7 · 3 steps');
+    expect(await readFile(join(dir, 'b.png'))).toEqual(await readFile(out));
+  });
+
+  it('exits 2 on usage mistakes and 1 with the sentence on bad input', async () => {
+    expect((await cli(['imagine'])).code).toBe(2);
+    expect((await cli(['imagine', 'x', '--size', '65000'])).code).toBe(2);
+    expect((await cli(['imagine', 'x', '--bogus'])).code).toBe(2);
+    expect((await cli(['paint', 'x'])).code).toBe(2);
+    const bad = await cli(['imagine', 'blurry:-1', '--steps', '1', '--json']);
+    expect(bad.code).toBe(1);
+    expect(JSON.parse(bad.stdout)).toEqual({
+      error: {
+        code: 'bad_input',
+        message: 'At least one part of the prompt needs a positive weight.',
+      },
+    });
+  });
+});
+
+describe('vqclip whatis --json', () => {
+  it('gives the labels with probabilities, best first, as the classifier computes them', async () => {
+    const file = join(imagesDir, 'red.png');
+    const { code, stdout } = await cli([
+      'whatis',
+      file,
+      '--labels',
+      'a cat, a red square, the sea',
+      '--json',
+    ]);
+    expect(code).toBe(0);
+    const report = JSON.parse(stdout) as { file: string; labels: { label: string; prob: number }[] };
+    expect(report.file).toBe(file);
+    expect(report.labels.map((l) => l.label).sort()).toEqual(['a cat', 'a red square', 'the sea']);
+    const probs = report.labels.map((l) => l.prob);
+    expect(probs).toEqual([...probs].sort((a, b) => b - a));
+    expect(probs.reduce((a, b) => a + b, 0)).toBeCloseTo(1, 6);
+    // The same numbers as the classifier on the same image.
+    const direct = await models.classifier.classify(await readFile(file), {
+      labels: ['a cat', 'a red square', 'the sea'],
+    });
+    for (const p of direct.predictions) {
+      expect(report.labels.find((l) => l.label === p.label)!.prob).toBeCloseTo(p.probability, 6);
+    }
+  });
+
+  it('reports a file that is not an image', async () => {
+    const { code, stderr } = await cli(['whatis', join(imagesDir, 'notes.png'), '--labels', 'a, b']);
+    expect(code).toBe(1);
+    expect(stderr).toContain('not an image');
+  });
+});
+
+describe('vqclip search --json', () => {
+  it('ranks a folder by cosine to the query and skips unreadable files', async () => {
+    const { code, stdout, stderr } = await cli([
+      'search',
+      'a red square',
+      '--dir',
+      imagesDir,
+      '--k',
+      '3',
+      '--json',
+    ]);
+    expect(code).toBe(0);
+    expect(stderr).toMatch(/skipped notes\.png/);
+    const report = JSON.parse(stdout) as { hits: { path: string; score: number }[] };
+    expect(report.hits).toHaveLength(3);
+    const [text] = await Promise.all([models.classifier.embedTexts(['a red square'])]);
+    const q = unit(text);
+    for (const hit of report.hits) {
+      const e = unit(await models.images.embed(new Uint8Array(await readFile(hit.path))));
+      const cosine = q.reduce((s, v, i) => s + v * e[i]!, 0);
+      expect(hit.score).toBeCloseTo(cosine, 5);
+    }
+    const scores = report.hits.map((h) => h.score);
+    expect(scores).toEqual([...scores].sort((a, b) => b - a));
+  });
+
+  it('searches a library channel through the PGlite index in DATA_DIR, never another channel', async () => {
+    const db = await openDatabase({ dataDir }, { embeddingDim: models.embeddingDim });
+    const blobs = new MemoryBlobs();
+    try {
+      for (const [channel, name] of [
+        ['holiday', 'red'],
+        ['holiday', 'blue'],
+        ['work', 'green'],
+      ] as const) {
+        const image = await blobs.put(await readFile(join(imagesDir, `${name}.png`)), {
+          contentType: 'image/png',
+        });
+        await runEmbedImage(
+          models,
+          { image, platform: 'web', workspace: 'local', channel, message: name, file: `${name}.png` },
+          { blobs, db },
+        );
+      }
+    } finally {
+      await db.close();
+    }
+    const { code, stdout } = await cli(['search', 'a red square', '--channel', 'holiday', '--json']);
+    expect(code).toBe(0);
+    const report = JSON.parse(stdout) as { hits: { path: string; score: number }[] };
+    expect(report.hits.map((h) => h.path.split('/').at(-1)).sort()).toEqual(['blue.png', 'red.png']);
+    expect(report.hits[0]!.path).toBe(
+      join(dataDir, 'library', 'holiday', report.hits[0]!.path.split('/').at(-1)!),
+    );
+  });
+});
+
+describe('ProgressBar', () => {
+  it('redraws one line on a terminal and logs tenths otherwise', () => {
+    let tty = '';
+    const bar = new ProgressBar({ isTty: true, stderr: (t) => (tty += t) }, 10);
+    bar.update({ step: 5, steps: 10, loss: 1.23456, etaSeconds: 12 });
+    bar.done();
+    expect(tty).toBe('\r\x1b[2K[#####.....] Step 5/10 · loss 1.235 · about 12 s left\n');
+    let log = '';
+    const plain = new ProgressBar({ isTty: false, stderr: (t) => (log += t) }, 4);
+    for (let step = 1; step <= 20; step++) plain.update({ step, steps: 20, loss: 1, etaSeconds: 20 - step });
+    // Steps 1..20 of 20 cross tenths at 2, 4, ..., 20 and start in the first: 11 lines at most.
+    const lines = log.trim().split('\n');
+    expect(lines.length).toBe(11);
+    expect(lines.at(-1)).toBe('[####] Step 20/20 · loss 1.000');
+  });
+});
