@@ -19,4 +19,5 @@ export {
   transpose,
   unsqueeze,
 } from './ops/shape.js';
+export { asin, clampWithGrad, l2Normalize, sphericalDistance } from './ops/trig.js';
 export { serialize } from './serialize.js';

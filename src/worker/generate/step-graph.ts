@@ -1,0 +1,369 @@
+// The VQGAN+CLIP step as one ONNX graph: latent -> straight-through quantise -> decoder -> image in
+// [0, 1] -> cutouts (matrix products with per-step matrices fed as inputs) -> noise -> CLIP
+// normalisation -> image tower -> unit embeddings -> weighted spherical distance to each prompt ->
+// loss, plus d(loss)/d(latent) from our autodiff. Static for a (models, size, cutouts, prompt count).
+import { grad } from '../graph/autodiff.js';
+import { Graph, GraphError, type Tensor } from '../graph/graph.js';
+import { add, clip, mul, sub } from '../graph/ops/elementwise.js';
+import { matmul } from '../graph/ops/matmul.js';
+import { reduceMean, reduceSum } from '../graph/ops/reduce.js';
+import { reshape, transpose } from '../graph/ops/shape.js';
+import { clampWithGrad, l2Normalize, sphericalDistance } from '../graph/ops/trig.js';
+import { serialize } from '../graph/serialize.js';
+import { type ClipConfig, clipVision } from '../models/clip.js';
+import type { WeightSource } from '../models/params.js';
+import { type VqganConfig, vqganDecode, vqganFactor, vqganQuantize } from '../models/vqgan.js';
+import { ModelSession, type SessionOptions } from '../onnx/session.js';
+
+/** CLIP's input normalisation (openai/clip-vit-base-patch32 preprocessor). */
+export const CLIP_MEAN = [0.48145466, 0.4578275, 0.40821073] as const;
+export const CLIP_STD = [0.26862954, 0.26130258, 0.27577711] as const;
+
+/** The two models a generation uses, with their weights. */
+export interface GenerationModels {
+  readonly clip: { readonly config: ClipConfig; readonly weights: WeightSource };
+  readonly vqgan: { readonly config: VqganConfig; readonly weights: WeightSource };
+}
+
+export interface StepGraphSpec {
+  /** Image width and height in pixels, multiples of the VQGAN's downsampling factor. */
+  readonly width: number;
+  readonly height: number;
+  /** Cutouts per step. */
+  readonly cutouts: number;
+  /** Prompt embeddings per step (text and image prompts together). */
+  readonly prompts: number;
+  /**
+   * Straight-through quantisation of the latent before decoding, as VQGAN-CLIP does. Off, the
+   * decoder sees the latent itself (a smooth function of it, which is what gradient checks need).
+   * @defaultValue true
+   */
+  readonly quantize?: boolean;
+  /** Adds `init_weight * mean((image - init_image)^2)` to the loss, with both as inputs. @defaultValue false */
+  readonly initImage?: boolean;
+  /**
+   * Gradient through the [0, 1] clamp of the image: 'through' lets it pass wherever it pulls a
+   * saturated pixel back into range (VQGAN-CLIP's ClampWithGrad); 'exact' is torch.clamp's.
+   * @defaultValue 'through'
+   */
+  readonly clampGradient?: 'through' | 'exact';
+}
+
+export const DefaultStepGraphSpec = {
+  quantize: true,
+  initImage: false,
+  clampGradient: 'through',
+} as const satisfies Required<Pick<StepGraphSpec, 'quantize' | 'initImage' | 'clampGradient'>>;
+
+/** Input and output names of the step graph. */
+export const STEP_INPUTS = {
+  z: 'z',
+  rows: 'rows',
+  cols: 'cols',
+  noise: 'noise',
+  prompts: 'prompt_embeds',
+  weights: 'prompt_weights',
+  initImage: 'init_image',
+  initWeight: 'init_weight',
+} as const;
+
+export const STEP_OUTPUTS = { loss: 'loss', losses: 'losses', image: 'image', grad: 'grad' } as const;
+
+/** Shapes a caller needs to feed the graph. */
+export interface StepShapes {
+  /** [1, embed_dim, height / f, width / f] */
+  readonly latent: readonly [number, number, number, number];
+  /** CLIP's input side S: cutouts are S x S. */
+  readonly cutoutSize: number;
+  /** CLIP's embedding width D. */
+  readonly embedDim: number;
+}
+
+export function stepShapes(models: GenerationModels, spec: StepGraphSpec): StepShapes {
+  const f = vqganFactor(models.vqgan.config);
+  const { width, height, cutouts, prompts } = spec;
+  for (const [name, v] of [
+    ['width', width],
+    ['height', height],
+  ] as const) {
+    if (!Number.isInteger(v) || v <= 0 || v % f !== 0) {
+      throw new GraphError(`step graph: ${name} ${v} must be a positive multiple of the VQGAN factor ${f}`);
+    }
+  }
+  if (!Number.isInteger(cutouts) || cutouts < 1)
+    throw new GraphError(`step graph: cutouts ${cutouts} must be >= 1`);
+  if (!Number.isInteger(prompts) || prompts < 1)
+    throw new GraphError(`step graph: prompts ${prompts} must be >= 1`);
+  return {
+    latent: [1, models.vqgan.config.embed_dim, height / f, width / f],
+    cutoutSize: models.clip.config.vision_config.image_size,
+    embedDim: models.clip.config.projection_dim,
+  };
+}
+
+export interface BuiltStepGraph {
+  readonly bytes: Uint8Array;
+  readonly shapes: StepShapes;
+  readonly spec: Required<StepGraphSpec>;
+}
+
+/** The step graph before serialisation: the graph and its four outputs. */
+export interface StepGraph {
+  readonly graph: Graph;
+  readonly outputs: Readonly<Record<(typeof STEP_OUTPUTS)[keyof typeof STEP_OUTPUTS], Tensor>>;
+  readonly shapes: StepShapes;
+  readonly spec: Required<StepGraphSpec>;
+}
+
+/** Builds the step graph into `g` (a fresh Graph by default; benchmarks pass one that counts FLOPs). */
+export function stepGraph(
+  models: GenerationModels,
+  specIn: StepGraphSpec,
+  g: Graph = new Graph(),
+): StepGraph {
+  const spec = { ...DefaultStepGraphSpec, ...specIn };
+  const shapes = stepShapes(models, spec);
+  const { width: W, height: H, cutouts: K, prompts: P } = spec;
+  const S = shapes.cutoutSize;
+  const z = g.input(STEP_INPUTS.z, shapes.latent);
+  const rows = g.input(STEP_INPUTS.rows, [K, S, H]);
+  const cols = g.input(STEP_INPUTS.cols, [K, S, W]);
+  const noise = g.input(STEP_INPUTS.noise, [K, 3, S, S]);
+  const promptEmbeds = g.input(STEP_INPUTS.prompts, [P, shapes.embedDim]);
+  const promptWeights = g.input(STEP_INPUTS.weights, [P]);
+
+  const { vqgan, clip: clipModel } = models;
+  const zq = spec.quantize ? vqganQuantize(g, z, vqgan.config, vqgan.weights).quantized : z;
+  const decoded = vqganDecode(g, zq, vqgan.config, vqgan.weights);
+  const unit = mul(add(decoded, 1), 0.5);
+  const image = spec.clampGradient === 'through' ? clampWithGrad(unit, 0, 1) : clip(unit, 0, 1);
+
+  // cutout_k = rows_k . img . cols_k^T per channel, batched: [K,1,S,H] @ [1,3,H,W] @ [K,1,W,S].
+  const colsT = transpose(reshape(cols, [K, 1, S, W]), [0, 1, 3, 2]);
+  const cut = matmul(matmul(reshape(rows, [K, 1, S, H]), image), colsT);
+  const pixels = mul(
+    sub(add(cut, noise), g.constant(Float32Array.from(CLIP_MEAN), [1, 3, 1, 1], { name: 'clip_mean' })),
+    g.constant(
+      Float32Array.from(CLIP_STD, (s) => 1 / s),
+      [1, 3, 1, 1],
+      { name: 'clip_inv_std' },
+    ),
+  );
+  const { embeds } = clipVision(g, pixels, clipModel.config, clipModel.weights);
+  const distances = sphericalDistance(l2Normalize(embeds, -1), promptEmbeds); // [K, P]
+  const losses = reduceMean(distances, [0]); // [P]
+  let loss: Tensor = reduceSum(mul(losses, promptWeights));
+  if (spec.initImage) {
+    const init = g.input(STEP_INPUTS.initImage, [1, 3, H, W]);
+    const initWeight = g.input(STEP_INPUTS.initWeight, []);
+    const diff = sub(image, init);
+    loss = add(loss, mul(reduceMean(mul(diff, diff)), initWeight));
+  }
+  const [gz] = grad(loss, [z]);
+  return { graph: g, outputs: { loss, losses, image, grad: gz! }, shapes, spec };
+}
+
+/** Builds and serialises the step graph. */
+export function buildStepGraph(models: GenerationModels, spec: StepGraphSpec): BuiltStepGraph {
+  const built = stepGraph(models, spec);
+  const bytes = serialize(built.graph, { outputs: built.outputs, name: 'vqgan_clip_step' }).bytes;
+  return { bytes, shapes: built.shapes, spec: built.spec };
+}
+
+/** One step's inputs as flat arrays in the shapes of StepShapes. */
+export interface StepFeeds {
+  readonly z: Float32Array;
+  /** [K, S, H] */
+  readonly rows: Float32Array;
+  /** [K, S, W] */
+  readonly cols: Float32Array;
+  /** [K, 3, S, S] */
+  readonly noise: Float32Array;
+  /** [P, D], unit rows. */
+  readonly prompts: Float32Array;
+  /** [P] */
+  readonly weights: Float32Array;
+  /** [1, 3, H, W] in [0, 1]; required when the graph has the init-image term. */
+  readonly initImage?: Float32Array;
+  readonly initWeight?: number;
+}
+
+export interface StepOutputs {
+  /** The weighted total. */
+  readonly loss: number;
+  /** [P] mean spherical distance to each prompt, unweighted. */
+  readonly losses: Float32Array;
+  /** [1, 3, H, W] in [0, 1]: the image of the latent fed in. */
+  readonly image: Float32Array;
+  /** d(loss)/d(latent), the latent's shape. */
+  readonly grad: Float32Array;
+}
+
+/** An inference session of one step graph, fed and read with plain arrays. */
+export class StepSession {
+  private constructor(
+    private readonly session: ModelSession,
+    readonly spec: Required<StepGraphSpec>,
+    readonly shapes: StepShapes,
+  ) {}
+
+  static async create(
+    models: GenerationModels,
+    spec: StepGraphSpec,
+    options: SessionOptions = {},
+  ): Promise<StepSession> {
+    const built = buildStepGraph(models, spec);
+    const session = await ModelSession.create(built.bytes, options);
+    return new StepSession(session, built.spec, built.shapes);
+  }
+
+  /** A session of a step graph built with stepGraph() (e.g. into a FLOP-counting Graph). */
+  static async fromGraph(built: StepGraph, options: SessionOptions = {}): Promise<StepSession> {
+    const bytes = serialize(built.graph, { outputs: built.outputs, name: 'vqgan_clip_step' }).bytes;
+    const session = await ModelSession.create(bytes, options);
+    return new StepSession(session, built.spec, built.shapes);
+  }
+
+  get provider(): string {
+    return this.session.provider;
+  }
+
+  async run(feeds: StepFeeds): Promise<StepOutputs> {
+    const { width: W, height: H, cutouts: K, prompts: P } = this.spec;
+    const S = this.shapes.cutoutSize;
+    const input: Record<string, { data: Float32Array; dims: readonly number[] }> = {
+      [STEP_INPUTS.z]: { data: feeds.z, dims: this.shapes.latent },
+      [STEP_INPUTS.rows]: { data: feeds.rows, dims: [K, S, H] },
+      [STEP_INPUTS.cols]: { data: feeds.cols, dims: [K, S, W] },
+      [STEP_INPUTS.noise]: { data: feeds.noise, dims: [K, 3, S, S] },
+      [STEP_INPUTS.prompts]: { data: feeds.prompts, dims: [P, this.shapes.embedDim] },
+      [STEP_INPUTS.weights]: { data: feeds.weights, dims: [P] },
+    };
+    if (this.spec.initImage) {
+      if (!feeds.initImage) throw new GraphError('step graph: this graph needs an init image');
+      input[STEP_INPUTS.initImage] = { data: feeds.initImage, dims: [1, 3, H, W] };
+      input[STEP_INPUTS.initWeight] = { data: new Float32Array([feeds.initWeight ?? 0]), dims: [] };
+    }
+    const out = await this.session.run(input);
+    return {
+      loss: (out[STEP_OUTPUTS.loss]!.data as Float32Array)[0]!,
+      losses: out[STEP_OUTPUTS.losses]!.data as Float32Array,
+      image: out[STEP_OUTPUTS.image]!.data as Float32Array,
+      grad: out[STEP_OUTPUTS.grad]!.data as Float32Array,
+    };
+  }
+
+  release(): Promise<void> {
+    return this.session.release();
+  }
+}
+
+/** A step session borrowed from the cache; give it back with release(). */
+export interface StepLease {
+  readonly session: StepSession;
+  release(): Promise<void>;
+}
+
+interface CacheEntry {
+  readonly key: string;
+  readonly session: Promise<StepSession>;
+  users: number;
+  lastUsed: number;
+}
+
+export interface StepGraphCacheOptions {
+  /** Idle sessions kept; a full-size one holds ~1-2 GB. @defaultValue 2 */
+  readonly maxEntries?: number;
+  /** @defaultValue {} (CPU) */
+  readonly session?: SessionOptions;
+}
+
+/**
+ * Step sessions keyed by (models, size, cutouts, prompt count, flags): building one at full size
+ * takes seconds, so a worker reuses them across jobs. Sessions in use are never released; idle
+ * ones beyond maxEntries are, least recently used first.
+ */
+export class StepGraphCache {
+  private readonly entries = new Map<string, CacheEntry>();
+  private readonly maxEntries: number;
+  private readonly sessionOptions: SessionOptions;
+  private tick = 0;
+
+  constructor(options: StepGraphCacheOptions = {}) {
+    this.maxEntries = options.maxEntries ?? 2;
+    this.sessionOptions = options.session ?? {};
+  }
+
+  get size(): number {
+    return this.entries.size;
+  }
+
+  async acquire(models: GenerationModels, specIn: StepGraphSpec): Promise<StepLease> {
+    const spec = { ...DefaultStepGraphSpec, ...specIn };
+    const key = cacheKey(models, spec);
+    let entry = this.entries.get(key);
+    if (!entry) {
+      entry = { key, session: StepSession.create(models, spec, this.sessionOptions), users: 0, lastUsed: 0 };
+      this.entries.set(key, entry);
+      // A failed build must not stay cached.
+      entry.session.catch(() => this.entries.delete(key));
+    }
+    entry.users++;
+    entry.lastUsed = ++this.tick;
+    let session: StepSession;
+    try {
+      session = await entry.session;
+    } catch (err) {
+      entry.users--;
+      throw err;
+    }
+    const held = entry;
+    let released = false;
+    return {
+      session,
+      release: async () => {
+        if (released) return;
+        released = true;
+        held.users--;
+        await this.evict();
+      },
+    };
+  }
+
+  /** Releases every idle session. */
+  async clear(): Promise<void> {
+    const idle = [...this.entries.values()].filter((e) => e.users === 0);
+    for (const e of idle) this.entries.delete(e.key);
+    await Promise.all(idle.map(async (e) => (await e.session).release()));
+  }
+
+  private async evict(): Promise<void> {
+    const idle = [...this.entries.values()]
+      .filter((e) => e.users === 0)
+      .sort((a, b) => a.lastUsed - b.lastUsed);
+    const drop = idle.slice(0, Math.max(0, this.entries.size - this.maxEntries));
+    for (const e of drop) this.entries.delete(e.key);
+    await Promise.all(drop.map(async (e) => (await e.session).release()));
+  }
+}
+
+const ids = new WeakMap<object, number>();
+let nextId = 1;
+function idOf(o: object): number {
+  let id = ids.get(o);
+  if (id === undefined) {
+    id = nextId++;
+    ids.set(o, id);
+  }
+  return id;
+}
+
+function cacheKey(models: GenerationModels, spec: Required<StepGraphSpec>): string {
+  return JSON.stringify([
+    idOf(models.clip.weights),
+    idOf(models.vqgan.weights),
+    models.clip.config,
+    models.vqgan.config,
+    spec,
+  ]);
+}
