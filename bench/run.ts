@@ -4,10 +4,12 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { join } from 'node:path';
+import { classifyBench } from './classify.js';
+import { generateBench } from './generate.js';
 import { graphBench } from './graph.js';
 import { type BenchModule, formatTable } from './lib.js';
 
-const MODULES: readonly BenchModule[] = [graphBench];
+const MODULES: readonly BenchModule[] = [graphBench, classifyBench, generateBench];
 
 async function main(argv: readonly string[]): Promise<void> {
   const flags = argv.filter((a) => a.startsWith('--'));
