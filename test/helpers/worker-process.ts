@@ -4,6 +4,7 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { createHash, randomUUID } from 'node:crypto';
 import { once } from 'node:events';
+import { appendFileSync } from 'node:fs';
 import { cp, mkdtemp, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -81,7 +82,10 @@ export async function spawnWorker(options: SpawnWorkerOptions): Promise<WorkerPr
   let stderr = '';
   let partial = '';
   child.stdout!.setEncoding('utf8');
+  // Set VQCLIP_TEST_WORKER_LOGS=DIR to keep every worker's log as DIR/<pid>.log for debugging.
+  const logDir = process.env.VQCLIP_TEST_WORKER_LOGS;
   child.stdout!.on('data', (chunk: string) => {
+    if (logDir) appendFileSync(join(logDir, `${child.pid}.log`), chunk);
     const lines = (partial + chunk).split('\n');
     partial = lines.pop() ?? '';
     for (const text of lines) {
