@@ -127,7 +127,7 @@ describe('startWorker', () => {
     expect(calls).toBe(2);
     const done = await jobOf(prefix, `embed-image:${good.id}`);
     expect(done.attemptsMade).toBe(2);
-    expect(done.stacktrace.join('\n')).toContain('ECONNRESET');
+    expect((done.stacktrace ?? []).join('\n')).toContain('ECONNRESET');
 
     const bad = await queue.add('embed-image', { ...data, channel: '' }, options);
     await expect(client.result(`embed-image:${bad.id}`, { timeoutMs: 30_000 })).rejects.toMatchObject({

@@ -48,7 +48,9 @@ describe('loadWorkerEnv', () => {
       error = e as ConfigError;
     }
     expect(error?.code).toBe('config_invalid');
-    const variables = (error?.details.problems as { variable: string }[]).map((p) => p.variable).sort();
+    const variables = ((error?.details.problems ?? []) as { variable: string }[])
+      .map((p) => p.variable)
+      .sort();
     expect(variables).toEqual(['WORKER_BATCH_WAIT_MS', 'WORKER_QUEUES', 'WORKER_WARMUP']);
   });
 });
