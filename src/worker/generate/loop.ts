@@ -286,8 +286,10 @@ export async function* generate(
     }
     const z = start.data.slice(); // never mutate the caller's latent
     const initFloats = initTerm ? unitFloats(initPixels!) : undefined;
-    const noiseBuf = new Float32Array(K * 3 * S * S);
+    // Two noise buffers: the next step's feeds are made while ORT still reads this step's.
+    const noiseBufs = [new Float32Array(K * 3 * S * S), new Float32Array(K * 3 * S * S)] as const;
     const feedsFor = (step: number): StepFeeds => {
+      const noiseBuf = noiseBufs[step % 2]!;
       const rng = new Rng(params.seed, 'cutouts', step);
       const cut = makeCutouts(() => rng.next(), {
         count: K,
@@ -327,6 +329,7 @@ export async function* generate(
     const history: number[] = [];
     const adamOptions = { lr: params.lr, decay: params.lrDecay };
     let step = startStep;
+    let next = feedsFor(step);
     for (; step < totalSteps; step++) {
       checkAbort(signal);
       const done = step - startStep;
@@ -338,7 +341,11 @@ export async function* generate(
           break;
         }
       }
-      const out = await session.run(feedsFor(step));
+      const running = session.run(next);
+      // session.run works on ORT's threads: make the next step's cutouts and noise meanwhile
+      // (they depend only on the seed and the step; the latent array is updated in place later).
+      next = feedsFor(step + 1);
+      const out = await running;
       checkAbort(signal);
       if (!Number.isFinite(out.loss)) {
         throw new InternalError(`the loss is ${out.loss} at step ${step}; a lower learning rate may help`);
@@ -371,7 +378,7 @@ export async function* generate(
     // 5. The final latent's image and loss, the timelapse, and the state to continue from.
     checkAbort(signal);
     const loopEnd = now();
-    const final = await session.run(feedsFor(step));
+    const final = await session.run(next);
     if (recorder) await recorder.addFinal(final.image);
     const image = await encodeImage(final.image, W, H, 'png');
     const timelapse = await recorder?.encode();
@@ -427,7 +434,7 @@ function checkAbort(signal: AbortSignal | undefined): void {
   throw signal.reason instanceof CodedError ? signal.reason : new CancelledError();
 }
 
-interface Plan {
+export interface GenerationPlan {
   readonly params: GenerationParams;
   readonly initImage?: Uint8Array;
   readonly latent?: Latent;
@@ -457,7 +464,7 @@ export function resolveRequest(
   models: GenerationModels,
   device: Device,
   limits: Required<GenerateLimits>,
-): Plan {
+): GenerationPlan {
   const prompts: WeightedPrompt[] = parsePrompt(request.prompt);
   const init = request.init ?? { kind: 'random' };
   const state = init.kind === 'state' ? init.state : undefined;
