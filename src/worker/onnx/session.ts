@@ -17,6 +17,12 @@ export interface SessionOptions {
   readonly interOpThreads?: number;
   /** @defaultValue 'all' */
   readonly optimization?: 'disabled' | 'basic' | 'extended' | 'all';
+  /**
+   * ORT's CPU arena and memory-pattern planner. They make repeated runs slightly faster but keep the
+   * peak of every run reserved; large step graphs (generation) run with them off to bound memory.
+   * @defaultValue true
+   */
+  readonly memoryArena?: boolean;
   /** @defaultValue silentLogger */
   readonly logger?: Logger;
 }
@@ -27,6 +33,7 @@ export const DefaultSessionOptions = {
   intraOpThreads: 0,
   interOpThreads: 1,
   optimization: 'all',
+  memoryArena: true,
   logger: silentLogger,
 } as const satisfies Required<SessionOptions>;
 
@@ -57,6 +64,8 @@ export class ModelSession {
       intraOpNumThreads: o.intraOpThreads,
       interOpNumThreads: o.interOpThreads,
       graphOptimizationLevel: o.optimization,
+      enableCpuMemArena: o.memoryArena,
+      enableMemPattern: o.memoryArena,
       executionMode: o.interOpThreads > 1 ? 'parallel' : 'sequential',
       logSeverityLevel: 3,
     };
