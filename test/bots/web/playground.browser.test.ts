@@ -1,0 +1,184 @@
+// The playground in a real browser (Debian chromium driven by playwright-core) against the whole
+// stack in process: a private Redis, PGlite, tiny random models and a real worker. Imagine shows
+// previews then a final image; what-is shows labels; the library finds an uploaded image. Saves
+// docs/screenshots/playground.png for the README.
+import { randomUUID } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { type Browser, chromium, type Page } from 'playwright-core';
+import sharp from 'sharp';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { freePort } from '../../../src/app/redis-server.js';
+import { type Stack, startStack } from '../../../src/app/stack.js';
+import { loadConfig } from '../../../src/shared/config.js';
+import { silentLogger } from '../../../src/shared/logger.js';
+import { loadWorkerEnv } from '../../../src/worker/runtime/worker-env.js';
+import { useRedis } from '../../helpers/redis.js';
+
+const CHROMIUM = '/usr/bin/chromium';
+const SCREENSHOT = new URL('../../../docs/screenshots/playground.png', import.meta.url).pathname;
+// CI installs chromium (.ci/run): there a missing browser is a failure, not a skip.
+const available = existsSync(CHROMIUM);
+if (!available && (process.env.CI === 'true' || process.env.CI === '1'))
+  throw new Error(`${CHROMIUM} is missing: apt-get install -y chromium`);
+
+// The DOM as far as these callbacks (run in the page) use it; tsconfig has no DOM lib.
+interface Img {
+  naturalWidth: number;
+  naturalHeight: number;
+  dataset: Record<string, string | undefined>;
+}
+
+const VOCABULARY = ['apple', 'bicycle', 'lighthouse', 'teacher', 'cat', 'dog', 'sea'];
+const redis = useRedis();
+let dir: string;
+let stack: Stack;
+let browser: Browser;
+let page: Page;
+
+async function png(r: number, g: number, b: number): Promise<Buffer> {
+  const px = Buffer.alloc(48 * 48 * 3);
+  for (let i = 0; i < 48 * 48; i++) px.set([r, g, Math.min(255, b + (i % 48))], i * 3);
+  return sharp(px, { raw: { width: 48, height: 48, channels: 3 } })
+    .png()
+    .toBuffer();
+}
+
+describe.skipIf(!available)('playground in chromium', () => {
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'vqclip-browser-'));
+    const config = loadConfig({
+      REDIS_URL: redis.url,
+      // testPrefix() is longer than QUEUE_PREFIX allows.
+      QUEUE_PREFIX: `test-${randomUUID().slice(0, 8)}`,
+      DATA_DIR: join(dir, 'data'),
+      MODELS_DIR: join(dir, 'models'),
+      PORT: String(await freePort()),
+    });
+    stack = await startStack({
+      config,
+      worker: loadWorkerEnv({ WORKER_WARMUP: 'false' }),
+      logger: silentLogger,
+    });
+    browser = await chromium.launch({
+      executablePath: CHROMIUM,
+      args: [
+        '--headless',
+        '--no-sandbox',
+        '--disable-gpu',
+        '--disable-background-networking',
+        '--disable-component-update',
+        '--disable-sync',
+      ],
+    });
+    page = await browser.newPage({ viewport: { width: 1280, height: 860 } });
+    await page.goto(stack.url);
+  }, 180_000);
+
+  afterAll(async () => {
+    await browser?.close();
+    await stack?.close();
+    if (dir) await rm(dir, { recursive: true, force: true });
+  });
+
+  it('imagine shows previews, then the final image with download and timelapse', async () => {
+    await page.waitForSelector('#random-banner', { state: 'visible' });
+    await page.fill('#prompt', 'a watercolor lighthouse | fog:-0.5');
+    await page.selectOption('#preset', 'draft');
+    await page.fill('#steps', '30');
+    await page.selectOption('#size', '64');
+    await page.fill('#seed', '3');
+    // Every image the element shows, in order: previews are replaced within a fraction of a second.
+    await page.evaluate(`
+      window.shown = [];
+      const img = document.getElementById('imagine-image');
+      new MutationObserver(() => window.shown.push({ kind: img.dataset.kind, src: img.getAttribute('src') }))
+        .observe(img, { attributes: true, attributeFilter: ['src', 'data-kind'] });
+    `);
+    await page.click('#imagine-go');
+
+    await page.waitForSelector('#imagine-image[data-kind="final"]', { timeout: 120_000 });
+    const shown = (await page.evaluate('window.shown')) as { kind?: string; src: string }[];
+    const finalSrc = await page.getAttribute('#imagine-image', 'src');
+    // Previews come every 10 steps; status events after one carry it until the next.
+    const previews = shown.filter((s) => s.kind === 'preview').map((s) => s.src);
+    expect(previews.length).toBeGreaterThan(0);
+    expect(previews[0]).toMatch(/^\/api\/blobs\//);
+    expect(previews).not.toContain(finalSrc);
+    expect(shown.findIndex((s) => s.kind === 'final')).toBeGreaterThan(
+      shown.findIndex((s) => s.kind === 'preview'),
+    );
+    expect(await page.textContent('#imagine-status')).toMatch(/^Done in \d+\.\d s\.$/);
+    expect(await page.textContent('#result-seed')).toBe('3');
+    expect(await page.textContent('#result-steps')).toBe('30');
+    // The image element really decoded a 64x64 PNG; the download link points at it.
+    const size = await page.$eval('#imagine-image', (img) => [
+      (img as Img).naturalWidth,
+      (img as Img).naturalHeight,
+    ]);
+    expect(size).toEqual([64, 64]);
+    expect(await page.getAttribute('#imagine-download', 'href')).toBe(finalSrc);
+    expect(await page.getAttribute('#imagine-download', 'download')).toBe('vqclip-3.png');
+    await page.click('#imagine-timelapse');
+    await page.waitForFunction("document.getElementById('timelapse-image').naturalWidth > 0");
+    // Re-roll is offered once a run has finished.
+    expect(await page.isEnabled('#imagine-reroll')).toBe(true);
+  }, 240_000);
+
+  it('what-is shows the top labels with bars', async () => {
+    await page.setInputFiles('#whatis-file', {
+      name: 'apple.png',
+      mimeType: 'image/png',
+      buffer: await png(200, 30, 30),
+    });
+    // Own labels: the default vocabulary (1000+ labels x 80 templates) takes a minute to embed here.
+    await page.fill('#whatis-labels', VOCABULARY.join(', '));
+    await page.click('#whatis-go');
+    await page.waitForSelector('#whatis-labels-out li:nth-child(5)', { timeout: 60_000 });
+    const items = await page.$$eval('#whatis-labels-out li', (lis) =>
+      lis.map((li) => ({ text: li.textContent ?? '', prob: Number((li as Img).dataset.prob) })),
+    );
+    expect(items).toHaveLength(5);
+    for (const item of items) {
+      expect(VOCABULARY.some((label) => item.text.startsWith(`${label} — `))).toBe(true);
+      expect(item.prob).toBeGreaterThan(0);
+    }
+    const probs = items.map((i) => i.prob);
+    expect(probs).toEqual([...probs].sort((a, b) => b - a));
+  }, 120_000);
+
+  it('library: uploaded images are listed, found by search, and deleted', async () => {
+    await page.setInputFiles('#library-files', [
+      { name: 'red.png', mimeType: 'image/png', buffer: await png(230, 20, 20) },
+      { name: 'blue.png', mimeType: 'image/png', buffer: await png(20, 30, 230) },
+    ]);
+    await page.click('#library-go');
+    await page.waitForSelector('#library-images li:nth-child(2)', { timeout: 60_000 });
+    expect(await page.textContent('#library-status')).toBe('Added 2 images.');
+
+    await page.fill('#library-query', 'a red square');
+    await page.click('#library-search-go');
+    await page.waitForSelector('#library-hits li', { timeout: 60_000 });
+    const hits = await page.$$eval('#library-hits li', (lis) => lis.map((li) => (li as Img).dataset.name));
+    expect(hits.sort()).toEqual(['blue.png', 'red.png']);
+
+    // Screenshot with every panel filled in, for the README. Rewritten only when missing or asked for
+    // (UPDATE_SCREENSHOTS=1): every run paints different timings, and tests should not dirty the tree.
+    const shot = await page.screenshot({ fullPage: true });
+    expect((await sharp(shot).metadata()).width).toBe(1280);
+    if (!existsSync(SCREENSHOT) || process.env.UPDATE_SCREENSHOTS === '1') {
+      await mkdir(join(SCREENSHOT, '..'), { recursive: true });
+      await writeFile(SCREENSHOT, shot);
+    }
+
+    await page.click('#library-images li[data-name="red.png"] button');
+    await page.waitForFunction("document.querySelectorAll('#library-images li').length === 1");
+    await page.reload();
+    await page.waitForSelector('#library-images li');
+    const left = await page.$$eval('#library-images li', (lis) => lis.map((li) => (li as Img).dataset.name));
+    expect(left).toEqual(['blue.png']);
+    expect(await stack.db.countImages({ platform: 'web', workspace: 'local', channel: 'default' })).toBe(1);
+  }, 120_000);
+});
