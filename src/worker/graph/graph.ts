@@ -105,6 +105,8 @@ export class Graph {
   /** While > 0, emitted nodes get no tape records (composite internals). */
   private noTapeDepth = 0;
   private readonly scalarCache = new Map<string, Tensor>();
+  /** Constants derived at build time from other data (transposed, flipped weights), per graph. */
+  private readonly derivedCache = new WeakMap<object, Map<string, Tensor>>();
 
   constructor(options: { opset?: number } = {}) {
     this.opset = options.opset ?? 18;
@@ -156,6 +158,24 @@ export class Graph {
         ? this.constant(new Float32Array([value]), [], { name: 'scalar' })
         : this.constant(new BigInt64Array([BigInt(value)]), [], { name: 'scalar_i64' });
     this.scalarCache.set(key, t);
+    return t;
+  }
+
+  /**
+   * A constant derived from `source` (e.g. a transposed weight), made once per graph and `key`.
+   * The cache lives on the graph, so it never keeps another graph's constants alive.
+   */
+  derived(source: object, key: string, make: () => Tensor): Tensor {
+    let byKey = this.derivedCache.get(source);
+    if (!byKey) {
+      byKey = new Map();
+      this.derivedCache.set(source, byKey);
+    }
+    let t = byKey.get(key);
+    if (!t) {
+      t = make();
+      byKey.set(key, t);
+    }
     return t;
   }
 

@@ -4,7 +4,6 @@
 import { fmtShape, GraphError, type Tensor } from '../graph.js';
 import { mul } from './elementwise.js';
 import { reduceSum } from './reduce.js';
-import { sameShape } from './shape-utils.js';
 
 export interface ConvOptions {
   /** @defaultValue [1, 1] */
@@ -71,25 +70,22 @@ export function conv2d(x: Tensor, weight: Tensor, bias?: Tensor, options: ConvOp
   })[0]!;
 }
 
-/** w[o, c, i, j] -> w'[c, o, kh-1-i, kw-1-j], cached per weight array. */
-const flippedCache = new WeakMap<Float32Array, Tensor>();
+/** w[o, c, i, j] -> w'[c, o, kh-1-i, kw-1-j], made once per graph, weight array and shape. */
 function flippedTransposed(weight: Tensor): Tensor {
   const data = weight.value as Float32Array;
   const [o, c, kh, kw] = weight.shape as [number, number, number, number];
-  const cached = flippedCache.get(data);
-  // The same array may back weights of different shapes (e.g. [3,2,3,3] and [2,3,3,3]).
-  if (cached && cached.graph === weight.graph && sameShape(cached.shape, [c, o, kh, kw])) return cached;
-  const out = new Float32Array(data.length);
-  for (let oi = 0; oi < o; oi++)
-    for (let ci = 0; ci < c; ci++)
-      for (let i = 0; i < kh; i++)
-        for (let j = 0; j < kw; j++) {
-          out[((ci * o + oi) * kh + (kh - 1 - i)) * kw + (kw - 1 - j)] =
-            data[((oi * c + ci) * kh + i) * kw + j]!;
-        }
-  const t = weight.graph.constant(out, [c, o, kh, kw], { name: `${weight.name}_flipT` });
-  flippedCache.set(data, t);
-  return t;
+  // Keyed by shape too: the same array may back weights of different shapes ([3,2,3,3] and [2,3,3,3]).
+  return weight.graph.derived(data, `flipT:${weight.shape.join(',')}`, () => {
+    const out = new Float32Array(data.length);
+    for (let oi = 0; oi < o; oi++)
+      for (let ci = 0; ci < c; ci++)
+        for (let i = 0; i < kh; i++)
+          for (let j = 0; j < kw; j++) {
+            out[((ci * o + oi) * kh + (kh - 1 - i)) * kw + (kw - 1 - j)] =
+              data[((oi * c + ci) * kh + i) * kw + j]!;
+          }
+    return weight.graph.constant(out, [c, o, kh, kw], { name: `${weight.name}_flipT` });
+  });
 }
 
 /** dx of a strided/dilated conv: ConvTranspose with the same weights, sized back to [h, w]. */

@@ -71,18 +71,14 @@ export function linear(x: Tensor, weight: Tensor, bias?: Tensor): Tensor {
   return bias ? add(y, bias) : y;
 }
 
-const transposedCache = new WeakMap<Float32Array, Tensor>();
-
-/** Transposes a constant [r, c] weight at build time (once per weight array and shape). */
+/** Transposes a constant [r, c] weight at build time, once per graph, weight array and shape. */
 function constTranspose2d(w: Tensor): Tensor {
   const data = w.value as Float32Array;
   const [r, c] = w.shape as [number, number];
-  const cached = transposedCache.get(data);
-  // The same array may back constants of different shapes ([r, c] and [c, r]): check both.
-  if (cached && cached.graph === w.graph && cached.shape[0] === c && cached.shape[1] === r) return cached;
-  const t = new Float32Array(r * c);
-  for (let i = 0; i < r; i++) for (let j = 0; j < c; j++) t[j * r + i] = data[i * c + j]!;
-  const out = w.graph.constant(t, [c, r], { name: `${w.name}_T` });
-  transposedCache.set(data, out);
-  return out;
+  // Keyed by shape too: the same array may back constants of different shapes ([r, c] and [c, r]).
+  return w.graph.derived(data, `T:${r},${c}`, () => {
+    const t = new Float32Array(r * c);
+    for (let i = 0; i < r; i++) for (let j = 0; j < c; j++) t[j * r + i] = data[i * c + j]!;
+    return w.graph.constant(t, [c, r], { name: `${w.name}_T` });
+  });
 }
