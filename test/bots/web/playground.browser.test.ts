@@ -181,4 +181,42 @@ describe.skipIf(!available)('playground in chromium', () => {
     expect(left).toEqual(['blue.png']);
     expect(await stack.db.countImages({ platform: 'web', workspace: 'local', channel: 'default' })).toBe(1);
   }, 120_000);
+
+  it('cancel stops a running imagine; re-roll starts the same prompt with a new seed', async () => {
+    const status = '#imagine-status';
+    await page.fill('#prompt', 'a slow painting');
+    await page.fill('#steps', '1000');
+    await page.selectOption('#size', '64');
+    await page.fill('#seed', '11');
+    await page.click('#imagine-go');
+    await page.waitForFunction(
+      `/^Step \\d+\\/1000/.test(document.querySelector('${status}').textContent)`,
+      null,
+      {
+        timeout: 60_000,
+      },
+    );
+    await page.click('#imagine-cancel');
+    await page.waitForFunction(`document.querySelector('${status}').textContent === 'Cancelled.'`, null, {
+      timeout: 30_000,
+    });
+    expect(await page.getAttribute('#seed', 'placeholder')).toBe('random (last: 11)');
+
+    await page.fill('#seed', '');
+    await page.click('#imagine-reroll');
+    await page.waitForFunction(
+      `/^Step \\d+\\/1000/.test(document.querySelector('${status}').textContent)`,
+      null,
+      {
+        timeout: 60_000,
+      },
+    );
+    const placeholder = await page.getAttribute('#seed', 'placeholder');
+    expect(placeholder).toMatch(/^random \(last: \d+\)$/);
+    expect(placeholder).not.toBe('random (last: 11)');
+    await page.click('#imagine-cancel');
+    await page.waitForFunction(`document.querySelector('${status}').textContent === 'Cancelled.'`, null, {
+      timeout: 30_000,
+    });
+  }, 180_000);
 });
