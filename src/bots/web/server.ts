@@ -10,7 +10,7 @@ import { streamSSE } from 'hono/streaming';
 import type { Redis } from 'ioredis';
 import { z } from 'zod';
 import type { BlobStore } from '../../shared/blobs.js';
-import { asCodedError, BadInputError, NotFoundError } from '../../shared/errors.js';
+import { asCodedError, BadInputError, NotFoundError, UnavailableError } from '../../shared/errors.js';
 import {
   checkJob,
   type ImagineJob,
@@ -465,10 +465,23 @@ export async function startPlayground(
 ): Promise<RunningPlayground> {
   const playground = createPlayground(options);
   const server = serve({ fetch: playground.app.fetch, port: options.port, hostname: options.host });
-  await new Promise<void>((resolve, reject) => {
-    server.once('listening', resolve);
-    server.once('error', reject);
-  });
+  try {
+    await new Promise<void>((resolve, reject) => {
+      server.once('listening', resolve);
+      server.once('error', reject);
+    });
+  } catch (error) {
+    await playground.close();
+    if ((error as NodeJS.ErrnoException).code === 'EADDRINUSE') {
+      throw new UnavailableError(
+        `port ${options.port} on ${options.host} is in use: set PORT to a free port`,
+        {
+          cause: error,
+        },
+      );
+    }
+    throw error;
+  }
   const { port } = server.address() as AddressInfo;
   const host = options.host.includes(':') ? `[${options.host}]` : options.host;
   return {

@@ -10,7 +10,7 @@ import sharp from 'sharp';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { JobClient } from '../../../src/bots/core/job-client.js';
 import { Library } from '../../../src/bots/web/library.js';
-import { createPlayground, type Playground } from '../../../src/bots/web/server.js';
+import { createPlayground, type Playground, startPlayground } from '../../../src/bots/web/server.js';
 import { BlobStore } from '../../../src/shared/blobs.js';
 import { NotAnImageError } from '../../../src/shared/errors.js';
 import {
@@ -578,5 +578,44 @@ describe('library', () => {
     expect(((await fake.json()) as { error: { code: string } }).error.code).toBe('not_an_image');
     const files = await readdir(join(libraryDir, 'notes')).catch(() => []);
     expect(files.filter((f) => !f.startsWith('.'))).toEqual([]);
+  });
+});
+
+describe('startPlayground', () => {
+  it('serves over TCP, ends open event streams on close, and names a taken port', async () => {
+    const jobs = new JobClient({ connection: producer, prefix, throttleMs: 0, pollMs: 50 });
+    clients.push(jobs);
+    const options = { jobs, blobs, library: new Library(libraryDir), admin: false as const };
+    const running = await startPlayground({ ...options, port: 0, host: '127.0.0.1' });
+    expect(running.url).toBe(`http://127.0.0.1:${running.port}`);
+    const submitted = await fetch(`${running.url}/api/imagine`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ prompt: 'a cat' }),
+    });
+    const { eventsUrl } = (await submitted.json()) as { eventsUrl: string };
+    // No worker: the stream stays open until the server closes it.
+    const stream = await fetch(`${running.url}${eventsUrl}`);
+    const reader = stream.body!.getReader();
+    const first = new TextDecoder().decode((await reader.read()).value);
+    expect(first).toContain('event: status');
+
+    const taken = startPlayground({ ...options, port: running.port, host: '127.0.0.1' });
+    await expect(taken).rejects.toMatchObject({
+      code: 'unavailable',
+      message: expect.stringMatching(/is in use/),
+    });
+
+    // close() returns although a stream was open (the test would time out otherwise), and the
+    // client sees its stream end: cleanly, or as a closed socket.
+    await running.close();
+    const outcome = await (async () => {
+      try {
+        for (;;) if ((await reader.read()).done) return 'ended';
+      } catch {
+        return 'closed';
+      }
+    })();
+    expect(['ended', 'closed']).toContain(outcome);
   });
 });
