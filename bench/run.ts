@@ -8,8 +8,9 @@ import { classifyBench } from './classify.js';
 import { generateBench } from './generate.js';
 import { graphBench } from './graph.js';
 import { type BenchModule, formatTable } from './lib.js';
+import { pipelineBench } from './pipeline.js';
 
-const MODULES: readonly BenchModule[] = [graphBench, classifyBench, generateBench];
+const MODULES: readonly BenchModule[] = [graphBench, classifyBench, generateBench, pipelineBench];
 
 async function main(argv: readonly string[]): Promise<void> {
   const flags = argv.filter((a) => a.startsWith('--'));

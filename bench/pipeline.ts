@@ -1,0 +1,478 @@
+// Job pipeline benchmark: queue overhead of a trivial job (enqueue -> worker start -> result seen by
+// the JobClient), classify throughput through the queue with and without micro-batching, and
+// search latency over 100k and 1M random 512-d vectors in PGlite (exact scan, then HNSW).
+// Flags: --redis=URL (else a private redis-server), --jobs=N, --classify=N, --rounds=N, --full
+// (full-size random ViT-B/32 for classify), --rows=100000,1000000, --max-insert-s=S, --hnsw-max-rows=N,
+// --plain (embedding column STORAGE PLAIN), --skip=queue,classify,search.
+import { type ChildProcess, spawn } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
+import { EventEmitter, once } from 'node:events';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { loadavg, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Queue, Worker } from 'bullmq';
+import type { Redis } from 'ioredis';
+import { JobClient } from '../src/bots/core/job-client.js';
+import { BlobStore } from '../src/shared/blobs.js';
+import { type Database, openDatabase } from '../src/shared/db/index.js';
+import { encodeJpeg } from '../src/shared/image/encode.js';
+import type { ClassifyResult } from '../src/shared/jobs.js';
+import { defaultJobOptions, openConnection } from '../src/shared/queues.js';
+import { clipVitB32Config, tinyVqganConfig } from '../src/worker/models/config.js';
+import {
+  fullSizeTokenizerJson,
+  writeRandomClip,
+  writeRandomModels,
+  writeRandomVqgan,
+} from '../src/worker/models/random.js';
+import { loadModels, type WorkerModels } from '../src/worker/runtime/models.js';
+import { startWorker, type WorkerHandle } from '../src/worker/runtime/start-worker.js';
+import {
+  type BenchModule,
+  type BenchResult,
+  mulberry32,
+  percentile,
+  type Row,
+  randn,
+  summarize,
+} from './lib.js';
+
+interface Options {
+  redis: string | undefined;
+  jobs: number;
+  classify: number;
+  rounds: number;
+  full: boolean;
+  rows: number[];
+  maxInsertS: number;
+  hnswMaxRows: number;
+  plain: boolean;
+  searchReps: number;
+  skip: Set<string>;
+}
+
+function parseArgs(args: readonly string[]): Options {
+  const o: Options = {
+    redis: undefined,
+    jobs: 300,
+    classify: 64,
+    rounds: 3,
+    full: false,
+    rows: [100_000, 1_000_000],
+    maxInsertS: 900,
+    hnswMaxRows: 200_000,
+    plain: false,
+    searchReps: 15,
+    skip: new Set(),
+  };
+  for (const a of args) {
+    const [flag, value = ''] = a.replace(/^--/, '').split('=') as [string, string?];
+    if (flag === 'redis') o.redis = value;
+    else if (flag === 'jobs') o.jobs = Number(value);
+    else if (flag === 'classify') o.classify = Number(value);
+    else if (flag === 'rounds') o.rounds = Number(value);
+    else if (flag === 'full') o.full = true;
+    else if (flag === 'rows') o.rows = value.split(',').map(Number);
+    else if (flag === 'max-insert-s') o.maxInsertS = Number(value);
+    else if (flag === 'hnsw-max-rows') o.hnswMaxRows = Number(value);
+    else if (flag === 'plain') o.plain = true;
+    else if (flag === 'search-reps') o.searchReps = Number(value);
+    else if (flag === 'skip') o.skip = new Set(value.split(','));
+  }
+  return o;
+}
+
+const log = (msg: string) => process.stderr.write(`  [pipeline] ${msg}\n`);
+
+// --- A private redis-server (the test helper registers vitest hooks, so it cannot be reused here).
+
+async function startRedis(): Promise<{ url: string; stop: () => Promise<void> }> {
+  const { createServer } = await import('node:net');
+  const server = createServer().listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  const port = (server.address() as { port: number }).port;
+  server.close();
+  await once(server, 'close');
+  const child: ChildProcess = spawn(
+    'redis-server',
+    ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'],
+    { stdio: 'ignore' },
+  );
+  child.on('error', (e) => log(`redis-server: ${e.message} (apt-get install -y redis-server)`));
+  const url = `redis://127.0.0.1:${port}`;
+  for (let i = 0; i < 100; i++) {
+    try {
+      const c = await openConnection(url);
+      await c.quit();
+      break;
+    } catch {
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  }
+  return {
+    url,
+    stop: async () => {
+      child.kill('SIGTERM');
+      if (child.exitCode === null) await once(child, 'exit');
+    },
+  };
+}
+
+const stats = (samples: number[]) => {
+  const t = summarize(samples);
+  return { p50_ms: t.medianMs, p99_ms: t.p99Ms, min_ms: t.minMs, n: t.reps };
+};
+
+// --- A. Queue overhead of a trivial job
+
+async function queueOverhead(connection: Redis, workerConnection: Redis, o: Options): Promise<Row[]> {
+  const prefix = `bench-${randomUUID().slice(0, 8)}`;
+  const started = new Map<string, number>();
+  const result: ClassifyResult = { labels: [{ label: 'x', prob: 1 }] };
+  // The trivial job: a processor that returns at once, in this process, so that every timestamp is
+  // read from one clock. The JobClient is the one adapters use (events + state reads).
+  const worker = new Worker(
+    'classify',
+    async (job) => {
+      started.set(job.id!, performance.now());
+      return result;
+    },
+    { connection: workerConnection, prefix, concurrency: 1 },
+  );
+  await worker.waitUntilReady();
+  const client = new JobClient({ connection, prefix, throttleMs: 0 });
+  const queue = new Queue('classify', { connection, prefix });
+  const data = { image: `${prefix}:blob:x`, labels: ['a', 'b'] };
+  const samples = {
+    submit: [] as number[],
+    toStart: [] as number[],
+    toResult: [] as number[],
+    total: [] as number[],
+  };
+  const raw = { add: [] as number[], total: [] as number[] };
+  try {
+    for (let i = 0; i < o.jobs + 20; i++) {
+      const t0 = performance.now();
+      const { jobId } = await client.submit('classify', data, { userId: 'bench' });
+      const t1 = performance.now();
+      await client.result(jobId);
+      const t2 = performance.now();
+      // The same job added with Queue.add: without submit's validation and queue-position read.
+      const t3 = performance.now();
+      const job = await queue.add('classify', data, defaultJobOptions.classify);
+      const t4 = performance.now();
+      await client.result(`classify:${job.id}`);
+      const t5 = performance.now();
+      if (i < 20) continue; // warm-up: connections, scripts, QueueEvents subscription
+      const ts = started.get(jobId.split(':')[1]!)!;
+      samples.submit.push(t1 - t0);
+      samples.toStart.push(ts - t0);
+      samples.toResult.push(t2 - ts);
+      samples.total.push(t2 - t0);
+      raw.add.push(t4 - t3);
+      raw.total.push(t5 - t3);
+    }
+  } finally {
+    await client.close();
+    await worker.close();
+    await queue.obliterate({ force: true });
+    await queue.close();
+  }
+  return [
+    { name: 'JobClient.submit (validate, add, position)', cells: stats(samples.submit) },
+    { name: 'submit start -> processor start', cells: stats(samples.toStart) },
+    { name: 'processor start -> result seen (JobClient.result)', cells: stats(samples.toResult) },
+    { name: 'total: submit -> result seen', cells: stats(samples.total) },
+    { name: 'Queue.add alone', cells: stats(raw.add) },
+    { name: 'total: Queue.add -> result seen', cells: stats(raw.total) },
+  ];
+}
+
+// --- B. Classify throughput through the queue, micro-batched or not
+
+/** A photo-like JPEG: smooth colour fields plus seeded noise. */
+async function photo(width: number, height: number, seed: number): Promise<Uint8Array> {
+  const rand = mulberry32(seed);
+  const data = new Uint8Array(width * height * 3);
+  for (let y = 0; y < height; y++) {
+    for (let x = 0; x < width; x++) {
+      const p = (y * width + x) * 3;
+      const s = Math.sin((x / width) * 3 * Math.PI) * Math.cos((y / height) * 2 * Math.PI);
+      data[p] = Math.max(0, Math.min(255, 128 + 100 * s + 30 * (rand() - 0.5)));
+      data[p + 1] = Math.max(0, Math.min(255, (255 * x) / width + 30 * (rand() - 0.5)));
+      data[p + 2] = Math.max(0, Math.min(255, (255 * y) / height + 30 * (rand() - 0.5)));
+    }
+  }
+  return encodeJpeg({ data, width, height });
+}
+
+async function classifyThroughput(
+  connection: Redis,
+  workerConnection: Redis,
+  o: Options,
+  notes: string[],
+): Promise<Row[]> {
+  const tmp = mkdtempSync(join(tmpdir(), 'bench-pipeline-models-'));
+  const loaded: WorkerModels[] = [];
+  try {
+    const t0 = performance.now();
+    if (o.full) {
+      writeRandomClip(join(tmp, 'clip'), clipVitB32Config(), {
+        tokenizerJson: JSON.stringify(fullSizeTokenizerJson()),
+      });
+      writeRandomVqgan(join(tmp, 'vqgan'), tinyVqganConfig()); // classify never touches the VQGAN
+    } else {
+      writeRandomModels({ preset: 'tiny', outDir: tmp });
+    }
+    notes.push(
+      `classify model: ${o.full ? 'full-size random ViT-B/32 (224 px, 512-d)' : 'tiny random CLIP (32 px, 16-d)'}, written in ${((performance.now() - t0) / 1000).toFixed(1)} s`,
+    );
+    const modes = [
+      { name: 'micro-batched (up to 16 per run)', microBatch: 16 },
+      { name: 'not batched (1 per run)', microBatch: 1 },
+    ];
+    interface Setup {
+      mode: (typeof modes)[number];
+      models: WorkerModels;
+      handle: WorkerHandle;
+      client: JobClient;
+      queue: Queue;
+      image: string;
+    }
+    const setups: Setup[] = [];
+    for (const mode of modes) {
+      const models = await loadModels(tmp, { microBatch: mode.microBatch });
+      loaded.push(models);
+      const prefix = `bench-${randomUUID().slice(0, 8)}`;
+      const handle = await startWorker({
+        connection: workerConnection,
+        prefix,
+        models,
+        queues: ['classify'],
+        concurrency: { classify: 16 },
+      });
+      const client = new JobClient({ connection, prefix, throttleMs: 0 });
+      const queue = new Queue('classify', { connection, prefix });
+      const blobs = new BlobStore({ connection, prefix });
+      const image = await blobs.put(await photo(640, 480, 1), { contentType: 'image/jpeg' });
+      setups.push({ mode, models, handle, client, queue, image });
+    }
+    const labels = ['cat', 'dog', 'car', 'tree', 'house', 'person', 'bicycle', 'boat', 'bird', 'flower'];
+    const round = async (s: Setup, n: number) => {
+      const runsBefore = s.models.images.stats.sessionRuns;
+      const t = performance.now();
+      const jobs = await s.queue.addBulk(
+        Array.from({ length: n }, () => ({
+          name: 'classify',
+          data: { image: s.image, labels },
+          opts: defaultJobOptions.classify,
+        })),
+      );
+      await Promise.all(jobs.map((j) => s.client.result(`classify:${j.id}`)));
+      return { ms: performance.now() - t, runs: s.models.images.stats.sessionRuns - runsBefore };
+    };
+    // Warm-up: label embeddings, and sessions for every batch size a round can use.
+    for (const s of setups) await round(s, 32);
+    const results = setups.map(() => ({ ms: [] as number[], runs: [] as number[] }));
+    // Interleaved rounds: load from other processes lands on both modes alike.
+    for (let r = 0; r < o.rounds; r++) {
+      for (const [i, s] of setups.entries()) {
+        const { ms, runs } = await round(s, o.classify);
+        results[i]!.ms.push(ms);
+        results[i]!.runs.push(runs);
+      }
+    }
+    const rows = setups.map((s, i) => {
+      const ms = percentile(
+        [...results[i]!.ms].sort((a, b) => a - b),
+        50,
+      );
+      return {
+        name: s.mode.name,
+        cells: {
+          jobs: o.classify,
+          median_round_ms: ms,
+          jobs_per_s: (1000 * o.classify) / ms,
+          session_runs_per_round: percentile(
+            [...results[i]!.runs].sort((a, b) => a - b),
+            50,
+          ),
+        },
+      };
+    });
+    for (const s of setups) {
+      await s.handle.close({ graceMs: 0 });
+      await s.client.close();
+      await s.queue.obliterate({ force: true });
+      await s.queue.close();
+    }
+    return rows;
+  } finally {
+    for (const m of loaded) await m.close();
+    rmSync(tmp, { recursive: true, force: true });
+  }
+}
+
+// --- C. Search latency in PGlite
+
+const CHANNEL_ALL = 'all';
+const SMALL_CHANNELS = 10;
+const SMALL_ROWS = 1000;
+
+async function insertRandom(
+  db: Database,
+  channel: string | ((g: string) => string),
+  from: number,
+  to: number,
+): Promise<void> {
+  // Vectors drawn inside Postgres (setseed makes them repeatable): no 2 KB text literal per row
+  // crosses into the WASM heap. The correlated subquery (WHERE g IS NOT NULL) draws a new vector per row.
+  const channelSql = typeof channel === 'string' ? `'${channel}'` : channel('g');
+  await db.driver.query(
+    `INSERT INTO images (platform, workspace, channel, message, file, content_hash, embedding)
+     SELECT 'slack', 'T', ${channelSql}, 'm' || g, 'f' || g, md5(g::text),
+       (SELECT array_agg(random() - 0.5) FROM generate_series(1, 512) WHERE g IS NOT NULL)::real[]::vector
+     FROM generate_series($1::int, $2::int) AS g`,
+    [from, to],
+  );
+}
+
+async function searchLatency(o: Options, notes: string[]): Promise<Row[]> {
+  const rows: Row[] = [];
+  const rand = mulberry32(7);
+  const queries = Array.from({ length: o.searchReps + 2 }, () => randn(rand, 512));
+  const time = async (db: Database, channel: string, reps: number) => {
+    const samples: number[] = [];
+    for (let i = 0; i < reps + 2; i++) {
+      const t = performance.now();
+      await db.searchImages({ platform: 'slack', workspace: 'T', channel, embedding: queries[i]!, k: 10 });
+      if (i >= 2) samples.push(performance.now() - t);
+    }
+    return stats(samples);
+  };
+  for (const total of o.rows) {
+    const dir = mkdtempSync(join(tmpdir(), 'bench-pipeline-pglite-'));
+    const label = total >= 1_000_000 ? `${total / 1_000_000}M` : `${total / 1000}k`;
+    try {
+      const db = await openDatabase({ dataDir: dir }, { embeddingDim: 512 });
+      try {
+        if (o.plain) await db.driver.exec('ALTER TABLE images ALTER COLUMN embedding SET STORAGE PLAIN');
+        await db.driver.exec('SELECT setseed(0.42)');
+        // Ten ordinary channels of 1000 images beside one channel holding `total`.
+        await insertRandom(db, (g) => `'c' || (${g} % ${SMALL_CHANNELS})`, 1, SMALL_CHANNELS * SMALL_ROWS);
+        const t0 = performance.now();
+        const batch = 10_000;
+        let inserted = 0;
+        for (let from = 1; from <= total; from += batch) {
+          const to = Math.min(total, from + batch - 1);
+          await insertRandom(
+            db,
+            CHANNEL_ALL,
+            SMALL_CHANNELS * SMALL_ROWS + from,
+            SMALL_CHANNELS * SMALL_ROWS + to,
+          );
+          inserted = to;
+          const elapsed = (performance.now() - t0) / 1000;
+          if (inserted % 100_000 === 0 || inserted === total)
+            log(`${label}: ${inserted} rows in ${elapsed.toFixed(0)} s`);
+          const projected = (elapsed / inserted) * total;
+          if (inserted < total && projected > o.maxInsertS) {
+            notes.push(
+              `${label}: stopped inserting at ${inserted} rows after ${elapsed.toFixed(0)} s (projected ${projected.toFixed(0)} s for ${total} > --max-insert-s=${o.maxInsertS})`,
+            );
+            break;
+          }
+        }
+        const insertS = (performance.now() - t0) / 1000;
+        await db.driver.exec('ANALYZE images');
+        const [size] = await db.driver.query<{ s: string }>(
+          "SELECT pg_size_pretty(pg_total_relation_size('images')) AS s",
+        );
+        const setup = `${inserted} rows in ${insertS.toFixed(0)} s (${((inserted / insertS) | 0).toLocaleString('en')}/s), ${size?.s}`;
+        notes.push(`${label} table: ${setup}`);
+        const bigReps = inserted > 300_000 ? 3 : o.searchReps;
+        rows.push({
+          name: `${label}: channel of ${inserted} images, exact scan`,
+          cells: await time(db, CHANNEL_ALL, bigReps),
+        });
+        rows.push({
+          name: `${label}: channel of ${SMALL_ROWS} images, exact scan`,
+          cells: await time(db, 'c3', o.searchReps),
+        });
+        if (inserted <= o.hnswMaxRows) {
+          const t1 = performance.now();
+          await db.ensureVectorIndex({ minRows: 1 });
+          const buildS = (performance.now() - t1) / 1000;
+          notes.push(`${label}: HNSW index (m 16, ef_construction 64) built in ${buildS.toFixed(0)} s`);
+          rows.push({
+            name: `${label}: channel of ${inserted} images, HNSW`,
+            cells: await time(db, CHANNEL_ALL, o.searchReps),
+          });
+          rows.push({
+            name: `${label}: channel of ${SMALL_ROWS} images, HNSW + iterative scan`,
+            cells: await time(db, 'c3', o.searchReps),
+          });
+        } else {
+          notes.push(`${label}: HNSW not built (more than --hnsw-max-rows=${o.hnswMaxRows} rows)`);
+        }
+      } finally {
+        await db.close();
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }
+  return rows;
+}
+
+async function run(args: readonly string[]): Promise<BenchResult> {
+  const o = parseArgs(args);
+  // Dozens of JobClient.result calls share one QueueEvents per queue; Node's leak warning at 11
+  // listeners is noise here.
+  EventEmitter.defaultMaxListeners = 200;
+  const notes: string[] = [];
+  const tables: { title: string; rows: Row[] }[] = [];
+  const details: Record<string, unknown> = { options: { ...o, skip: [...o.skip] }, loadBefore: loadavg()[0] };
+  const redis = o.redis ? undefined : await startRedis();
+  const url = o.redis ?? redis!.url;
+  const connection = await openConnection(url);
+  const workerConnection = await openConnection(url, 'worker');
+  try {
+    if (!o.skip.has('queue')) {
+      log('queue overhead');
+      tables.push({
+        title: `Queue overhead, trivial job (${o.jobs} jobs, one at a time, worker in this process)`,
+        rows: await queueOverhead(connection, workerConnection, o),
+      });
+    }
+    if (!o.skip.has('classify')) {
+      log('classify throughput');
+      tables.push({
+        title: `Classify through the queue: ${o.classify} jobs enqueued together, worker concurrency 16 (median of ${o.rounds} interleaved rounds)`,
+        rows: await classifyThroughput(connection, workerConnection, o, notes),
+      });
+    }
+    if (!o.skip.has('search')) {
+      log('search latency');
+      tables.push({
+        title: `Search top-10 by cosine in PGlite, random 512-d vectors${o.plain ? ' (embedding STORAGE PLAIN)' : ''}`,
+        rows: await searchLatency(o, notes),
+      });
+    }
+  } finally {
+    await connection.quit();
+    await workerConnection.quit();
+    await redis?.stop();
+  }
+  details.loadAfter = loadavg()[0];
+  notes.push(
+    `load average ${Number(details.loadBefore).toFixed(1)} before, ${loadavg()[0]!.toFixed(1)} after (2 cores, shared)`,
+  );
+  return { tables, notes, details };
+}
+
+export const pipelineBench: BenchModule = {
+  name: 'pipeline',
+  description: 'queue overhead, classify throughput with/without micro-batching, PGlite search latency',
+  run,
+};
