@@ -7,12 +7,13 @@ import { extname, join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import {
-  formatLoss,
   formatPercent,
   probabilityBar,
   renderError,
   renderImagineProgress,
+  renderImagineResult,
 } from '../bots/core/render.js';
+import { libraryScope } from '../bots/web/library.js';
 import { openDatabase } from '../shared/db/index.js';
 import { asCodedError, BadInputError, CodedError, ImageTooLargeError } from '../shared/errors.js';
 import { DefaultImageLimits } from '../shared/image/decode.js';
@@ -203,9 +204,7 @@ async function imagine(args: string[], io: CliIo): Promise<void> {
         })}\n`,
       );
     } else {
-      io.stdout(
-        `${out}\nseed ${result.seed} · ${result.steps} steps · loss ${formatLoss(result.lossFirst)} → ${formatLoss(result.lossLast)}\n`,
-      );
+      io.stdout(`${out}\n${renderImagineResult(result)}\n`);
       if (timelapse) io.stdout(`${timelapse}\n`);
     }
   } finally {
@@ -353,7 +352,7 @@ async function searchIndex(
     try {
       const result = await runSearch(
         models,
-        { query, platform: 'web', workspace: 'local', channel, k },
+        { query, ...libraryScope(channel), k },
         { db, ...(io.signal === undefined ? {} : { signal: io.signal }) },
       );
       return result.hits.map((h) => ({

@@ -115,7 +115,7 @@ describe('vqclip imagine --json', () => {
     expect(again.code).toBe(0);
     expect(again.stderr).toMatch(/\] Step 3\/3 · loss \d\.\d{3}\n/);
     expect(again.stdout).toContain(join(dir, 'b.png'));
-    expect(again.stdout).toContain('seed 7 · 3 steps');
+    expect(again.stdout).toMatch(/^Seed 7 · 3 steps · 64×64 · loss \d\.\d{3} → \d\.\d{3} · \d+\.\d s$/m);
     expect(await readFile(join(dir, 'b.png'))).toEqual(await readFile(out));
   });
 

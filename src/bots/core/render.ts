@@ -2,7 +2,7 @@
 // label bars for /whatis. Pure (plain data in, strings out) so every adapter (Discord, Slack, the
 // playground, the CLI) says the same thing and tests need no I/O. Stack traces never come here.
 import type { CodedError, ErrorCode, ErrorDetails, SerializedError } from '../../shared/errors.js';
-import type { ImagineProgress } from '../../shared/jobs.js';
+import type { ImagineProgress, ImagineResult } from '../../shared/jobs.js';
 import type { JobStatus } from './job-client.js';
 
 /** What render functions accept as an error: a CodedError or its wire form. */
@@ -186,6 +186,21 @@ export function renderImagineProgress(progress: ImagineProgress): string {
 /** Losses are spherical distances around 0.5-1.5: three decimals show progress without noise. */
 export function formatLoss(loss: number): string {
   return Number.isFinite(loss) ? loss.toFixed(3) : String(loss);
+}
+
+/** `Seed 3 · 30 steps · 128×128 · loss 0.533 → 0.467 · 9.5 s`: the caption of a final image. */
+export function renderImagineResult(
+  result: Pick<ImagineResult, 'seed' | 'steps' | 'params' | 'lossFirst' | 'lossLast' | 'timings'>,
+): string {
+  const parts = [
+    `Seed ${result.seed}`,
+    `${result.steps} ${result.steps === 1 ? 'step' : 'steps'}`,
+    `${result.params.width}×${result.params.height}`,
+    `loss ${formatLoss(result.lossFirst)} → ${formatLoss(result.lossLast)}`,
+  ];
+  const total = result.timings.total;
+  if (typeof total === 'number' && Number.isFinite(total)) parts.push(`${(total / 1000).toFixed(1)} s`);
+  return parts.join(' · ');
 }
 
 /** One line for any non-terminal status (`Queued: 2 jobs ahead, about 1 min`), or the terminal one. */

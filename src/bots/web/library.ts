@@ -12,6 +12,14 @@ export const channelNameSchema = z
   .string()
   .regex(/^[a-z0-9][a-z0-9_-]{0,39}$/, 'lowercase letters, digits, _ and - (at most 40)');
 
+/**
+ * Where library images live in the images table: one local workspace, one channel per folder. The
+ * CLI's `search --channel` reads the same scope.
+ */
+export function libraryScope(channel: string): { platform: 'web'; workspace: string; channel: string } {
+  return { platform: 'web', workspace: 'local', channel };
+}
+
 const MANIFEST = '.manifest.json';
 
 /** Image types the library keeps, by the content type the browser sends. */

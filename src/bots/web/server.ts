@@ -28,7 +28,7 @@ import { isTerminal, type JobClient, type JobRef, type JobStatus, parseJobRef } 
 import { httpStatusFor, renderStatus } from '../core/render.js';
 import { type AdminBoard, createAdminBoard } from './admin.js';
 import { errorBody, readBody, readJson, readQuery } from './http.js';
-import { channelNameSchema, type Library, type LibraryEntry } from './library.js';
+import { channelNameSchema, type Library, type LibraryEntry, libraryScope } from './library.js';
 
 export interface PlaygroundOptions {
   /** Submits the user's jobs (imagine, classify, search); give it the quota the deployment wants. */
@@ -80,9 +80,6 @@ export interface Playground {
   /** Ends open event streams and closes the dashboard's queues (not the JobClients or connections). */
   close(): Promise<void>;
 }
-
-/** The library's scope in the images table: one local workspace, one channel per folder. */
-const WORKSPACE = 'local';
 
 // The page's own fields; the job schema checks the values again (ranges, size multiples of 16).
 const imagineBodySchema = z.strictObject({
@@ -376,9 +373,7 @@ export function createPlayground(options: PlaygroundOptions): Playground {
         stored = await library.store(channel, bytes, contentType);
         return run(indexJobs, 'embed-image', {
           image,
-          platform: 'web',
-          workspace: WORKSPACE,
-          channel,
+          ...libraryScope(channel),
           message: stored.hash,
           file: stored.file,
         });
@@ -401,13 +396,7 @@ export function createPlayground(options: PlaygroundOptions): Playground {
   app.get('/api/library/:channel/search', async (c) => {
     const channel = channelParam(c);
     const query = readQuery(c, searchQuerySchema);
-    const result = await run(jobs, 'search', {
-      query: query.q,
-      platform: 'web',
-      workspace: WORKSPACE,
-      channel,
-      k: query.k,
-    });
+    const result = await run(jobs, 'search', { query: query.q, ...libraryScope(channel), k: query.k });
     // The manifest is what the page can show: an index row without a file (deleted while the index
     // lagged) is left out.
     const entries = new Map((await library.list(channel)).map((e) => [e.imageId, e]));

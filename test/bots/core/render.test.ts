@@ -7,6 +7,7 @@ import {
   probabilityBar,
   renderError,
   renderImagineProgress,
+  renderImagineResult,
   renderLabels,
   renderStatus,
 } from '../../../src/bots/core/render.js';
@@ -175,6 +176,23 @@ describe('progress', () => {
       }),
     ).toBe('Step 5/10 · loss 1.000 · about 3 s left');
     expect(renderStatus({ state: 'failed', error: new CancelledError() })).toBe('Cancelled.');
+  });
+});
+
+describe('renderImagineResult', () => {
+  it('captions a final image with seed, steps, size, losses and time', () => {
+    const result = {
+      seed: 3,
+      steps: 30,
+      params: { width: 128, height: 96, cutouts: 8, lr: 0.1, preset: 'draft' as const },
+      lossFirst: 0.5333,
+      lossLast: 0.4671,
+      timings: { total: 9512 },
+    };
+    expect(renderImagineResult(result)).toBe('Seed 3 · 30 steps · 128×96 · loss 0.533 → 0.467 · 9.5 s');
+    expect(renderImagineResult({ ...result, steps: 1, timings: {} })).toBe(
+      'Seed 3 · 1 step · 128×96 · loss 0.533 → 0.467',
+    );
   });
 });
 
