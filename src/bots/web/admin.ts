@@ -10,8 +10,6 @@ import type { Hono } from 'hono';
 import type { Redis } from 'ioredis';
 import { jobKinds } from '../../shared/jobs.js';
 
-type BoardServerAdapter = Parameters<typeof createBullBoard>[0]['serverAdapter'];
-
 export interface AdminBoard {
   /** Mount with `app.route(basePath, board.app)`. */
   readonly app: Hono;
@@ -32,9 +30,7 @@ export function createAdminBoard(options: {
   const serverAdapter = new HonoAdapter(serveStatic).setBasePath(basePath);
   createBullBoard({
     queues: queues.map((q) => new BullMQAdapter(q)),
-    // @bull-board/hono 9.10.1 carries its own @bull-board/api 9.10.1 beside our 9.10.2: the classes
-    // are the same at runtime, but TypeScript sees two declarations of BaseAdapter's private fields.
-    serverAdapter: serverAdapter as unknown as BoardServerAdapter,
+    serverAdapter,
     options: { uiConfig: { boardTitle: 'vqclip jobs' } },
   });
   return {
