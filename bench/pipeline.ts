@@ -100,14 +100,18 @@ async function startRedis(): Promise<{ url: string; stop: () => Promise<void> }>
   );
   child.on('error', (e) => log(`redis-server: ${e.message} (apt-get install -y redis-server)`));
   const url = `redis://127.0.0.1:${port}`;
+  // Poll with bare TCP: an ioredis client refused a connection reports it as an unhandled error event.
+  const { connect } = await import('node:net');
   for (let i = 0; i < 100; i++) {
-    try {
-      const c = await openConnection(url);
-      await c.quit();
-      break;
-    } catch {
-      await new Promise((r) => setTimeout(r, 50));
-    }
+    const up = await new Promise<boolean>((resolve) => {
+      const socket = connect(port, '127.0.0.1', () => {
+        socket.end();
+        resolve(true);
+      });
+      socket.on('error', () => resolve(false));
+    });
+    if (up) break;
+    await new Promise((r) => setTimeout(r, 50));
   }
   return {
     url,

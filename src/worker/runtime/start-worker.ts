@@ -166,10 +166,19 @@ export async function startWorker(options: StartWorkerOptions): Promise<WorkerHa
       } catch (error) {
         if (shutdown.signal.aborted && !cancel.signal.aborted && token) {
           // Not the job's fault: give it back untouched (no attempt spent) for another worker.
-          await job.moveToWait(token);
-          stats.handedBack++;
-          logger.warn({ jobId: id }, 'shutting down: job handed back to the queue');
-          throw new WaitingError();
+          const handedBack = await job.moveToWait(token).then(
+            () => true,
+            (err: unknown) => {
+              // Lock lost meanwhile: fail the attempt as 'unavailable' below, which is retried.
+              logger.warn({ jobId: id, err }, 'could not hand the job back');
+              return false;
+            },
+          );
+          if (handedBack) {
+            stats.handedBack++;
+            logger.warn({ jobId: id }, 'shutting down: job handed back to the queue');
+            throw new WaitingError();
+          }
         }
         const coded = asCodedError(error);
         stats.failed[kind]++;
