@@ -2,9 +2,8 @@
 // layout): the ViT image encoder (differentiable w.r.t. pixels, for generation) and the causal
 // text encoder. Both return unnormalised embeddings; callers L2-normalise.
 import { type Graph, GraphError, type Tensor } from '../graph/graph.js';
-import { conv2d } from '../graph/ops/conv.js';
-import { add, cast, equal, gelu, mul, quickGelu } from '../graph/ops/elementwise.js';
-import { matmul } from '../graph/ops/matmul.js';
+import { add, cast, equal, gelu, quickGelu } from '../graph/ops/elementwise.js';
+import { linear, matmul } from '../graph/ops/matmul.js';
 import { softmax } from '../graph/ops/norm.js';
 import type { ClipConfig } from './config.js';
 
@@ -14,7 +13,7 @@ import { type Params, paramsFor, type WeightSource } from './params.js';
 
 export type { WeightSource } from './params.js';
 
-import { concat, expand, gather, reshape, transpose } from '../graph/ops/shape.js';
+import { concat, expand, gather, reshape, slice, split, transpose } from '../graph/ops/shape.js';
 
 /** HF's "quick_gelu" (openai CLIP) or exact "gelu". */
 function activation(act: string): (x: Tensor) => Tensor {
@@ -32,34 +31,107 @@ interface EncoderDims {
   readonly act: (x: Tensor) => Tensor;
 }
 
-/** Pre-LN transformer encoder of HF CLIPEncoder; `mask` is an additive [T, T] attention mask. */
-function encoder(p: Params, h: Tensor, prefix: string, d: EncoderDims, mask?: Tensor): Tensor {
+/**
+ * q, k and v of one layer from one MatMul: the three projections are concatenated into a [3D, D]
+ * weight at build time (one GEMM of three times the width keeps both cores busier than three
+ * small ones at batch 1), with q's 1/sqrt(head_dim) folded into its rows and bias (exact for
+ * power-of-two head sizes such as ViT-B/32's 64). Returns each as [B, heads, T, head_dim].
+ */
+function selfAttentionInputs(p: Params, x: Tensor, L: string, d: EncoderDims): [Tensor, Tensor, Tensor] {
+  const [b, t, D] = x.shape as [number, number, number];
+  const hd = D / d.heads;
+  const scale = hd ** -0.5;
+  const weight = p.derived(`${L}.self_attn.qkv_proj.weight`, [3 * D, D], () => {
+    const w = new Float32Array(3 * D * D);
+    (['q_proj', 'k_proj', 'v_proj'] as const).forEach((name, j) => {
+      const part = p.array(`${L}.self_attn.${name}.weight`, [D, D]);
+      if (j === 0) for (let i = 0; i < part.length; i++) w[i] = part[i]! * scale;
+      else w.set(part, j * D * D);
+    });
+    return w;
+  });
+  const bias = p.derived(`${L}.self_attn.qkv_proj.bias`, [3 * D], () => {
+    const out = new Float32Array(3 * D);
+    (['q_proj', 'k_proj', 'v_proj'] as const).forEach((name, j) => {
+      const part = p.array(`${L}.self_attn.${name}.bias`, [D]);
+      if (j === 0) for (let i = 0; i < D; i++) out[i] = part[i]! * scale;
+      else out.set(part, j * D);
+    });
+    return out;
+  });
+  // [B, T, 3D] -> [3, B, heads, T, head_dim] in one Transpose, then one Split.
+  const qkv = transpose(reshape(linear(x, weight, bias), [b, t, 3, d.heads, hd]), [2, 0, 3, 1, 4]);
+  return split(qkv, [1, 1, 1], 0).map((part) => reshape(part, [b, d.heads, t, hd])) as [
+    Tensor,
+    Tensor,
+    Tensor,
+  ];
+}
+
+/**
+ * The rest of one layer for the query rows in `h` (all tokens, or a subset with its q rows):
+ * attention over all keys, out_proj, residual, LN -> MLP -> residual.
+ */
+function layerTail(
+  p: Params,
+  h: Tensor,
+  [q, k, v]: readonly [Tensor, Tensor, Tensor],
+  L: string,
+  d: EncoderDims,
+  mask?: Tensor,
+): Tensor {
   const [b, t] = h.shape as [number, number, number];
-  const hd = d.hidden / d.heads;
-  if (!Number.isInteger(hd))
-    throw new GraphError(`CLIP: hidden ${d.hidden} is not divisible by ${d.heads} heads`);
-  const heads = (x: Tensor) => transpose(reshape(x, [b, t, d.heads, hd]), [0, 2, 1, 3]);
+  let scores = matmul(q, transpose(k, [0, 1, 3, 2]));
+  if (mask) scores = add(scores, mask);
+  const ctx = matmul(softmax(scores, -1), v);
+  let x = reshape(transpose(ctx, [0, 2, 1, 3]), [b, t, d.hidden]);
+  h = add(h, p.linear(x, `${L}.self_attn.out_proj`, d.hidden, d.hidden));
+  x = p.layerNorm(h, `${L}.layer_norm2`, d.hidden, d.eps);
+  x = p.linear(d.act(p.linear(x, `${L}.mlp.fc1`, d.hidden, d.inter)), `${L}.mlp.fc2`, d.inter, d.hidden);
+  return add(h, x);
+}
+
+interface EncoderResult {
+  /** Hidden states of every token after the last layer. */
+  readonly hidden: Tensor;
+  /** [B, D]: the last layer's output at `poolRow` alone, when asked for. */
+  readonly pooledRow?: Tensor;
+}
+
+/**
+ * Pre-LN transformer encoder of HF CLIPEncoder; `mask` is an additive [T, T] attention mask.
+ * With `poolRow`, the last layer is also built for that one query row (keys and values still
+ * come from every token): a pooled output then skips the last layer's out_proj and MLP for the
+ * other rows (~7% of ViT-B/32's work). The full last layer stays in the graph for `hidden`, and
+ * serialisation drops it when only the pooled row is fetched.
+ */
+function encoder(
+  p: Params,
+  h: Tensor,
+  prefix: string,
+  d: EncoderDims,
+  options: { mask?: Tensor; poolRow?: number } = {},
+): EncoderResult {
+  const [b, t, D] = h.shape as [number, number, number];
+  if (!Number.isInteger(D / d.heads))
+    throw new GraphError(`CLIP: hidden ${D} is not divisible by ${d.heads} heads`);
+  const { mask, poolRow } = options;
+  let pooledRow: Tensor | undefined;
   for (let i = 0; i < d.layers; i++) {
     const L = `${prefix}.layers.${i}`;
-    let x = p.layerNorm(h, `${L}.layer_norm1`, d.hidden, d.eps);
-    const q = heads(mul(p.linear(x, `${L}.self_attn.q_proj`, d.hidden, d.hidden), hd ** -0.5));
-    const k = heads(p.linear(x, `${L}.self_attn.k_proj`, d.hidden, d.hidden));
-    const v = heads(p.linear(x, `${L}.self_attn.v_proj`, d.hidden, d.hidden));
-    let scores = matmul(q, transpose(k, [0, 1, 3, 2]));
-    if (mask) scores = add(scores, mask);
-    const ctx = matmul(softmax(scores, -1), v);
-    x = reshape(transpose(ctx, [0, 2, 1, 3]), [b, t, d.hidden]);
-    h = add(h, p.linear(x, `${L}.self_attn.out_proj`, d.hidden, d.hidden));
-    x = p.layerNorm(h, `${L}.layer_norm2`, d.hidden, d.eps);
-    x = p.linear(
-      quickGelu(p.linear(x, `${L}.mlp.fc1`, d.hidden, d.inter)),
-      `${L}.mlp.fc2`,
-      d.inter,
-      d.hidden,
-    );
-    h = add(h, x);
+    const qkv = selfAttentionInputs(p, p.layerNorm(h, `${L}.layer_norm1`, D, d.eps), L, d);
+    if (i === d.layers - 1 && poolRow !== undefined) {
+      if (!Number.isInteger(poolRow) || poolRow < 0 || poolRow >= t)
+        throw new GraphError(`CLIP: pooled row ${poolRow} is outside ${t} tokens`);
+      const pick = (x: Tensor, axis: number) =>
+        slice(x, { starts: [poolRow], ends: [poolRow + 1], axes: [axis] });
+      const [q, k, v] = qkv;
+      const row = layerTail(p, pick(h, 1), [pick(q, 2), k, v], L, d, mask && pick(mask, 0));
+      pooledRow = reshape(row, [b, D]);
+    }
+    h = layerTail(p, h, qkv, L, d, mask);
   }
-  return h;
+  return pooledRow ? { hidden: h, pooledRow } : { hidden: h };
 }
 
 export interface VisionOutputs {
@@ -86,31 +158,43 @@ export function clipVision(
   }
   const p = paramsFor(g, weights);
   const d = c.hidden_size;
-  const np = (c.image_size / c.patch_size) ** 2;
-  const patchW = p.get('vision_model.embeddings.patch_embedding.weight', [d, 3, c.patch_size, c.patch_size]);
-  const patches = conv2d(pixels, patchW, undefined, { strides: [c.patch_size, c.patch_size] });
-  const tokens = transpose(reshape(patches, [b, d, np]), [0, 2, 1]);
+  const P = c.patch_size;
+  const G = c.image_size / P;
+  if (!Number.isInteger(G))
+    throw new GraphError(`CLIP vision: image_size ${c.image_size} is not a multiple of patch_size ${P}`);
+  const np = G * G;
+  // The stride-P patch convolution as one MatMul over flattened patches (the conv weight
+  // [D, 3, P, P] read as [D, 3*P*P]): the same sums, but its VJP is a MatMul too, where a strided
+  // Conv's would be a ConvTranspose (3% of a 128x128 generation step on CPU).
+  const patchW = p.derived('vision_model.embeddings.patch_embedding.weight_2d', [d, 3 * P * P], () =>
+    p.array('vision_model.embeddings.patch_embedding.weight', [d, 3, P, P]),
+  );
+  const patchRows = transpose(reshape(pixels, [b, 3, G, P, G, P]), [0, 2, 4, 1, 3, 5]);
+  const tokens = linear(reshape(patchRows, [b, np, 3 * P * P]), patchW);
   const cls = expand(reshape(p.get('vision_model.embeddings.class_embedding', [d]), [1, 1, d]), [b, 1, d]);
   let h = add(
     concat([cls, tokens], 1),
     p.get('vision_model.embeddings.position_embedding.weight', [np + 1, d]),
   );
   h = p.layerNorm(h, 'vision_model.pre_layrnorm', d, c.layer_norm_eps);
-  h = encoder(p, h, 'vision_model.encoder', {
-    hidden: d,
-    inter: c.intermediate_size,
-    layers: c.num_hidden_layers,
-    heads: c.num_attention_heads,
-    eps: c.layer_norm_eps,
-    act: activation(c.hidden_act),
-  });
-  const first = reshape(gather(h, g.constant(new BigInt64Array([0n]), [1], { name: 'cls_index' }), 1), [
-    b,
-    d,
-  ]);
-  const pooled = p.layerNorm(first, 'vision_model.post_layernorm', d, c.layer_norm_eps);
+  const enc = encoder(
+    p,
+    h,
+    'vision_model.encoder',
+    {
+      hidden: d,
+      inter: c.intermediate_size,
+      layers: c.num_hidden_layers,
+      heads: c.num_attention_heads,
+      eps: c.layer_norm_eps,
+      act: activation(c.hidden_act),
+    },
+    { poolRow: 0 },
+  );
+  if (!enc.pooledRow) throw new GraphError('CLIP vision: internal error, no pooled row');
+  const pooled = p.layerNorm(enc.pooledRow, 'vision_model.post_layernorm', d, c.layer_norm_eps);
   const embeds = p.linear(pooled, 'visual_projection', d, config.projection_dim, false);
-  return { lastHidden: h, pooled, embeds };
+  return { lastHidden: enc.hidden, pooled, embeds };
 }
 
 export interface TextOutputs {
@@ -154,8 +238,8 @@ export function clipText(g: Graph, ids: Tensor, config: ClipConfig, weights: Wei
       eps: c.layer_norm_eps,
       act: activation(c.hidden_act),
     },
-    g.constant(mask, [t, t], { name: 'causal_mask' }),
-  );
+    { mask: g.constant(mask, [t, t], { name: 'causal_mask' }) },
+  ).hidden;
   h = p.layerNorm(h, 'text_model.final_layer_norm', d, c.layer_norm_eps);
   // Position of the pooling token per row, then a flat gather from [B*T, d].
   const key =

@@ -28,6 +28,24 @@ export class Params {
     return t;
   }
 
+  /** The raw values of a named weight (no constant is made), for weights derived at build time. */
+  array(name: string, shape: readonly number[]): Float32Array {
+    return this.w.get(name, shape);
+  }
+
+  /**
+   * A constant computed from named weights at build time (a fused or rescaled weight), made once
+   * per graph under `name`, which must not collide with a weight's own name.
+   */
+  derived(name: string, shape: readonly number[], make: () => Float32Array): Tensor {
+    let t = this.cache.get(name);
+    if (!t) {
+      t = this.g.constant(make(), shape, { name });
+      this.cache.set(name, t);
+    }
+    return t;
+  }
+
   /** torch.nn.Linear named `prefix` ([out, in] weight). */
   linear(x: Tensor, prefix: string, inF: number, outF: number, bias = true): Tensor {
     const wt = this.get(`${prefix}.weight`, [outF, inF]);

@@ -6,6 +6,10 @@ import { reshape, transpose } from './shape.js';
 import { broadcastShapes } from './shape-utils.js';
 
 const swapLast = (t: Tensor): Tensor => {
+  // A constant matrix is transposed at build time (and a transposed weight maps back to the
+  // original array), so the backward pass adds no Transpose node for ORT to fold into yet another
+  // copy of the weights.
+  if (t.value instanceof Float32Array && t.shape.length === 2) return constTranspose2d(t);
   const r = t.shape.length;
   return transpose(
     t,
@@ -79,6 +83,9 @@ function constTranspose2d(w: Tensor): Tensor {
   return w.graph.derived(data, `T:${r},${c}`, () => {
     const t = new Float32Array(r * c);
     for (let i = 0; i < r; i++) for (let j = 0; j < c; j++) t[j * r + i] = data[i * c + j]!;
-    return w.graph.constant(t, [c, r], { name: `${w.name}_T` });
+    const wt = w.graph.constant(t, [c, r], { name: `${w.name}_T` });
+    // The transpose of the transpose is w itself (linear's VJP asks for it).
+    w.graph.derived(t, `T:${c},${r}`, () => w);
+    return wt;
   });
 }

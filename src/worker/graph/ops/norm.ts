@@ -91,7 +91,11 @@ function channelAffine(x: Tensor, scale: Tensor, bias: Tensor): Tensor {
 
 /**
  * LayerNorm over the last axis (as torch.nn.LayerNorm(d)) with optional affine weight and bias
- * of shape [d]. Forward is ORT's LayerNormalization, which also returns the inverse std.
+ * of shape [d]. Forward is one ORT LayerNormalization with the affine folded in: a separate Mul
+ * and Add would each make another pass over the activation, and ORT fuses a residual Add before
+ * it into SkipLayerNormalization only when scale and bias are the node's own inputs. The VJP needs
+ * the normalised input, so it recomputes it with a second, affine-free LayerNormalization (one
+ * fused pass that is emitted only when a gradient is asked for).
  */
 export function layerNorm(x: Tensor, weight?: Tensor, bias?: Tensor, eps = 1e-5): Tensor {
   requireFloat('LayerNorm', x);
@@ -110,30 +114,31 @@ export function layerNorm(x: Tensor, weight?: Tensor, bias?: Tensor, eps = 1e-5)
   const g = x.graph;
   const rank = x.shape.length;
   const statShape = [...x.shape.slice(0, -1), 1];
-  let xhat!: Tensor;
-  let rstd!: Tensor;
+  const attrs = { axis: { type: 'int', value: -1 }, epsilon: { type: 'float', value: eps } } as const;
+  // The forward declares only the normalised output: ORT fuses a LayerNormalization with unused
+  // statistics outputs less readily (SkipLayerNormalization), and nothing reads them.
+  const normalized = (scale: Tensor, shift: Tensor | undefined, stats: boolean) =>
+    g.emit('LayerNormalization', [x, scale, ...(shift ? [shift] : [])], {
+      attrs,
+      outputs: [
+        { shape: x.shape, dtype: 'float32' },
+        ...(stats
+          ? [
+              { shape: statShape, dtype: 'float32' as const },
+              { shape: statShape, dtype: 'float32' as const },
+            ]
+          : []),
+      ],
+      noTape: true,
+    });
   const inputs = [x, ...(weight ? [weight] : []), ...(bias ? [bias] : [])];
   const [y] = g.composite(
     'LayerNorm',
     inputs,
-    () => {
-      const out = g.emit('LayerNormalization', [x, ones(g, d), zeros(g, d)], {
-        attrs: { axis: { type: 'int', value: -1 }, epsilon: { type: 'float', value: eps } },
-        outputs: [
-          { shape: x.shape, dtype: 'float32' },
-          { shape: statShape, dtype: 'float32' },
-          { shape: statShape, dtype: 'float32' },
-        ],
-      });
-      xhat = out[0]!;
-      rstd = out[2]!;
-      let y = xhat;
-      if (weight) y = mul(y, weight);
-      if (bias) y = add(y, bias);
-      return [y];
-    },
+    () => [normalized(weight ?? ones(g, d), bias, false)[0]!],
     ([gy], needs) => {
       if (!gy) return [];
+      const [xhat, , rstd] = normalized(ones(g, d), undefined, true) as [Tensor, Tensor, Tensor];
       const lead = Array.from({ length: rank - 1 }, (_, i) => i);
       const grads: (Tensor | undefined)[] = [];
       grads.push(needs[0] ? normalizeVjp(weight ? mul(gy, weight) : gy, xhat, rstd, [rank - 1]) : undefined);
