@@ -66,7 +66,7 @@ function parseArgs(args: readonly string[]): Options {
  * because the graph builder caches derived constants (transposed and flipped weights) in WeakMaps
  * keyed by the array, and a long-lived array would keep every graph built from it alive.
  */
-class RandomWeights implements WeightSource {
+export class RandomWeights implements WeightSource {
   private readonly shapes: Map<string, readonly number[]>;
   private readonly cache = new Map<string, Float32Array>();
   bytes = 0;

@@ -5,12 +5,19 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { join } from 'node:path';
 import { classifyBench } from './classify.js';
+import { comparePytorchBench } from './compare-pytorch.js';
 import { generateBench } from './generate.js';
 import { graphBench } from './graph.js';
 import { type BenchModule, formatTable } from './lib.js';
 import { pipelineBench } from './pipeline.js';
 
-const MODULES: readonly BenchModule[] = [graphBench, classifyBench, generateBench, pipelineBench];
+const MODULES: readonly BenchModule[] = [
+  graphBench,
+  classifyBench,
+  generateBench,
+  pipelineBench,
+  comparePytorchBench,
+];
 
 async function main(argv: readonly string[]): Promise<void> {
   const flags = argv.filter((a) => a.startsWith('--'));

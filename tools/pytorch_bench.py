@@ -19,7 +19,8 @@ Modes (threads default 2; set before any model is built):
     .venv/bin/python tools/pytorch_bench.py --serve --threads 2
         reads one JSON command per stdin line and answers one JSON line each, so a caller can
         interleave PyTorch samples with its own: {"op": "clip", "batch": 1, "reps": 3} or
-        {"op": "step", "size": 128, "cutouts": 8, "reps": 1}; {"op": "info"}; {"op": "quit"}.
+        {"op": "step", "size": 128, "cutouts": 8, "reps": 1}; {"op": "drop", "size": 128, "cutouts": 8}
+        frees a step's state; {"op": "info"}; {"op": "quit"}.
 
 Nothing in src/ or test/ runs this; torch and transformers are only needed to run it.
 """
@@ -27,6 +28,7 @@ Nothing in src/ or test/ runs this; torch and transformers are only needed to ru
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import math
 import platform
@@ -157,7 +159,7 @@ class Step:
         loss = spherical_distance(emb, self.prompt).mean(0).sum()
         loss.backward()
         self.opt.step()
-        return float(loss)
+        return float(loss.detach())
 
 
 def time_ms(fn, reps: int) -> list[float]:
@@ -200,6 +202,10 @@ class Bench:
         warmup = int(cmd.get("warmup", 0))
         if op == "info":
             return info()
+        if op == "drop":
+            self.steps.pop((int(cmd["size"]), int(cmd["cutouts"])), None)
+            gc.collect()
+            return {"samples_ms": []}
         if op == "clip":
             fn = self.clip_fn(int(cmd["batch"]))
         elif op == "step":
