@@ -46,10 +46,10 @@ beforeAll(async () => {
         dataTemplate: template,
         env: {
           WORKER_QUEUES: 'imagine',
-          // A crashed worker's job is taken over ~3 s after the crash instead of 30 s (renewed every
-          // 1.5 s while alive, which a loaded machine still manages).
-          WORKER_LOCK_DURATION_MS: '3000',
-          WORKER_STALLED_INTERVAL_MS: '1000',
+          // A crashed worker's job is taken over ~8 s after the crash instead of 30 s. Shorter locks
+          // (3 s) were lost by live workers on a loaded 2-core CI machine, failing the handover.
+          WORKER_LOCK_DURATION_MS: '8000',
+          WORKER_STALLED_INTERVAL_MS: '2000',
           WORKER_SHUTDOWN_GRACE_MS: '300',
         },
       }),
