@@ -464,6 +464,8 @@ export class JobClient {
     if (!events) {
       const qe = new QueueEvents(kind, { connection: this.#connection, prefix: this.#prefix });
       qe.on('error', (error) => this.#logger.warn({ err: error, queue: kind }, 'queue events error'));
+      // Every follow()/result() in flight listens on this one QueueEvents: many is normal, not a leak.
+      qe.setMaxListeners(0);
       events = qe.waitUntilReady().then(() => qe);
       this.#events.set(kind, events);
     }
