@@ -91,11 +91,10 @@ function channelAffine(x: Tensor, scale: Tensor, bias: Tensor): Tensor {
 
 /**
  * LayerNorm over the last axis (as torch.nn.LayerNorm(d)) with optional affine weight and bias
- * of shape [d]. Forward is one ORT LayerNormalization with the affine folded in: a separate Mul
- * and Add would each make another pass over the activation, and ORT fuses a residual Add before
- * it into SkipLayerNormalization only when scale and bias are the node's own inputs. The VJP needs
- * the normalised input, so it recomputes it with a second, affine-free LayerNormalization (one
- * fused pass that is emitted only when a gradient is asked for).
+ * of shape [d]. Forward is one ORT LayerNormalization with the affine as its own scale and bias
+ * inputs: a separate Mul and Add would each make another pass over the activation (ORT does not
+ * fold them in). The VJP needs the normalised input, so it recomputes it with a second,
+ * affine-free LayerNormalization: one fused pass, emitted only when a gradient is asked for.
  */
 export function layerNorm(x: Tensor, weight?: Tensor, bias?: Tensor, eps = 1e-5): Tensor {
   requireFloat('LayerNorm', x);
@@ -115,8 +114,8 @@ export function layerNorm(x: Tensor, weight?: Tensor, bias?: Tensor, eps = 1e-5)
   const rank = x.shape.length;
   const statShape = [...x.shape.slice(0, -1), 1];
   const attrs = { axis: { type: 'int', value: -1 }, epsilon: { type: 'float', value: eps } } as const;
-  // The forward declares only the normalised output: ORT fuses a LayerNormalization with unused
-  // statistics outputs less readily (SkipLayerNormalization), and nothing reads them.
+  // The forward declares only the normalised output: nothing reads its statistics, so ORT need
+  // not write them.
   const normalized = (scale: Tensor, shift: Tensor | undefined, stats: boolean) =>
     g.emit('LayerNormalization', [x, scale, ...(shift ? [shift] : [])], {
       attrs,
