@@ -50,7 +50,12 @@ describe('migrations', () => {
     expect(await migrate(db.driver, { embeddingDim: DIM })).toEqual({ applied: [], embeddingDim: DIM });
     expect(await migrate(db.driver)).toEqual({ applied: [], embeddingDim: DIM });
     const rows = await db.driver.query<{ id: number }>('SELECT id FROM schema_migrations ORDER BY id');
-    expect(rows.map((r) => r.id)).toEqual([1, 2, 3, 4]);
+    expect(rows.map((r) => r.id)).toEqual([1, 2, 3, 4, 5]);
+    // Embeddings stay in the row (not TOASTed): exact scans read far fewer buffers.
+    const storage = await db.driver.query<{ attstorage: string }>(
+      "SELECT attstorage FROM pg_attribute WHERE attrelid = 'images'::regclass AND attname = 'embedding'",
+    );
+    expect(storage[0]?.attstorage).toBe('p');
   });
 
   it('refuse a model with another embedding dimension', async () => {

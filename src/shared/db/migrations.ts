@@ -84,6 +84,14 @@ export const migrations: readonly Migration[] = [
       CREATE INDEX images_by_message ON images (platform, workspace, channel, message);
       INSERT INTO meta (key, value) VALUES ('embedding_dim', '${embeddingDim}');`,
   },
+  {
+    // A 512-d vector is 2,056 bytes, just over the ~2 KB TOAST threshold: stored out of line, exact
+    // scans read ~7x more buffers and ran 1.8x slower (949 -> 536 ms over 100k rows in PGlite).
+    id: 5,
+    name: 'images-embedding-inline',
+    needsEmbeddingDim: true,
+    sql: () => 'ALTER TABLE images ALTER COLUMN embedding SET STORAGE PLAIN;',
+  },
 ];
 
 const MIGRATION_LOCK = 0x76716370; // 'vqcp': any constant shared by every process of the project
