@@ -2,8 +2,8 @@
 // ViT-B/32 image tower (batch 1 latency, batch 16 throughput) and the VQGAN+CLIP generation step.
 // PyTorch runs in tools/pytorch_bench.py --serve (a child process) when .venv/bin/python has torch.
 import { type ChildProcessWithoutNullStreams, spawn } from 'node:child_process';
-import { existsSync } from 'node:fs';
-import { loadavg } from 'node:os';
+import { existsSync, readFileSync } from 'node:fs';
+import { cpus } from 'node:os';
 import { createInterface, type Interface } from 'node:readline';
 import { adamInit, adamStep } from '../src/worker/generate/adam.js';
 import { makeCutouts } from '../src/worker/generate/cutouts.js';
@@ -163,12 +163,48 @@ class TorchServer {
     return reply.samples_ms;
   }
 
+  get pid(): number | undefined {
+    return this.child.pid;
+  }
+
   async close(): Promise<void> {
     this.child.stdin.end(`${JSON.stringify({ op: 'quit' })}\n`);
     await new Promise<void>((resolve) => {
       if (this.child.exitCode !== null) resolve();
       else this.child.once('exit', () => resolve());
     });
+  }
+}
+
+/** CPU seconds all cores spent busy since boot (user, nice, sys, irq). */
+function busyCpuSeconds(): number {
+  return cpus().reduce((a, c) => a + c.times.user + c.times.nice + c.times.sys + c.times.irq, 0) / 1000;
+}
+
+/** CPU seconds used by a child process so far (Linux /proc; 0 where unreadable). */
+function childCpuSeconds(pid: number | undefined): number {
+  try {
+    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+    return (Number(fields[11]) + Number(fields[12])) / 100; // utime, stime in clock ticks (USER_HZ 100)
+  } catch {
+    return 0;
+  }
+}
+
+/**
+ * Measures how busy other processes keep the machine: all cores' busy time minus this process's
+ * and the PyTorch child's, per second of wall time (0 = idle machine, 1 = one core taken).
+ */
+class OtherLoad {
+  private readonly t0 = performance.now();
+  private readonly busy0 = busyCpuSeconds();
+  private readonly self0 = process.cpuUsage();
+
+  cores(childPid: number | undefined): number {
+    const wall = (performance.now() - this.t0) / 1000;
+    const self = process.cpuUsage(this.self0);
+    const ours = (self.user + self.system) / 1e6 + childCpuSeconds(childPid);
+    return Math.max(0, (busyCpuSeconds() - this.busy0 - ours) / wall);
   }
 }
 
@@ -247,7 +283,7 @@ async function gemmRate(threads: number): Promise<number> {
 async function run(args: readonly string[]): Promise<BenchResult> {
   const o = parseArgs(args);
   const notes: string[] = [];
-  const load0 = loadavg()[0]!;
+  const load = new OtherLoad();
   let torch: TorchServer | undefined;
   if (o.torch) {
     const missing = await torchAvailable(o.python);
@@ -361,6 +397,8 @@ async function run(args: readonly string[]): Promise<BenchResult> {
         },
       });
     }
+    const others = load.cores(torch?.pid);
+    details.otherProcessCores = others;
     notes.push(
       `intra-op threads ${o.threads} for both (PyTorch: torch.set_num_threads, OMP_NUM_THREADS); ${o.rounds} rounds, ` +
         'each times ours then PyTorch back to back; medians over all samples, "ours/PyTorch" is the median of the ' +
@@ -371,8 +409,9 @@ async function run(args: readonly string[]): Promise<BenchResult> {
         'the same step structure (tools/pytorch_bench.py: taming f16_16384 decoder, straight-through quantiser, ' +
         'matrix cutouts, HF CLIP tower, spherical loss, backward to z, Adam); its cutout matrices are fixed, ours are ' +
         'made per step in JS (included in our time).',
-      `1-min load average ${load0.toFixed(1)} at the start, ${loadavg()[0]!.toFixed(1)} at the end: above ~1 ` +
-        'another process holds a core, and 2-thread runs (both sides) slow down far more than 1-thread runs.',
+      `other processes kept ${others.toFixed(2)} cores busy on average during the run: ` +
+        'above ~0.2 the 2-thread timings of both sides suffer (a thread that waits for a descheduled peer at every ' +
+        'op barrier), far more than 1-thread ones; compare the ratios, or rerun on an idle machine.',
     );
   } finally {
     await torch?.close();
