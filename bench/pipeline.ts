@@ -4,14 +4,14 @@
 // Flags: --redis=URL (else a private redis-server), --jobs=N, --classify=N, --rounds=N, --full
 // (full-size random ViT-B/32 for classify), --rows=100000,1000000, --max-insert-s=S, --hnsw-max-rows=N,
 // --plain (embedding column STORAGE PLAIN), --skip=queue,classify,search.
-import { type ChildProcess, spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { EventEmitter, once } from 'node:events';
+import { EventEmitter } from 'node:events';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Queue, Worker } from 'bullmq';
 import type { Redis } from 'ioredis';
+import { spawnRedis } from '../src/app/redis-server.js';
 import { JobClient } from '../src/bots/core/job-client.js';
 import { BlobStore } from '../src/shared/blobs.js';
 import { type Database, openDatabase } from '../src/shared/db/index.js';
@@ -83,44 +83,6 @@ function parseArgs(args: readonly string[]): Options {
 }
 
 const log = (msg: string) => process.stderr.write(`  [pipeline] ${msg}\n`);
-
-// --- A private redis-server (the test helper registers vitest hooks, so it cannot be reused here).
-
-async function startRedis(): Promise<{ url: string; stop: () => Promise<void> }> {
-  const { createServer } = await import('node:net');
-  const server = createServer().listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  const port = (server.address() as { port: number }).port;
-  server.close();
-  await once(server, 'close');
-  const child: ChildProcess = spawn(
-    'redis-server',
-    ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'],
-    { stdio: 'ignore' },
-  );
-  child.on('error', (e) => log(`redis-server: ${e.message} (apt-get install -y redis-server)`));
-  const url = `redis://127.0.0.1:${port}`;
-  // Poll with bare TCP: an ioredis client refused a connection reports it as an unhandled error event.
-  const { connect } = await import('node:net');
-  for (let i = 0; i < 100; i++) {
-    const up = await new Promise<boolean>((resolve) => {
-      const socket = connect(port, '127.0.0.1', () => {
-        socket.end();
-        resolve(true);
-      });
-      socket.on('error', () => resolve(false));
-    });
-    if (up) break;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  return {
-    url,
-    stop: async () => {
-      child.kill('SIGTERM');
-      if (child.exitCode === null) await once(child, 'exit');
-    },
-  };
-}
 
 const stats = (samples: number[]) => {
   const t = summarize(samples);
@@ -437,7 +399,7 @@ async function run(args: readonly string[]): Promise<BenchResult> {
   const notes: string[] = [];
   const tables: { title: string; rows: Row[] }[] = [];
   const details: Record<string, unknown> = { options: { ...o, skip: [...o.skip] }, loadBefore: loadavg()[0] };
-  const redis = o.redis ? undefined : await startRedis();
+  const redis = o.redis ? undefined : await spawnRedis();
   const url = o.redis ?? redis!.url;
   const connection = await openConnection(url);
   const workerConnection = await openConnection(url, 'worker');
