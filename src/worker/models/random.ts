@@ -3,6 +3,7 @@
 // as real weights. Deterministic for a seed; each tensor is drawn from its own stream keyed by its name.
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { hashString, mix32, Sfc32 } from '../sfc32.js';
 import {
   type ClipConfig,
   clipParameterShapes,
@@ -24,74 +25,24 @@ import {
 } from './tokenizer-builder.js';
 import { type WritableDType, writeSafetensors } from './weights.js';
 
-/**
- * A small, fast, seedable generator (sfc32, 128-bit state) seeded through splitmix32. Not for secrets;
- * Math.random cannot be seeded, and test models must come out the same on every machine.
- */
-export class SeededRandom {
-  private a: number;
-  private b: number;
-  private c: number;
-  private d: number;
-  private spare: number | undefined;
-
+/** The random-model generator, seeded through splitmix32; `stream` names an independent sequence. */
+export class SeededRandom extends Sfc32 {
   /** `stream` names an independent sequence under the same seed (here: a tensor name). */
   constructor(seed: number, stream = '') {
     let s = seed >>> 0;
     const next = () => {
+      const v = mix32(s);
       s = (s + 0x9e3779b9) >>> 0;
-      let z = s;
-      z = Math.imul(z ^ (z >>> 16), 0x85ebca6b);
-      z = Math.imul(z ^ (z >>> 13), 0xc2b2ae35);
-      return (z ^ (z >>> 16)) >>> 0;
+      return v;
     };
     // The seed fixes a, c and d through a bijection, the stream's hash perturbs b: two seeds never share
     // a state, and two names under one seed only if their hashes collide.
-    this.a = next();
-    this.b = (next() ^ hashString(stream)) >>> 0;
-    this.c = next();
-    this.d = next();
-    for (let i = 0; i < 12; i++) this.uint32();
+    const a = next();
+    const b = (next() ^ hashString(stream)) >>> 0;
+    const c = next();
+    const d = next();
+    super(a, b, c, d, 12);
   }
-
-  uint32(): number {
-    const t = (((this.a + this.b) >>> 0) + this.d) >>> 0;
-    this.d = (this.d + 1) >>> 0;
-    this.a = this.b ^ (this.b >>> 9);
-    this.b = (this.c + (this.c << 3)) >>> 0;
-    this.c = ((this.c << 21) | (this.c >>> 11)) >>> 0;
-    this.c = (this.c + t) >>> 0;
-    return t;
-  }
-
-  /** Uniform in [0, 1). */
-  next(): number {
-    return this.uint32() / 4294967296;
-  }
-
-  /** Standard normal (Box-Muller, both values used). */
-  normal(): number {
-    if (this.spare !== undefined) {
-      const v = this.spare;
-      this.spare = undefined;
-      return v;
-    }
-    const u = 1 - this.next(); // (0, 1]: log stays finite
-    const r = Math.sqrt(-2 * Math.log(u));
-    const theta = 2 * Math.PI * this.next();
-    this.spare = r * Math.sin(theta);
-    return r * Math.cos(theta);
-  }
-}
-
-/** FNV-1a over UTF-16 code units: a stable 32-bit key for a tensor name. */
-function hashString(s: string): number {
-  let h = 0x811c9dc5;
-  for (let i = 0; i < s.length; i++) {
-    h ^= s.charCodeAt(i);
-    h = Math.imul(h, 0x01000193);
-  }
-  return h >>> 0;
 }
 
 export type Init =
