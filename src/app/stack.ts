@@ -16,7 +16,7 @@ import { QuotaLimiter } from '../shared/quota.js';
 import { type DirLock, lockDirectory } from '../worker/runtime/dir-lock.js';
 import { type LoadModelsOptions, loadModels, type WorkerModels } from '../worker/runtime/models.js';
 import { startWorker, type WorkerHandle } from '../worker/runtime/start-worker.js';
-import type { WorkerEnv } from '../worker/runtime/worker-env.js';
+import { type WorkerEnv, workerSettings } from '../worker/runtime/worker-env.js';
 import { ensureModels, hasRandomWeights } from './models-setup.js';
 import { type PrivateRedis, spawnRedis } from './redis-server.js';
 
@@ -113,19 +113,9 @@ export async function startStack(options: StackOptions): Promise<Stack> {
 
     const worker = await startWorker({
       connection: workerConnection,
-      prefix: config.queuePrefix,
+      ...workerSettings(config, env),
       models,
       db,
-      queues: env.queues,
-      concurrency: env.concurrency,
-      lockDurationMs: env.lockDurationMs,
-      stalledIntervalMs: env.stalledIntervalMs,
-      maxStalledCount: env.maxStalledCount,
-      blobTtlSeconds: config.blobs.ttlSeconds,
-      blobMaxBytes: config.blobs.maxBytes,
-      previewTtlSeconds: env.previewTtlSeconds,
-      imagineTimeBudgetMs: env.imagineTimeBudgetMs,
-      shutdownGraceMs: env.shutdownGraceMs,
       logger,
     });
     // With a private Redis nobody else could pick a handed-back job up: stop running jobs at once.

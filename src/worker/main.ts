@@ -10,7 +10,7 @@ import { checkEvictionPolicy, createConnection, waitUntilReady } from '../shared
 import { type DirLock, lockDirectory } from './runtime/dir-lock.js';
 import { loadModels } from './runtime/models.js';
 import { startWorker } from './runtime/start-worker.js';
-import { loadWorkerEnv } from './runtime/worker-env.js';
+import { loadWorkerEnv, workerSettings } from './runtime/worker-env.js';
 
 async function main(): Promise<void> {
   const config = loadConfig(process.env);
@@ -60,19 +60,9 @@ async function main(): Promise<void> {
 
     const handle = await startWorker({
       connection,
-      prefix: config.queuePrefix,
+      ...workerSettings(config, env),
       models,
       db,
-      queues: env.queues,
-      concurrency: env.concurrency,
-      lockDurationMs: env.lockDurationMs,
-      stalledIntervalMs: env.stalledIntervalMs,
-      maxStalledCount: env.maxStalledCount,
-      blobTtlSeconds: config.blobs.ttlSeconds,
-      blobMaxBytes: config.blobs.maxBytes,
-      previewTtlSeconds: env.previewTtlSeconds,
-      imagineTimeBudgetMs: env.imagineTimeBudgetMs,
-      shutdownGraceMs: env.shutdownGraceMs,
       logger: root,
     });
     resources.push(() => handle.close());

@@ -1,8 +1,10 @@
 // Worker tuning from WORKER_* environment variables, validated with zod like shared/config.ts (which
 // holds what every process shares). main.ts passes process.env in; nothing else reads it.
 import { z } from 'zod';
+import type { Config } from '../../shared/config.js';
 import { ConfigError } from '../../shared/errors.js';
 import { type JobKind, jobKinds } from '../../shared/jobs.js';
+import type { StartWorkerOptions } from './start-worker.js';
 
 export interface WorkerEnv {
   queues: JobKind[];
@@ -83,4 +85,24 @@ export function loadWorkerEnv(env: Readonly<Record<string, string | undefined>>)
     previewTtlSeconds: e.WORKER_PREVIEW_TTL_SECONDS,
     warmup: e.WORKER_WARMUP,
   };
+}
+
+/**
+ * The queue and tuning part of StartWorkerOptions from the shared config and WORKER_* settings, so
+ * every process that starts a worker (worker main, `npm start`) passes the same values.
+ */
+export function workerSettings(config: Config, env: WorkerEnv) {
+  return {
+    prefix: config.queuePrefix,
+    queues: env.queues,
+    concurrency: env.concurrency,
+    lockDurationMs: env.lockDurationMs,
+    stalledIntervalMs: env.stalledIntervalMs,
+    maxStalledCount: env.maxStalledCount,
+    blobTtlSeconds: config.blobs.ttlSeconds,
+    blobMaxBytes: config.blobs.maxBytes,
+    previewTtlSeconds: env.previewTtlSeconds,
+    imagineTimeBudgetMs: env.imagineTimeBudgetMs,
+    shutdownGraceMs: env.shutdownGraceMs,
+  } satisfies Partial<StartWorkerOptions>;
 }
