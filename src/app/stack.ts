@@ -161,7 +161,6 @@ export async function startStack(options: StackOptions): Promise<Stack> {
       indexJobs,
       blobs,
       library: new Library(join(config.dataDir, 'library')),
-      deleteIndexedImage: (imageId) => db.deleteImage(imageId),
       admin: { connection: producer, prefix: config.queuePrefix },
       randomWeights,
       logger: child('bot:web'),

@@ -11,7 +11,7 @@ import {
   serializeError,
 } from './errors.js';
 
-export const jobKinds = ['imagine', 'classify', 'embed-image', 'search'] as const;
+export const jobKinds = ['imagine', 'classify', 'embed-image', 'search', 'delete-image'] as const;
 export type JobKind = (typeof jobKinds)[number];
 
 export function isJobKind(value: unknown): value is JobKind {
@@ -129,6 +129,19 @@ export const searchJobSchema = z.strictObject({
 });
 export type SearchJob = z.infer<typeof searchJobSchema>;
 
+/**
+ * Removes one indexed image. The channel is part of the job, and the worker deletes only when the
+ * image belongs to it: one channel cannot delete another's image by guessing its id.
+ */
+export const deleteImageJobSchema = z.strictObject({
+  /** The id embed-image returned (a Postgres uuid). */
+  imageId: z.guid(),
+  platform: z.enum(platforms),
+  workspace: id(),
+  channel: id(),
+});
+export type DeleteImageJob = z.infer<typeof deleteImageJobSchema>;
+
 const finite = z.number().refine(Number.isFinite, 'must be finite');
 
 export const imagineParamsSchema = z.object({
@@ -187,12 +200,19 @@ export const searchResultSchema = z.strictObject({
 });
 export type SearchResult = z.infer<typeof searchResultSchema>;
 
+export const deleteImageResultSchema = z.strictObject({
+  /** False when the channel held no such image (already deleted, or never there): deleting is idempotent. */
+  deleted: z.boolean(),
+});
+export type DeleteImageResult = z.infer<typeof deleteImageResultSchema>;
+
 /** Schemas per queue, for code that is generic over the job kind. */
 export const jobSchemas = {
   imagine: { data: imagineJobSchema, result: imagineResultSchema },
   classify: { data: classifyJobSchema, result: classifyResultSchema },
   'embed-image': { data: embedImageJobSchema, result: embedImageResultSchema },
   search: { data: searchJobSchema, result: searchResultSchema },
+  'delete-image': { data: deleteImageJobSchema, result: deleteImageResultSchema },
 } as const;
 
 export type JobData<K extends JobKind> = z.infer<(typeof jobSchemas)[K]['data']>;

@@ -229,6 +229,18 @@ describe('images', () => {
     expect(await db.countImages(scope)).toBe(0);
   });
 
+  it('a scoped delete removes only an image of that channel', async () => {
+    const scope = { platform: 'slack', workspace: 'T', channel: 'scoped-a' } as const;
+    const other = { ...scope, channel: 'scoped-b' };
+    const a = await addImage(scope, randomArray(rand, DIM), 'MA');
+    expect(await db.deleteImage(a.imageId, other)).toBe(false);
+    expect(await db.deleteImage(a.imageId, { ...scope, workspace: 'T2' })).toBe(false);
+    expect(await db.countImages(scope)).toBe(1);
+    expect(await db.deleteImage(a.imageId, scope)).toBe(true);
+    expect(await db.deleteImage(a.imageId, scope)).toBe(false);
+    expect(await db.countImages(scope)).toBe(0);
+  });
+
   it('rejects embeddings of the wrong length, with NaN, or all zeros', async () => {
     const base = { ...here, message: 'M', file: 'F', contentHash: 'bad' };
     await expect(db.upsertImage({ ...base, embedding: new Float32Array(DIM + 1) })).rejects.toMatchObject({

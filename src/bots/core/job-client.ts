@@ -19,6 +19,8 @@ import {
 } from '../../shared/errors.js';
 import {
   checkJob,
+  type DeleteImageJob,
+  type DeleteImageResult,
   type ImagineProgress,
   imagineProgressSchema,
   isJobKind,
@@ -382,6 +384,20 @@ export class JobClient {
       clearTimeout(timer);
       following.stop();
     }
+  }
+
+  /**
+   * Removes an indexed image of one channel: a delete-image job, served by a worker that holds the
+   * database (adapters never open it). Resolves `{ deleted: false }` when that channel holds no such
+   * image, so deleting twice is fine; throws the job's CodedError otherwise.
+   */
+  async deleteImage(
+    image: DeleteImageJob,
+    options: SubmitOptions & { timeoutMs?: number },
+  ): Promise<DeleteImageResult> {
+    const { timeoutMs, ...submit } = options;
+    const { jobId } = await this.submit('delete-image', image, submit);
+    return this.result(jobId, timeoutMs === undefined ? {} : { timeoutMs });
   }
 
   /**

@@ -1,11 +1,11 @@
 // The playground as its own process (`tsx src/bots/web/main.ts`), for deployments where workers run
-// elsewhere (docker-compose.yml): it needs REDIS_URL, and DATABASE_URL so that deleting a library
-// image also removes it from the search index. `npm start` runs the same server with a worker in process.
+// elsewhere (docker-compose.yml): it needs REDIS_URL only; indexing, search and deleting a library
+// image go through the queues to the workers, which hold the database. `npm start` runs the same
+// server with a worker in process.
 import { join } from 'node:path';
 import { pino } from 'pino';
 import { BlobStore } from '../../shared/blobs.js';
 import { loadConfig, redactedConfig } from '../../shared/config.js';
-import { type Database, openDatabase } from '../../shared/db/index.js';
 import { asCodedError } from '../../shared/errors.js';
 import { checkEvictionPolicy, openConnection } from '../../shared/queues.js';
 import { QuotaLimiter } from '../../shared/quota.js';
@@ -31,12 +31,6 @@ async function main(): Promise<void> {
     connection.on('error', (err) => logger.warn({ err: err.message }, 'redis connection error'));
     undo.push(() => connection.quit());
     await checkEvictionPolicy(connection, logger);
-    // Without DATABASE_URL the index lives in a worker's PGlite, which this process cannot open.
-    let db: Database | undefined;
-    if (config.databaseUrl !== undefined) {
-      db = await openDatabase(config, { logger: logger.child({ name: 'db' }) });
-      undo.push(() => db!.close());
-    }
     const jobs = new JobClient({
       connection,
       prefix: config.queuePrefix,
@@ -60,7 +54,6 @@ async function main(): Promise<void> {
         maxBytes: config.blobs.maxBytes,
       }),
       library: new Library(join(config.dataDir, 'library')),
-      ...(db === undefined ? {} : { deleteIndexedImage: (id: string) => db.deleteImage(id) }),
       admin: { connection, prefix: config.queuePrefix },
       logger,
       port: config.port,

@@ -34,15 +34,13 @@ export interface PlaygroundOptions {
   /** Submits the user's jobs (imagine, classify, search); give it the quota the deployment wants. */
   jobs: JobClient;
   /**
-   * Submits library indexing (embed-image). Chat images are indexed without counting against a
+   * Submits library indexing (embed-image, delete-image). Chat images are indexed without counting against a
    * user's quota, so the playground library is too. @defaultValue `jobs`
    */
   indexJobs?: JobClient;
   /** Uploads go to Redis as blobs; previews and finals are read back from it. */
   blobs: BlobStore;
   library: Library;
-  /** Removes an image from the search index (Database.deleteImage). Absent: the manifest alone hides it. */
-  deleteIndexedImage?: (imageId: string) => Promise<boolean>;
   /** Mounts bull-board at /admin over these queues; false leaves it out. */
   admin?: { connection: Redis; prefix: string } | false;
   /** Quota identity of the person at the keyboard. @defaultValue 'web:local' */
@@ -412,8 +410,12 @@ export function createPlayground(options: PlaygroundOptions): Playground {
     const imageId = c.req.param('imageId');
     const entry = (await library.list(channel)).find((e) => e.imageId === imageId);
     if (!entry) throw new NotFoundError('no such image in this library', { imageId });
-    // Index first: if that fails the image stays visible and the user can retry.
-    if (o.deleteIndexedImage) await o.deleteIndexedImage(imageId);
+    // Index first: if that fails the image stays visible and the user can retry (deleting is
+    // idempotent, so a retry after a lost reply is fine).
+    await indexJobs.deleteImage(
+      { imageId, ...libraryScope(channel) },
+      { userId: o.userId, timeoutMs: o.waitTimeoutMs },
+    );
     await library.remove(channel, imageId);
     return c.json({ deleted: imageId });
   });

@@ -202,9 +202,20 @@ export class Database {
     return { imageId: existing.id, duplicate: true };
   }
 
-  async deleteImage(imageId: string): Promise<boolean> {
+  /**
+   * Deletes an image; false when there is none with this id. With a scope, only an image of that
+   * channel is deleted (an id from another channel reports false), which is what the delete-image job
+   * uses so that a channel cannot remove another's images.
+   */
+  async deleteImage(imageId: string, scope?: ChannelScope): Promise<boolean> {
     this.#requireImages();
-    const rows = await this.#sql.query('DELETE FROM images WHERE id = $1::uuid RETURNING id', [imageId]);
+    const rows = scope
+      ? await this.#sql.query(
+          `DELETE FROM images WHERE id = $1::uuid AND platform = $2 AND workspace = $3 AND channel = $4
+           RETURNING id`,
+          [imageId, scope.platform, scope.workspace, scope.channel],
+        )
+      : await this.#sql.query('DELETE FROM images WHERE id = $1::uuid RETURNING id', [imageId]);
     return rows.length === 1;
   }
 

@@ -11,6 +11,7 @@ import { asCodedError, InternalError, UnavailableError } from '../../shared/erro
 import { type JobKind, jobKinds, toJobError } from '../../shared/jobs.js';
 import { type Logger, silentLogger } from '../../shared/logger.js';
 import { runClassify } from '../processors/classify.js';
+import { runDeleteImage } from '../processors/delete-image.js';
 import { runEmbedImage } from '../processors/embed-image.js';
 import { runImagine } from '../processors/imagine.js';
 import { runSearch } from '../processors/search.js';
@@ -22,14 +23,14 @@ export interface StartWorkerOptions {
   /** config.queuePrefix */
   prefix: string;
   models: WorkerModels;
-  /** Required for embed-image and search; imagine records its generations in it when given. */
+  /** Required for embed-image, search and delete-image; imagine records its generations in it when given. */
   db?: Database;
   /** Queues this process serves. @defaultValue every kind */
   queues?: readonly JobKind[];
   /**
    * Jobs run at once per queue. Imagine: one per device (a step already uses every core). Classify
    * and embed-image: enough for a micro-batch to fill (they share the image tower's batches).
-   * @defaultValue { imagine: 1, classify: 16, 'embed-image': 16, search: 4 }
+   * @defaultValue { imagine: 1, classify: 16, 'embed-image': 16, search: 4, 'delete-image': 4 }
    */
   concurrency?: Partial<Record<JobKind, number>>;
   /**
@@ -57,7 +58,7 @@ export interface StartWorkerOptions {
 
 export const DefaultStartWorkerOptions = {
   queues: jobKinds,
-  concurrency: { imagine: 1, classify: 16, 'embed-image': 16, search: 4 },
+  concurrency: { imagine: 1, classify: 16, 'embed-image': 16, search: 4, 'delete-image': 4 },
   lockDurationMs: 30_000,
   stalledIntervalMs: 30_000,
   maxStalledCount: 1,
@@ -96,7 +97,7 @@ export async function startWorker(options: StartWorkerOptions): Promise<WorkerHa
   const loggerFor = (name: string): Logger =>
     child ? child({ name: `worker:${name}` }) : (options.logger ?? silentLogger);
   const rootLogger = loggerFor('runtime');
-  const needsDb = queues.filter((q) => q === 'embed-image' || q === 'search');
+  const needsDb = queues.filter((q) => q === 'embed-image' || q === 'search' || q === 'delete-image');
   if (needsDb.length > 0 && !options.db) {
     throw new InternalError(`queues ${needsDb.join(', ')} need a database`);
   }
@@ -147,6 +148,8 @@ export async function startWorker(options: StartWorkerOptions): Promise<WorkerHa
         return runEmbedImage(models, job.data, { blobs, signal, db: db! });
       case 'search':
         return runSearch(models, job.data, { signal, db: db! });
+      case 'delete-image':
+        return runDeleteImage(job.data, { signal, db: db! });
     }
   };
 

@@ -15,6 +15,7 @@ import { BlobStore } from '../../../src/shared/blobs.js';
 import { NotAnImageError } from '../../../src/shared/errors.js';
 import {
   type ClassifyJob,
+  type DeleteImageJob,
   type EmbedImageJob,
   type ImagineJob,
   type ImagineResult,
@@ -68,7 +69,6 @@ afterEach(async () => {
 
 interface Setup {
   quota?: QuotaLimiter;
-  deleted?: string[];
   admin?: boolean;
 }
 
@@ -92,14 +92,6 @@ function setup(options: Setup = {}): Playground {
     followThrottleMs: 0,
     waitTimeoutMs: 20_000,
     admin: options.admin ? { connection: producer, prefix } : false,
-    ...(options.deleted
-      ? {
-          deleteIndexedImage: async (id: string) => {
-            options.deleted!.push(id);
-            return true;
-          },
-        }
-      : {}),
   });
   return playground;
 }
@@ -484,8 +476,8 @@ describe('what is this', () => {
 
 describe('library', () => {
   it('uploads, lists, searches within the channel and deletes', async () => {
-    const deleted: string[] = [];
-    setup({ deleted });
+    const deleted: DeleteImageJob[] = [];
+    setup();
     // A tiny fake index: red images score high for "red", the channel scope is respected.
     const index = new Map<string, { channel: string; file: string; message: string; red: number }>();
     serveJobs<EmbedImageJob, unknown>('embed-image', async (job) => {
@@ -515,6 +507,11 @@ describe('library', () => {
       return { hits };
     });
 
+    serveJobs<DeleteImageJob, unknown>('delete-image', async (job) => {
+      deleted.push(job.data);
+      return { deleted: true };
+    });
+
     const upload = async (channel: string, name: string, png: Uint8Array) => {
       const res = await request(`/api/library/${channel}/images?name=${name}`, {
         method: 'POST',
@@ -542,7 +539,9 @@ describe('library', () => {
 
     const del = await request(`/api/library/holiday/images/${red.imageId}`, { method: 'DELETE' });
     expect(del.status).toBe(200);
-    expect(deleted).toEqual([red.imageId]);
+    expect(deleted).toEqual([
+      { imageId: red.imageId, platform: 'web', workspace: 'local', channel: 'holiday' },
+    ]);
     const after = (await (await request('/api/library/holiday')).json()) as { images: { name: string }[] };
     expect(after.images.map((i) => i.name)).toEqual(['blue.png']);
     expect((await request(red.url)).status).toBe(404);

@@ -186,6 +186,37 @@ describe('round trip through the queues to a worker process', () => {
     });
   });
 
+  it('delete-image: only the channel of an image deletes it, twice is fine, search forgets it', async () => {
+    const a = { platform: 'discord', workspace: 'G1', channel: 'del-a' } as const;
+    const b = { ...a, channel: 'del-b' };
+    const images = await Promise.all([61, 62].map((s) => noisePng(40, 40, s)));
+    const ids: string[] = [];
+    for (const [i, bytes] of images.entries()) {
+      const { jobId } = await client.submit(
+        'embed-image',
+        { image: await putPng(bytes), ...a, message: `d${i}`, file: `g${i}` },
+        { userId: 'u8' },
+      );
+      ids.push((await client.result(jobId, { timeoutMs: 60_000 })).imageId);
+    }
+    const search = async () => {
+      const { jobId } = await client.submit('search', { query: 'noise', ...a, k: 10 }, { userId: 'u8' });
+      return (await client.result(jobId, { timeoutMs: 60_000 })).hits.map((h) => h.imageId).sort();
+    };
+    const remove = (scope: { platform: 'discord'; workspace: string; channel: string }, imageId: string) =>
+      client.deleteImage({ imageId, ...scope }, { userId: 'u8', timeoutMs: 60_000 });
+
+    // Another channel (or workspace) knowing the id cannot delete it.
+    expect(await remove(b, ids[0]!)).toEqual({ deleted: false });
+    expect(await remove({ ...a, workspace: 'G2' }, ids[0]!)).toEqual({ deleted: false });
+    expect(await search()).toEqual([...ids].sort());
+    expect(await remove(a, ids[0]!)).toEqual({ deleted: true });
+    expect(await remove(a, ids[0]!)).toEqual({ deleted: false });
+    expect(await search()).toEqual([ids[1]]);
+    // An id that never existed is not an error either.
+    expect(await remove(a, '00000000-0000-4000-8000-000000000000')).toEqual({ deleted: false });
+  });
+
   it('imagine: progress while running, then a PNG of the asked size and a state to continue from', async () => {
     const { jobId } = await client.submit('imagine', imagine(), { userId: 'u3' });
     const updates: JobStatus<'imagine'>[] = [];
@@ -281,6 +312,18 @@ describe('bad input through the pipeline', () => {
         'blob_missing',
       ],
       ['foreign key', 'classify', { image: 'other:secret', labels }, 'bad_input'],
+      [
+        'image id not a uuid',
+        'delete-image',
+        { imageId: "1' OR '1'='1", platform: 'slack', workspace: 'T', channel: 'C' },
+        'bad_input',
+      ],
+      [
+        'delete without a channel',
+        'delete-image',
+        { imageId: '00000000-0000-4000-8000-000000000000', platform: 'slack', workspace: 'T' },
+        'bad_input',
+      ],
     ];
     const ids = await Promise.all(cases.map(([, kind, data]) => addRaw(kind, data)));
     const errors = await Promise.all(ids.map(failure));

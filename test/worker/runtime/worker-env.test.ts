@@ -11,8 +11,8 @@ import { tempDir } from '../../helpers/worker-process.js';
 describe('loadWorkerEnv', () => {
   it('has defaults for everything', () => {
     expect(loadWorkerEnv({})).toEqual({
-      queues: ['imagine', 'classify', 'embed-image', 'search'],
-      concurrency: { imagine: 1, classify: 16, 'embed-image': 16, search: 4 },
+      queues: ['imagine', 'classify', 'embed-image', 'search', 'delete-image'],
+      concurrency: { imagine: 1, classify: 16, 'embed-image': 16, search: 4, 'delete-image': 4 },
       lockDurationMs: 30_000,
       stalledIntervalMs: 30_000,
       maxStalledCount: 1,
