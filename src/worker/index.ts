@@ -1,7 +1,7 @@
 // The worker's public surface: start serving queues in this process (startWorker), load models once
 // (loadModels), and the processor functions themselves, which the CLI calls in process without Redis.
 export { type Blobs, MemoryBlobs, type MemoryBlobsOptions, readBlob } from './processors/blobs.js';
-export { DEFAULT_TOP_K, labelSetOf, runClassify } from './processors/classify.js';
+export { DEFAULT_TOP_K, runClassify } from './processors/classify.js';
 export type { DbRunContext, RunContext } from './processors/context.js';
 export { runEmbedImage } from './processors/embed-image.js';
 export {

@@ -203,7 +203,7 @@ export class Classifier {
   ): Promise<Classification | Classification[]> {
     const single = !Array.isArray(input);
     const images = single ? [input as Uint8Array] : (input as readonly Uint8Array[]);
-    const { labels, templates } = this.labelSetFor(options);
+    const { labels, templates } = this.labelSet(options);
     const topK = this.topKFor(options.topK, labels.length);
     if (images.length === 0) return [];
     // Text (often cached) and image work are independent: start both.
@@ -275,7 +275,18 @@ export class Classifier {
     this.onClose?.();
   }
 
-  private labelSetFor(options: ClassifyOptions): { labels: readonly string[]; templates: readonly string[] } {
+  /**
+   * The label set a request asks for: its labels (validated, deduplicated) with its templates or the
+   * custom-label templates, else the default vocabulary (`defaultLabels`, `defaultTemplates`). The
+   * one place that choice is made: classify() and the classify job both use it.
+   */
+  labelSet(options: {
+    readonly labels?: ClassifyOptions['labels'] | undefined;
+    readonly templates?: ClassifyOptions['templates'] | undefined;
+  }): {
+    labels: readonly string[];
+    templates: readonly string[];
+  } {
     const custom = options.labels !== undefined;
     const labels = custom ? parseLabels(options.labels!, this.o) : this.o.defaultLabels;
     let templates: readonly string[];

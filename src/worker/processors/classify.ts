@@ -2,8 +2,6 @@
 // (or the default vocabulary, its text embeddings cached) -> top-k labels with probabilities.
 // Callable without BullMQ (the CLI runs it in process).
 import { type ClassifyResult, checkJob, classifyJobSchema } from '../../shared/jobs.js';
-import { parseLabels, parseTemplates } from '../classify/classifier.js';
-import { CUSTOM_LABEL_TEMPLATES, DEFAULT_LABELS, DEFAULT_TEMPLATES } from '../classify/vocabulary.js';
 import { classifyEmbeddings } from '../classify/zero-shot.js';
 import type { WorkerModels } from '../runtime/models.js';
 import { readBlob } from './blobs.js';
@@ -12,34 +10,15 @@ import type { RunContext } from './context.js';
 /** Predictions per image when the job does not say. */
 export const DEFAULT_TOP_K = 5;
 
-/** The label set a job asks for: its labels with the short template list, else the default vocabulary. */
-export function labelSetOf(job: {
-  labels?: readonly string[] | undefined;
-  templates?: readonly string[] | undefined;
-}): {
-  labels: readonly string[];
-  templates: readonly string[];
-} {
-  const custom = job.labels !== undefined;
-  // The schema already bounds counts and lengths; parseLabels adds dedup and the two-label minimum.
-  const limits = { maxLabels: Number.MAX_SAFE_INTEGER, maxLabelLength: Number.MAX_SAFE_INTEGER };
-  const labels = custom ? parseLabels(job.labels!, limits) : DEFAULT_LABELS;
-  const templates =
-    job.templates !== undefined
-      ? parseTemplates(job.templates, { maxTemplates: Number.MAX_SAFE_INTEGER, maxTemplateLength: 200 })
-      : custom
-        ? CUSTOM_LABEL_TEMPLATES
-        : DEFAULT_TEMPLATES;
-  return { labels, templates };
-}
-
 export async function runClassify(
   models: Pick<WorkerModels, 'classifier' | 'images'>,
   data: unknown,
   ctx: RunContext,
 ): Promise<ClassifyResult> {
   const job = checkJob(classifyJobSchema, data);
-  const { labels, templates } = labelSetOf(job);
+  // The classifier's own choice (its defaultLabels and templates); loadModels gives it the job
+  // schema's limits, so it accepts whatever the schema let through.
+  const { labels, templates } = models.classifier.labelSet(job);
   ctx.signal?.throwIfAborted();
   const bytes = await readBlob(ctx.blobs, job.image);
   // Text (usually cached) and image work are independent: start both.

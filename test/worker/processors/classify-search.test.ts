@@ -3,8 +3,9 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type Database, openDatabase } from '../../../src/shared/db/index.js';
 import type { CodedError } from '../../../src/shared/errors.js';
+import { Classifier } from '../../../src/worker/classify/classifier.js';
 import { MemoryBlobs } from '../../../src/worker/processors/blobs.js';
-import { labelSetOf, runClassify } from '../../../src/worker/processors/classify.js';
+import { runClassify } from '../../../src/worker/processors/classify.js';
 import { runEmbedImage } from '../../../src/worker/processors/embed-image.js';
 import { runSearch } from '../../../src/worker/processors/search.js';
 import { loadModels, type WorkerModels } from '../../../src/worker/runtime/models.js';
@@ -134,12 +135,35 @@ describe('runClassify', () => {
   });
 
   it('resolves label sets: custom labels deduplicated, default vocabulary otherwise', () => {
-    const custom = labelSetOf({ labels: ['Cat', 'cat ', 'dog'] });
+    const custom = models.classifier.labelSet({ labels: ['Cat', 'cat ', 'dog'] });
     expect(custom.labels).toEqual(['Cat', 'dog']);
     expect(custom.templates.length).toBeLessThan(10);
-    const fallback = labelSetOf({});
+    const fallback = models.classifier.labelSet({});
     expect(fallback.labels.length).toBeGreaterThanOrEqual(1000);
     expect(fallback.templates).toHaveLength(80);
+  });
+
+  it("honours the classifier's defaultLabels and defaultTemplates", async () => {
+    const defaultLabels = ['red square', 'green field', 'blue sky'];
+    const defaultTemplates = ['a photo of a {}.', 'a drawing of a {}.'];
+    const classifier = new Classifier(models.classifier.model, { defaultLabels, defaultTemplates });
+    try {
+      expect(classifier.labelSet({})).toEqual({ labels: defaultLabels, templates: defaultTemplates });
+      const bytes = await noisePng(32, 32, 71);
+      const result = await runClassify(
+        { classifier, images: models.images },
+        { image: await put(bytes) },
+        { blobs },
+      );
+      const expected = await classifier.classify(bytes);
+      expect(result.labels.map((l) => l.label)).toEqual(expected.predictions.map((p) => p.label));
+      expect(result.labels.map((l) => l.label).sort()).toEqual([...defaultLabels].sort());
+      result.labels.forEach((l, i) => {
+        expect(l.prob).toBeCloseTo(expected.predictions[i]!.probability, 5);
+      });
+    } finally {
+      await classifier.close();
+    }
   });
 });
 
