@@ -140,8 +140,7 @@ export async function startStack(options: StackOptions): Promise<Stack> {
     const quota = new QuotaLimiter({
       connection: producer,
       prefix: config.queuePrefix,
-      concurrent: config.quota.concurrentJobs,
-      perWindow: config.quota.jobsPerHour,
+      budgets: config.quota,
     });
     const jobs = new JobClient({
       connection: producer,

@@ -3,6 +3,7 @@
 // Secrets live here and nowhere else: log redactedConfig(config), never the config itself.
 import { z } from 'zod';
 import { ConfigError } from './errors.js';
+import type { QuotaBudget, QuotaLimits } from './quota.js';
 
 export type OrtProvider = 'cuda' | 'cpu';
 export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
@@ -24,12 +25,13 @@ export interface Config {
   ortIntraOpThreads: number;
   /** 0 lets ONNX Runtime choose. @defaultValue 0 */
   ortInterOpThreads: number;
-  quota: {
-    /** Waiting + running jobs per user; 0 disables. @defaultValue 2 */
-    concurrentJobs: number;
-    /** Jobs submitted per user per rolling hour; 0 disables. @defaultValue 30 */
-    jobsPerHour: number;
-  };
+  /**
+   * Per-user limits per budget (quota.ts): imagine, and the light jobs (classify, search, embed-image,
+   * delete-image), counted apart so that asking "what is this" never spends a generation. In each,
+   * `concurrent` is waiting + running jobs and `perWindow` jobs submitted per rolling hour; 0 disables.
+   * @defaultValue { imagine: { concurrent: 2, perWindow: 30 }, light: { concurrent: 8, perWindow: 600 } }
+   */
+  quota: Record<QuotaBudget, QuotaLimits>;
   blobs: {
     /** @defaultValue 86400 (one day) */
     ttlSeconds: number;
@@ -81,6 +83,8 @@ const envSchema = z.object({
   ORT_INTER_OP_THREADS: intVar(0, 0, 1024),
   QUOTA_CONCURRENT_JOBS: intVar(2, 0, 1000),
   QUOTA_JOBS_PER_HOUR: intVar(30, 0, 100_000),
+  QUOTA_LIGHT_CONCURRENT_JOBS: intVar(8, 0, 1000),
+  QUOTA_LIGHT_JOBS_PER_HOUR: intVar(600, 0, 1_000_000),
   BLOB_TTL_SECONDS: intVar(86_400, 10, 30 * 86_400),
   BLOB_MAX_BYTES: intVar(25 * 1024 * 1024, 1024, 512 * 1024 * 1024),
   DISCORD_TOKEN: optionalString(),
@@ -134,7 +138,11 @@ export function loadConfig(env: Env): Config {
     ortProviders: providers,
     ortIntraOpThreads: e.ORT_INTRA_OP_THREADS,
     ortInterOpThreads: e.ORT_INTER_OP_THREADS,
-    quota: { concurrentJobs: e.QUOTA_CONCURRENT_JOBS, jobsPerHour: e.QUOTA_JOBS_PER_HOUR },
+    // QUOTA_CONCURRENT_JOBS and QUOTA_JOBS_PER_HOUR kept their names when light jobs got a budget.
+    quota: {
+      imagine: { concurrent: e.QUOTA_CONCURRENT_JOBS, perWindow: e.QUOTA_JOBS_PER_HOUR },
+      light: { concurrent: e.QUOTA_LIGHT_CONCURRENT_JOBS, perWindow: e.QUOTA_LIGHT_JOBS_PER_HOUR },
+    },
     blobs: { ttlSeconds: e.BLOB_TTL_SECONDS, maxBytes: e.BLOB_MAX_BYTES },
     discord: definedOnly({ token: e.DISCORD_TOKEN, applicationId: e.DISCORD_APPLICATION_ID }),
     slack: definedOnly({

@@ -120,7 +120,8 @@ export class BlobMissingError extends CodedError<'blob_missing'> {
 export type QuotaReason = 'concurrent' | 'hourly';
 
 export class QuotaExceededError extends CodedError<'quota_exceeded'> {
-  constructor(details: { reason: QuotaReason; limit: number; retryAfterSeconds?: number }) {
+  /** `budget`: which quota (imagine, or the light jobs'), see quota.ts. */
+  constructor(details: { budget?: string; reason: QuotaReason; limit: number; retryAfterSeconds?: number }) {
     const when =
       details.retryAfterSeconds === undefined
         ? 'when one of the running jobs finishes'

@@ -64,8 +64,8 @@ export const keys = {
   cancel: (prefix: string, queue: string, jobId: string) => `${prefix}:cancel:${queue}:${jobId}`,
   cancelChannel: (prefix: string) => `${prefix}:cancel`,
   posted: (prefix: string, jobRef: string) => `${prefix}:posted:${jobRef}`,
-  quotaActive: (prefix: string, user: string) => `${prefix}:quota:active:${user}`,
-  quotaWindow: (prefix: string, user: string) => `${prefix}:quota:window:${user}`,
+  quotaActive: (prefix: string, budget: string, user: string) => `${prefix}:quota:${budget}:active:${user}`,
+  quotaWindow: (prefix: string, budget: string, user: string) => `${prefix}:quota:${budget}:window:${user}`,
   /** BullMQ's hash for one job; its layout is part of BullMQ's stable Redis format. */
   bullJob: (prefix: string, queue: string, jobId: string) => `${prefix}:${queue}:${jobId}`,
   bullList: (prefix: string, queue: string, list: 'wait' | 'active' | 'prioritized') =>

@@ -1,17 +1,32 @@
 // Per-user limits checked before a job is enqueued: jobs in flight (waiting or running) and jobs
-// submitted per rolling window. The decision is one Lua script, so two bot processes submitting for
-// the same user at once cannot both take the last slot.
+// submitted per rolling window, counted per budget: a generation is minutes of compute, so imagine
+// has its own (small) budget, and the light jobs (classify, search, indexing, deletes) share a larger
+// one that never spends it. The decision is one Lua script, so two bot processes submitting for the
+// same user at once cannot both take the last slot.
 import type { Redis } from 'ioredis';
 import type { QuotaReason } from './errors.js';
 import { keys } from './queues.js';
 
-export interface QuotaOptions {
-  connection: Redis;
-  prefix: string;
+export const quotaBudgets = ['imagine', 'light'] as const;
+export type QuotaBudget = (typeof quotaBudgets)[number];
+
+/** The budget a queue spends: imagine its own, every other queue the light one. */
+export function budgetOf(queue: string): QuotaBudget {
+  return queue === 'imagine' ? 'imagine' : 'light';
+}
+
+export interface QuotaLimits {
   /** Jobs in flight per user; 0 disables the check. */
   concurrent: number;
   /** Jobs per window per user; 0 disables the check. */
   perWindow: number;
+}
+
+export interface QuotaOptions {
+  connection: Redis;
+  prefix: string;
+  /** Limits per budget, each counted on its own (config.quota); a budget left out is unlimited. */
+  budgets: Partial<Record<QuotaBudget, QuotaLimits>>;
   /** @defaultValue 3600 */
   windowSeconds?: number;
   /**
@@ -35,7 +50,13 @@ export const DefaultQuotaOptions = {
 
 export type QuotaDecision =
   | { allowed: true }
-  | { allowed: false; reason: QuotaReason; limit: number; retryAfterSeconds?: number };
+  | {
+      allowed: false;
+      budget: QuotaBudget;
+      reason: QuotaReason;
+      limit: number;
+      retryAfterSeconds?: number;
+    };
 
 // KEYS: in-flight zset (member -> lease expiry ms), window zset (member -> submit time ms).
 // ARGV: windowMs, maxConcurrent, maxPerWindow, member, leaseMs.
@@ -82,59 +103,70 @@ export interface QuotaJob {
 export class QuotaLimiter {
   readonly #connection: Redis;
   readonly #prefix: string;
-  readonly #opts: Required<Omit<QuotaOptions, 'connection' | 'prefix'>>;
+  readonly #budgets: Record<QuotaBudget, QuotaLimits>;
+  readonly #opts: Required<Omit<QuotaOptions, 'connection' | 'prefix' | 'budgets'>>;
 
   constructor(options: QuotaOptions) {
     const opts = { ...DefaultQuotaOptions, ...options };
-    for (const name of [
-      'concurrent',
-      'perWindow',
-      'windowSeconds',
-      'leaseSeconds',
-      'graceSeconds',
-    ] as const) {
-      const v = opts[name];
+    const check = (name: string, v: number) => {
       if (!Number.isFinite(v) || v < 0) throw new RangeError(`${name} must be >= 0`);
+    };
+    for (const name of ['windowSeconds', 'leaseSeconds', 'graceSeconds'] as const) check(name, opts[name]);
+    const budgets = {} as Record<QuotaBudget, QuotaLimits>;
+    for (const budget of quotaBudgets) {
+      const limits = options.budgets[budget] ?? { concurrent: 0, perWindow: 0 };
+      check(`${budget}.concurrent`, limits.concurrent);
+      check(`${budget}.perWindow`, limits.perWindow);
+      budgets[budget] = { concurrent: limits.concurrent, perWindow: limits.perWindow };
     }
     this.#connection = opts.connection;
     this.#prefix = opts.prefix;
+    this.#budgets = budgets;
     this.#opts = {
-      concurrent: opts.concurrent,
-      perWindow: opts.perWindow,
       windowSeconds: opts.windowSeconds,
       leaseSeconds: opts.leaseSeconds,
       graceSeconds: opts.graceSeconds,
     };
   }
 
+  /** Whether any budget has a limit. */
   get enabled(): boolean {
-    return this.#opts.concurrent > 0 || this.#opts.perWindow > 0;
+    return quotaBudgets.some((b) => this.#budgets[b].concurrent > 0 || this.#budgets[b].perWindow > 0);
+  }
+
+  /** The limits of a budget (both 0 when it has none). */
+  limits(budget: QuotaBudget): QuotaLimits {
+    return { ...this.#budgets[budget] };
   }
 
   /**
-   * Takes a slot for the job if the user is within both limits. `user` should be platform-qualified
-   * (`discord:1234`): ids collide across platforms. Call it before adding the job.
+   * Takes a slot for the job in its queue's budget if the user is within both of its limits. `user`
+   * should be platform-qualified (`discord:1234`): ids collide across platforms. Call it before
+   * adding the job.
    */
   async acquire(user: string, job: QuotaJob): Promise<QuotaDecision> {
-    if (!this.enabled) return { allowed: true };
-    await this.#prune(user);
+    const budget = budgetOf(job.queue);
+    const limits = this.#budgets[budget];
+    if (limits.concurrent <= 0 && limits.perWindow <= 0) return { allowed: true };
+    await this.#prune(user, budget);
     const [status, retryMs] = (await this.#connection.eval(
       acquireScript,
       2,
-      keys.quotaActive(this.#prefix, user),
-      keys.quotaWindow(this.#prefix, user),
+      keys.quotaActive(this.#prefix, budget, user),
+      keys.quotaWindow(this.#prefix, budget, user),
       Math.round(this.#opts.windowSeconds * 1000),
-      this.#opts.concurrent,
-      this.#opts.perWindow,
+      limits.concurrent,
+      limits.perWindow,
       member(job),
       Math.round(this.#opts.leaseSeconds * 1000),
     )) as [number, number];
     if (status === 0) return { allowed: true };
-    if (status === 1) return { allowed: false, reason: 'concurrent', limit: this.#opts.concurrent };
+    if (status === 1) return { allowed: false, budget, reason: 'concurrent', limit: limits.concurrent };
     return {
       allowed: false,
+      budget,
       reason: 'hourly',
-      limit: this.#opts.perWindow,
+      limit: limits.perWindow,
       retryAfterSeconds: Math.max(1, Math.ceil(retryMs / 1000)),
     };
   }
@@ -144,20 +176,21 @@ export class QuotaLimiter {
    * that was never enqueued.
    */
   async release(user: string, job: QuotaJob, { refund = false }: { refund?: boolean } = {}): Promise<void> {
-    const multi = this.#connection.multi().zrem(keys.quotaActive(this.#prefix, user), member(job));
-    if (refund) multi.zrem(keys.quotaWindow(this.#prefix, user), member(job));
+    const budget = budgetOf(job.queue);
+    const multi = this.#connection.multi().zrem(keys.quotaActive(this.#prefix, budget, user), member(job));
+    if (refund) multi.zrem(keys.quotaWindow(this.#prefix, budget, user), member(job));
     await multi.exec();
   }
 
-  /** Current usage, for status messages. */
-  async usage(user: string): Promise<{ inFlight: number; inWindow: number }> {
-    await this.#prune(user);
+  /** Current usage of one budget, for status messages. */
+  async usage(user: string, budget: QuotaBudget): Promise<{ inFlight: number; inWindow: number }> {
+    await this.#prune(user, budget);
     const [sec, micro] = await this.#connection.time();
     const now = Number(sec) * 1000 + Math.floor(Number(micro) / 1000);
     const [inFlight, inWindow] = await Promise.all([
-      this.#connection.zcount(keys.quotaActive(this.#prefix, user), now, '+inf'),
+      this.#connection.zcount(keys.quotaActive(this.#prefix, budget, user), now, '+inf'),
       this.#connection.zcount(
-        keys.quotaWindow(this.#prefix, user),
+        keys.quotaWindow(this.#prefix, budget, user),
         now - this.#opts.windowSeconds * 1000,
         '+inf',
       ),
@@ -165,9 +198,9 @@ export class QuotaLimiter {
     return { inFlight, inWindow };
   }
 
-  async #prune(user: string): Promise<void> {
-    if (this.#opts.concurrent <= 0) return;
-    const activeKey = keys.quotaActive(this.#prefix, user);
+  async #prune(user: string, budget: QuotaBudget): Promise<void> {
+    if (this.#budgets[budget].concurrent <= 0) return;
+    const activeKey = keys.quotaActive(this.#prefix, budget, user);
     const leases = await this.#connection.zrange(activeKey, 0, '-1', 'WITHSCORES');
     if (leases.length === 0) return;
     const [sec, micro] = await this.#connection.time();

@@ -12,7 +12,7 @@ describe('loadConfig', () => {
       ortProviders: ['cpu'],
       ortIntraOpThreads: 0,
       ortInterOpThreads: 0,
-      quota: { concurrentJobs: 2, jobsPerHour: 30 },
+      quota: { imagine: { concurrent: 2, perWindow: 30 }, light: { concurrent: 8, perWindow: 600 } },
       blobs: { ttlSeconds: 86_400, maxBytes: 25 * 1024 * 1024 },
       discord: {},
       slack: {},
@@ -36,6 +36,8 @@ describe('loadConfig', () => {
       ORT_INTER_OP_THREADS: '1',
       QUOTA_CONCURRENT_JOBS: '0',
       QUOTA_JOBS_PER_HOUR: '100',
+      QUOTA_LIGHT_CONCURRENT_JOBS: '20',
+      QUOTA_LIGHT_JOBS_PER_HOUR: '',
       BLOB_TTL_SECONDS: '600',
       BLOB_MAX_BYTES: '2048',
       DISCORD_TOKEN: 'discord-secret',
@@ -52,7 +54,10 @@ describe('loadConfig', () => {
     expect(c.modelsDir).toBe('./models');
     expect(c.ortProviders).toEqual(['cuda', 'cpu']);
     expect([c.ortIntraOpThreads, c.ortInterOpThreads]).toEqual([4, 1]);
-    expect(c.quota).toEqual({ concurrentJobs: 0, jobsPerHour: 100 });
+    expect(c.quota).toEqual({
+      imagine: { concurrent: 0, perWindow: 100 },
+      light: { concurrent: 20, perWindow: 600 },
+    });
     expect(c.blobs).toEqual({ ttlSeconds: 600, maxBytes: 2048 });
     expect(c.discord).toEqual({ token: 'discord-secret' });
     expect(c.slack).toEqual({ botToken: 'xoxb-1', signingSecret: 'sign', appToken: 'xapp-1' });
@@ -73,6 +78,7 @@ describe('loadConfig', () => {
         DATABASE_URL: 'nope',
         PORT: '70000',
         QUOTA_JOBS_PER_HOUR: 'many',
+        QUOTA_LIGHT_CONCURRENT_JOBS: '-1',
         ORT_PROVIDERS: 'cuda,tpu',
         QUEUE_PREFIX: 'has:colon',
         LOG_LEVEL: 'loud',
@@ -92,6 +98,7 @@ describe('loadConfig', () => {
       'PORT',
       'QUEUE_PREFIX',
       'QUOTA_JOBS_PER_HOUR',
+      'QUOTA_LIGHT_CONCURRENT_JOBS',
       'REDIS_URL',
       'SLACK_BOT_TOKEN',
     ]);

@@ -37,8 +37,7 @@ async function main(): Promise<void> {
       quota: new QuotaLimiter({
         connection,
         prefix: config.queuePrefix,
-        concurrent: config.quota.concurrentJobs,
-        perWindow: config.quota.jobsPerHour,
+        budgets: config.quota,
       }),
       logger,
     });

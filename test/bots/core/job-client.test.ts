@@ -358,13 +358,20 @@ describe('JobClient', () => {
 
   it('refuses a submission over quota and accepts again once a job finished', async () => {
     prefix = testPrefix();
-    const quota = new QuotaLimiter({ connection: producer, prefix, concurrent: 1, perWindow: 10 });
+    const quota = new QuotaLimiter({
+      connection: producer,
+      prefix,
+      budgets: { light: { concurrent: 1, perWindow: 10 } },
+    });
     const client = newClient({ quota });
     const first = await client.submit('classify', classifyData(), { userId: 'slack:u' });
     const refused = await client
       .submit('classify', classifyData(), { userId: 'slack:u' })
       .catch((e: unknown) => e);
-    expect(refused).toMatchObject({ code: 'quota_exceeded', details: { reason: 'concurrent', limit: 1 } });
+    expect(refused).toMatchObject({
+      code: 'quota_exceeded',
+      details: { budget: 'light', reason: 'concurrent', limit: 1 },
+    });
     // Another user is unaffected.
     await client.submit('classify', classifyData(), { userId: 'slack:v' });
     startWorker('classify', echoLabels);

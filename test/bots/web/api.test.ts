@@ -426,7 +426,13 @@ describe('imagine', () => {
   });
 
   it('refuses over quota with 429, a sentence and Retry-After', async () => {
-    setup({ quota: new QuotaLimiter({ connection: producer, prefix, concurrent: 0, perWindow: 1 }) });
+    setup({
+      quota: new QuotaLimiter({
+        connection: producer,
+        prefix,
+        budgets: { imagine: { concurrent: 0, perWindow: 1 } },
+      }),
+    });
     expect((await postJson('/api/imagine', { prompt: 'a cat' })).status).toBe(202);
     const res = await postJson('/api/imagine', { prompt: 'a dog' });
     expect(res.status).toBe(429);

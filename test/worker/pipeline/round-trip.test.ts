@@ -389,7 +389,11 @@ describe('cancel, queue position and quotas', () => {
   });
 
   it('refuses a user over quota with a clear message, and accepts again once a job ends', async () => {
-    const quota = new QuotaLimiter({ connection, prefix, concurrent: 1, perWindow: 0 });
+    const quota = new QuotaLimiter({
+      connection,
+      prefix,
+      budgets: { imagine: { concurrent: 1, perWindow: 0 } },
+    });
     const limited = new JobClient({ connection, prefix, quota, throttleMs: 0, pollMs: 100 });
     try {
       const first = await limited.submit('imagine', imagine({ steps: 1000 }), { userId: 'web:u6' });
