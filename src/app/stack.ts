@@ -16,15 +16,15 @@ import { QuotaLimiter } from '../shared/quota.js';
 import { type DirLock, lockDirectory } from '../worker/runtime/dir-lock.js';
 import { type LoadModelsOptions, loadModels, type WorkerModels } from '../worker/runtime/models.js';
 import { startWorker, type WorkerHandle } from '../worker/runtime/start-worker.js';
-import { type WorkerEnv, workerSettings } from '../worker/runtime/worker-env.js';
+import { workerSettings } from '../worker/runtime/worker-settings.js';
 import { ensureModels, hasRandomWeights } from './models-setup.js';
 import { type PrivateRedis, spawnRedis } from './redis-server.js';
 
 type ChildLogger = Logger & { child?: (bindings: Record<string, unknown>) => Logger };
 
 export interface StackOptions {
+  /** Everything, worker tuning included (config.worker). */
   config: Config;
-  worker: WorkerEnv;
   logger: ChildLogger;
   /** Writes tiny random models when MODELS_DIR holds none. @defaultValue true */
   writeModels?: boolean;
@@ -51,7 +51,8 @@ export interface Stack {
 }
 
 export async function startStack(options: StackOptions): Promise<Stack> {
-  const { config, worker: env, logger } = options;
+  const { config, logger } = options;
+  const env = config.worker;
   const say = options.say ?? (() => {});
   const child = (name: string): Logger => logger.child?.({ name }) ?? logger;
   // Undo list: each acquired resource pushes its release; a failure half-way releases what exists.
@@ -113,7 +114,7 @@ export async function startStack(options: StackOptions): Promise<Stack> {
 
     const worker = await startWorker({
       connection: workerConnection,
-      ...workerSettings(config, env),
+      ...workerSettings(config),
       models,
       db,
       logger,

@@ -4,13 +4,11 @@
 import { pino } from 'pino';
 import { loadConfig, redactedConfig } from '../shared/config.js';
 import { asCodedError } from '../shared/errors.js';
-import { loadWorkerEnv } from '../worker/runtime/worker-env.js';
 import { RANDOM_WEIGHTS_BANNER } from './models-setup.js';
 import { type Stack, startStack } from './stack.js';
 
 async function main(): Promise<void> {
   const config = loadConfig(process.env);
-  const worker = loadWorkerEnv(process.env);
   // The terminal is for the person who ran `npm start`: only warnings in JSON unless asked for more.
   const level = process.env.LOG_LEVEL ? config.logLevel : 'warn';
   const logger = pino({ name: 'start', level });
@@ -32,7 +30,7 @@ async function main(): Promise<void> {
   process.on('SIGINT', stop);
   process.on('SIGTERM', stop);
 
-  stack = await startStack({ config, worker, logger, say });
+  stack = await startStack({ config, logger, say });
   if (stopping) {
     await stack.close();
     say('stopped');

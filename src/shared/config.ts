@@ -3,6 +3,7 @@
 // Secrets live here and nowhere else: log redactedConfig(config), never the config itself.
 import { z } from 'zod';
 import { ConfigError } from './errors.js';
+import { type JobKind, jobKinds } from './jobs.js';
 import type { QuotaBudget, QuotaLimits } from './quota.js';
 
 export type OrtProvider = 'cuda' | 'cpu';
@@ -46,6 +47,37 @@ export interface Config {
   host: string;
   /** @defaultValue 'info' */
   logLevel: LogLevel;
+  /** Worker tuning (WORKER_*), for processes that run a worker; workerSettings() maps it to startWorker. */
+  worker: WorkerConfig;
+}
+
+export interface WorkerConfig {
+  /** Queues this worker serves (WORKER_QUEUES, comma-separated). @defaultValue every job kind */
+  queues: JobKind[];
+  /**
+   * Jobs at once per queue (WORKER_IMAGINE_CONCURRENCY, WORKER_CLASSIFY_CONCURRENCY,
+   * WORKER_EMBED_CONCURRENCY, WORKER_SEARCH_CONCURRENCY, WORKER_DELETE_CONCURRENCY).
+   * @defaultValue { imagine: 1, classify: 16, 'embed-image': 16, search: 4, 'delete-image': 4 }
+   */
+  concurrency: Record<JobKind, number>;
+  /** @defaultValue 30000 */
+  lockDurationMs: number;
+  /** @defaultValue 30000 */
+  stalledIntervalMs: number;
+  /** @defaultValue 1 */
+  maxStalledCount: number;
+  /** Images per encoder run. @defaultValue 16 */
+  microBatch: number;
+  /** How long a micro-batch waits to fill. @defaultValue 5 */
+  batchWaitMs: number;
+  /** @defaultValue 1200000 (20 min) */
+  imagineTimeBudgetMs: number;
+  /** @defaultValue 10000 */
+  shutdownGraceMs: number;
+  /** @defaultValue 3600 */
+  previewTtlSeconds: number;
+  /** Compute (or load from the cache) the default vocabulary's label embeddings at start. @defaultValue true */
+  warmup: boolean;
 }
 
 export type Env = Readonly<Record<string, string | undefined>>;
@@ -104,6 +136,34 @@ const envSchema = z.object({
     (v) => (typeof unsetIfEmpty(v) === 'string' ? (v as string).toLowerCase() : undefined),
     z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   ),
+  WORKER_QUEUES: z.preprocess(
+    unsetIfEmpty,
+    z
+      .string()
+      .default(jobKinds.join(','))
+      .transform((s) => [...new Set(s.split(',').map((q) => q.trim()))])
+      .pipe(z.array(z.enum(jobKinds, { error: `each queue must be one of ${jobKinds.join(', ')}` })).min(1)),
+  ),
+  WORKER_IMAGINE_CONCURRENCY: intVar(1, 1, 64),
+  WORKER_CLASSIFY_CONCURRENCY: intVar(16, 1, 1024),
+  WORKER_EMBED_CONCURRENCY: intVar(16, 1, 1024),
+  WORKER_SEARCH_CONCURRENCY: intVar(4, 1, 1024),
+  WORKER_DELETE_CONCURRENCY: intVar(4, 1, 1024),
+  WORKER_LOCK_DURATION_MS: intVar(30_000, 200, 3_600_000),
+  WORKER_STALLED_INTERVAL_MS: intVar(30_000, 100, 3_600_000),
+  WORKER_MAX_STALLED_COUNT: intVar(1, 0, 100),
+  WORKER_MICRO_BATCH: intVar(16, 1, 256),
+  WORKER_BATCH_WAIT_MS: intVar(5, 0, 1000),
+  WORKER_IMAGINE_TIME_BUDGET_MS: intVar(20 * 60_000, 1000, 24 * 3_600_000),
+  WORKER_SHUTDOWN_GRACE_MS: intVar(10_000, 0, 3_600_000),
+  WORKER_PREVIEW_TTL_SECONDS: intVar(3600, 10, 7 * 86_400),
+  WORKER_WARMUP: z.preprocess(
+    unsetIfEmpty,
+    z
+      .enum(['true', 'false', '1', '0'], { error: 'must be true or false' })
+      .default('true')
+      .transform((v) => v === 'true' || v === '1'),
+  ),
 });
 
 const urlHints: Record<string, string> = {
@@ -153,6 +213,25 @@ export function loadConfig(env: Env): Config {
     port: e.PORT,
     host: e.HOST,
     logLevel: e.LOG_LEVEL,
+    worker: {
+      queues: e.WORKER_QUEUES,
+      concurrency: {
+        imagine: e.WORKER_IMAGINE_CONCURRENCY,
+        classify: e.WORKER_CLASSIFY_CONCURRENCY,
+        'embed-image': e.WORKER_EMBED_CONCURRENCY,
+        search: e.WORKER_SEARCH_CONCURRENCY,
+        'delete-image': e.WORKER_DELETE_CONCURRENCY,
+      },
+      lockDurationMs: e.WORKER_LOCK_DURATION_MS,
+      stalledIntervalMs: e.WORKER_STALLED_INTERVAL_MS,
+      maxStalledCount: e.WORKER_MAX_STALLED_COUNT,
+      microBatch: e.WORKER_MICRO_BATCH,
+      batchWaitMs: e.WORKER_BATCH_WAIT_MS,
+      imagineTimeBudgetMs: e.WORKER_IMAGINE_TIME_BUDGET_MS,
+      shutdownGraceMs: e.WORKER_SHUTDOWN_GRACE_MS,
+      previewTtlSeconds: e.WORKER_PREVIEW_TTL_SECONDS,
+      warmup: e.WORKER_WARMUP,
+    },
   };
 }
 

@@ -38,4 +38,4 @@ export {
   type WorkerHandle,
   type WorkerStats,
 } from './runtime/start-worker.js';
-export { loadWorkerEnv, type WorkerEnv } from './runtime/worker-env.js';
+export { workerSettings } from './runtime/worker-settings.js';

@@ -10,16 +10,16 @@ import { checkEvictionPolicy, createConnection, waitUntilReady } from '../shared
 import { type DirLock, lockDirectory } from './runtime/dir-lock.js';
 import { loadModels } from './runtime/models.js';
 import { startWorker } from './runtime/start-worker.js';
-import { loadWorkerEnv, workerSettings } from './runtime/worker-env.js';
+import { workerSettings } from './runtime/worker-settings.js';
 
 async function main(): Promise<void> {
   const config = loadConfig(process.env);
-  const env = loadWorkerEnv(process.env);
+  const env = config.worker;
   // Children are named per part (worker:imagine, worker:db); the root has no name so that a child's
   // name is not written twice.
   const root = pino({ level: config.logLevel });
   const logger = root.child({ name: 'worker:main' });
-  logger.info({ config: redactedConfig(config), worker: env }, 'starting');
+  logger.info({ config: redactedConfig(config) }, 'starting');
   if (config.redisUrl === undefined) {
     throw new Error(
       'REDIS_URL is not set: a worker needs the Redis its bots enqueue into (npm start spawns one)',
@@ -60,7 +60,7 @@ async function main(): Promise<void> {
 
     const handle = await startWorker({
       connection,
-      ...workerSettings(config, env),
+      ...workerSettings(config),
       models,
       db,
       logger: root,

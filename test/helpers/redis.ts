@@ -29,9 +29,12 @@ export function useRedis(): { readonly url: string } {
   };
 }
 
-/** A prefix unique to one test, so queues and keys of different tests never meet. */
+/**
+ * A prefix unique to one test, so queues and keys of different tests never meet. 37 characters (a
+ * UUID without dashes), so it is also a valid QUEUE_PREFIX (at most 40) for worker processes.
+ */
 export function testPrefix(): string {
-  return `test-${randomUUID()}`;
+  return `test-${randomUUID().replaceAll('-', '')}`;
 }
 
 /** Deletes every key under a prefix (after obliterating queues, for blobs, quotas and markers). */

@@ -19,6 +19,10 @@ describe('loadConfig', () => {
       port: 3000,
       host: '127.0.0.1',
       logLevel: 'info',
+      // Every WORKER_ default: test/worker/runtime/worker-settings.test.ts
+      worker: expect.objectContaining({
+        queues: ['imagine', 'classify', 'embed-image', 'search', 'delete-image'],
+      }),
     });
     expect('redisUrl' in c).toBe(false);
     expect('databaseUrl' in c).toBe(false);

@@ -2,7 +2,6 @@
 // stack in process: a private Redis, PGlite, tiny random models and a real worker. Imagine shows
 // previews then a final image; what-is shows labels; the library finds an uploaded image. Saves
 // docs/screenshots/playground.png for the README.
-import { randomUUID } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -14,8 +13,7 @@ import { freePort } from '../../../src/app/redis-server.js';
 import { type Stack, startStack } from '../../../src/app/stack.js';
 import { loadConfig } from '../../../src/shared/config.js';
 import { silentLogger } from '../../../src/shared/logger.js';
-import { loadWorkerEnv } from '../../../src/worker/runtime/worker-env.js';
-import { useRedis } from '../../helpers/redis.js';
+import { testPrefix, useRedis } from '../../helpers/redis.js';
 
 const CHROMIUM = '/usr/bin/chromium';
 const SCREENSHOT = new URL('../../../docs/screenshots/playground.png', import.meta.url).pathname;
@@ -51,17 +49,13 @@ describe.skipIf(!available)('playground in chromium', () => {
     dir = await mkdtemp(join(tmpdir(), 'vqclip-browser-'));
     const config = loadConfig({
       REDIS_URL: redis.url,
-      // testPrefix() is longer than QUEUE_PREFIX allows.
-      QUEUE_PREFIX: `test-${randomUUID().slice(0, 8)}`,
+      QUEUE_PREFIX: testPrefix(),
+      WORKER_WARMUP: 'false',
       DATA_DIR: join(dir, 'data'),
       MODELS_DIR: join(dir, 'models'),
       PORT: String(await freePort()),
     });
-    stack = await startStack({
-      config,
-      worker: loadWorkerEnv({ WORKER_WARMUP: 'false' }),
-      logger: silentLogger,
-    });
+    stack = await startStack({ config, logger: silentLogger });
     browser = await chromium.launch({
       executablePath: CHROMIUM,
       args: [

@@ -2,7 +2,6 @@
 // job to another worker once the lock expires (stalled-job recovery, short lock in this test), and
 // the job is posted exactly once; a worker stopped with SIGTERM past its grace period hands its
 // running job back to the queue and exits cleanly.
-import { randomUUID } from 'node:crypto';
 import { join } from 'node:path';
 import { type Job, Queue, QueueEvents } from 'bullmq';
 import type { Redis } from 'ioredis';
@@ -11,7 +10,7 @@ import { JobClient, type JobRef, type JobStatus } from '../../../src/bots/core/j
 import type { ImagineJob } from '../../../src/shared/jobs.js';
 import { openConnection } from '../../../src/shared/queues.js';
 import { seedForJob } from '../../../src/worker/processors/imagine.js';
-import { useRedis } from '../../helpers/redis.js';
+import { testPrefix, useRedis } from '../../helpers/redis.js';
 import {
   pgliteTemplate,
   spawnWorker,
@@ -21,7 +20,7 @@ import {
 } from '../../helpers/worker-process.js';
 
 const redis = useRedis();
-const prefix = `recov-${randomUUID().slice(0, 18)}`;
+const prefix = testPrefix();
 let connection: Redis;
 let client: JobClient;
 let queue: Queue;

@@ -2,7 +2,6 @@
 // PGlite), with the JobClient the bots use: results checked against the same models run here,
 // micro-batching counted from the worker's logs, bad input failing with coded errors while the
 // worker keeps serving, cancel from this process, queue positions and quotas.
-import { randomUUID } from 'node:crypto';
 import { join } from 'node:path';
 import { type Job, Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
@@ -16,7 +15,7 @@ import { defaultJobOptions, openConnection } from '../../../src/shared/queues.js
 import { QuotaLimiter } from '../../../src/shared/quota.js';
 import { Classifier } from '../../../src/worker/classify/classifier.js';
 import { decodeState } from '../../../src/worker/generate/state.js';
-import { useRedis } from '../../helpers/redis.js';
+import { testPrefix, useRedis } from '../../helpers/redis.js';
 import {
   noisePng,
   pgliteTemplate,
@@ -29,8 +28,7 @@ import {
 } from '../../helpers/worker-process.js';
 
 const redis = useRedis();
-// testPrefix() is 41 characters, one more than QUEUE_PREFIX allows.
-const prefix = `pipe-${randomUUID().slice(0, 18)}`;
+const prefix = testPrefix();
 let connection: Redis;
 let client: JobClient;
 let blobs: BlobStore;

@@ -3,14 +3,15 @@ import { once } from 'node:events';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { loadConfig } from '../../../src/shared/config.js';
 import type { ConfigError } from '../../../src/shared/errors.js';
 import { lockDirectory } from '../../../src/worker/runtime/dir-lock.js';
-import { loadWorkerEnv } from '../../../src/worker/runtime/worker-env.js';
+import { workerSettings } from '../../../src/worker/runtime/worker-settings.js';
 import { tempDir } from '../../helpers/worker-process.js';
 
-describe('loadWorkerEnv', () => {
+describe('WORKER_* variables in the shared config', () => {
   it('has defaults for everything', () => {
-    expect(loadWorkerEnv({})).toEqual({
+    expect(loadConfig({}).worker).toEqual({
       queues: ['imagine', 'classify', 'embed-image', 'search', 'delete-image'],
       concurrency: { imagine: 1, classify: 16, 'embed-image': 16, search: 4, 'delete-image': 4 },
       lockDurationMs: 30_000,
@@ -26,32 +27,71 @@ describe('loadWorkerEnv', () => {
   });
 
   it('reads the variables, treating empty as unset', () => {
-    const env = loadWorkerEnv({
+    const { worker } = loadConfig({
       WORKER_QUEUES: ' classify, search ,classify',
       WORKER_CLASSIFY_CONCURRENCY: '32',
+      WORKER_DELETE_CONCURRENCY: '2',
       WORKER_LOCK_DURATION_MS: '',
       WORKER_WARMUP: 'false',
       WORKER_MICRO_BATCH: '1',
     });
-    expect(env.queues).toEqual(['classify', 'search']);
-    expect(env.concurrency.classify).toBe(32);
-    expect(env.lockDurationMs).toBe(30_000);
-    expect(env.warmup).toBe(false);
-    expect(env.microBatch).toBe(1);
+    expect(worker.queues).toEqual(['classify', 'search']);
+    expect(worker.concurrency.classify).toBe(32);
+    expect(worker.concurrency['delete-image']).toBe(2);
+    expect(worker.lockDurationMs).toBe(30_000);
+    expect(worker.warmup).toBe(false);
+    expect(worker.microBatch).toBe(1);
   });
 
-  it('lists every bad variable at once', () => {
+  it('lists every bad WORKER_ variable at once, with the other bad variables', () => {
     let error: ConfigError | undefined;
     try {
-      loadWorkerEnv({ WORKER_QUEUES: 'imagine,paint', WORKER_BATCH_WAIT_MS: '-1', WORKER_WARMUP: 'maybe' });
+      loadConfig({
+        WORKER_QUEUES: 'imagine,paint',
+        WORKER_BATCH_WAIT_MS: '-1',
+        WORKER_WARMUP: 'maybe',
+        WORKER_IMAGINE_CONCURRENCY: '1.5',
+        PORT: 'eighty',
+      });
     } catch (e) {
       error = e as ConfigError;
     }
     expect(error?.code).toBe('config_invalid');
-    const variables = ((error?.details.problems ?? []) as { variable: string }[])
-      .map((p) => p.variable)
-      .sort();
-    expect(variables).toEqual(['WORKER_BATCH_WAIT_MS', 'WORKER_QUEUES', 'WORKER_WARMUP']);
+    const problems = (error?.details.problems ?? []) as { variable: string; message: string }[];
+    expect(problems.map((p) => p.variable).sort()).toEqual([
+      'PORT',
+      'WORKER_BATCH_WAIT_MS',
+      'WORKER_IMAGINE_CONCURRENCY',
+      'WORKER_QUEUES',
+      'WORKER_WARMUP',
+    ]);
+    expect(problems.find((p) => p.variable === 'WORKER_QUEUES')?.message).toContain('delete-image');
+    expect(error?.message).toContain('WORKER_WARMUP: must be true or false');
+  });
+});
+
+describe('workerSettings', () => {
+  it('maps the shared config to startWorker options', () => {
+    const config = loadConfig({
+      QUEUE_PREFIX: 'p1',
+      BLOB_TTL_SECONDS: '120',
+      WORKER_QUEUES: 'imagine',
+      WORKER_SHUTDOWN_GRACE_MS: '0',
+      WORKER_PREVIEW_TTL_SECONDS: '60',
+    });
+    expect(workerSettings(config)).toEqual({
+      prefix: 'p1',
+      queues: ['imagine'],
+      concurrency: config.worker.concurrency,
+      lockDurationMs: 30_000,
+      stalledIntervalMs: 30_000,
+      maxStalledCount: 1,
+      blobTtlSeconds: 120,
+      blobMaxBytes: 25 * 1024 * 1024,
+      previewTtlSeconds: 60,
+      imagineTimeBudgetMs: 1_200_000,
+      shutdownGraceMs: 0,
+    });
   });
 });
 
