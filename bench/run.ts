@@ -10,6 +10,7 @@ import { generateBench } from './generate.js';
 import { graphBench } from './graph.js';
 import { type BenchModule, formatTable } from './lib.js';
 import { pipelineBench } from './pipeline.js';
+import { winogradBench } from './winograd.js';
 
 const MODULES: readonly BenchModule[] = [
   graphBench,
@@ -17,6 +18,7 @@ const MODULES: readonly BenchModule[] = [
   generateBench,
   pipelineBench,
   comparePytorchBench,
+  winogradBench,
 ];
 
 async function main(argv: readonly string[]): Promise<void> {
