@@ -4,8 +4,9 @@
 import { pino } from 'pino';
 import { loadConfig, redactedConfig } from '../shared/config.js';
 import { asCodedError } from '../shared/errors.js';
+import { onShutdown } from '../shared/shutdown.js';
 import { RANDOM_WEIGHTS_BANNER } from './models-setup.js';
-import { type Stack, startStack } from './stack.js';
+import { startStack } from './stack.js';
 
 async function main(): Promise<void> {
   const config = loadConfig(process.env);
@@ -15,27 +16,15 @@ async function main(): Promise<void> {
   logger.info({ config: redactedConfig(config) }, 'starting');
   const say = (line: string) => process.stdout.write(`${line}\n`);
 
-  let stack: Stack | undefined;
-  let stopping = false;
-  const stop = (signal: NodeJS.Signals) => {
-    if (stopping) {
-      say(`${signal} again: exiting now`);
-      process.exit(1);
-    }
-    stopping = true;
-    say('stopping…');
-    // A signal during start-up is handled when startStack returns (or fails) below.
-    if (stack) void stack.close().then(() => say('stopped'));
-  };
-  process.on('SIGINT', stop);
-  process.on('SIGTERM', stop);
-
-  stack = await startStack({ config, logger, say });
-  if (stopping) {
-    await stack.close();
-    say('stopped');
-    return;
-  }
+  const starting = startStack({ config, logger, say });
+  // A signal during start-up closes the stack once it has started (a failed start-up is reported
+  // by the catch below, and the shutdown then logs the failed step and exits).
+  const shutdown = onShutdown([async () => (await starting).close()], logger, {
+    onSignal: (signal, first) => say(first ? 'stopping…' : `${signal} again: exiting now`),
+    onStopped: () => say('stopped'),
+  });
+  const stack = await starting;
+  if (shutdown.stopping) return;
   if (stack.randomWeights) say(`\n${RANDOM_WEIGHTS_BANNER}\n`);
   say(`redis: ${stack.redisUrl}${stack.privateRedis ? ' (private, stopped with this process)' : ''}`);
   say(`vqclip playground: ${stack.url}  (job dashboard: ${stack.url}/admin)`);

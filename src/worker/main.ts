@@ -7,6 +7,7 @@ import { loadConfig, redactedConfig } from '../shared/config.js';
 import { openDatabase } from '../shared/db/index.js';
 import { asCodedError } from '../shared/errors.js';
 import { checkEvictionPolicy, createConnection, waitUntilReady } from '../shared/queues.js';
+import { onShutdown } from '../shared/shutdown.js';
 import { type DirLock, lockDirectory } from './runtime/dir-lock.js';
 import { loadModels } from './runtime/models.js';
 import { startWorker } from './runtime/start-worker.js';
@@ -85,21 +86,13 @@ async function main(): Promise<void> {
         .catch((err: unknown) => logger.warn({ err }, 'default vocabulary warm-up failed'));
     }
 
-    let stopping = false;
-    const stop = (signal: NodeJS.Signals) => {
-      if (stopping) {
-        logger.warn({ signal }, 'second signal: exiting now');
-        process.exit(1);
-      }
-      stopping = true;
-      logger.info({ signal, graceMs: env.shutdownGraceMs }, 'shutting down: finishing running jobs');
-      void release().then(() => {
-        logger.info('stopped');
-        process.exit(0);
-      });
-    };
-    process.on('SIGTERM', stop);
-    process.on('SIGINT', stop);
+    // Running jobs get the grace period, then are handed back; the rest closes in moments.
+    onShutdown([release], logger, {
+      timeoutMs: env.shutdownGraceMs + 20_000,
+      onSignal: (_signal, first) => {
+        if (first) logger.info({ graceMs: env.shutdownGraceMs }, 'finishing running jobs');
+      },
+    });
   } catch (error) {
     await release();
     throw error;

@@ -9,6 +9,7 @@ import { loadConfig, redactedConfig } from '../../shared/config.js';
 import { asCodedError } from '../../shared/errors.js';
 import { checkEvictionPolicy, openConnection } from '../../shared/queues.js';
 import { QuotaLimiter } from '../../shared/quota.js';
+import { onShutdown } from '../../shared/shutdown.js';
 import { JobClient } from '../core/job-client.js';
 import { Library } from './library.js';
 import { startPlayground } from './server.js';
@@ -61,15 +62,7 @@ async function main(): Promise<void> {
     undo.push(() => playground.close());
     logger.info({ url: playground.url }, 'playground listening');
 
-    let stopping = false;
-    const stop = (signal: NodeJS.Signals) => {
-      if (stopping) process.exit(1);
-      stopping = true;
-      logger.info({ signal }, 'shutting down');
-      void release().then(() => logger.info('stopped'));
-    };
-    process.on('SIGTERM', stop);
-    process.on('SIGINT', stop);
+    onShutdown([release], logger);
   } catch (error) {
     await release();
     throw error;
