@@ -101,6 +101,7 @@ export async function startStack(options: StackOptions): Promise<Stack> {
       providers: config.ortProviders,
       intraOpThreads: config.ortIntraOpThreads,
       interOpThreads: config.ortInterOpThreads,
+      allowSpinning: config.ortAllowSpinning,
       labelCacheDir: join(config.dataDir, 'label-cache'),
       microBatch: env.microBatch,
       batchWaitMs: env.batchWaitMs,

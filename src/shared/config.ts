@@ -27,6 +27,12 @@ export interface Config {
   /** 0 lets ONNX Runtime choose. @defaultValue 0 */
   ortInterOpThreads: number;
   /**
+   * ORT pool threads busy-wait between ops instead of sleeping. Off by default: on a machine whose
+   * cores are shared, spinning threads take time from the threads doing work (bench/README.md).
+   * @defaultValue false
+   */
+  ortAllowSpinning: boolean;
+  /**
    * Per-user limits per budget (quota.ts): imagine, and the light jobs (classify, search, embed-image,
    * delete-image), counted apart so that asking "what is this" never spends a generation. In each,
    * `concurrent` is waiting + running jobs and `perWindow` jobs submitted per rolling hour; 0 disables.
@@ -113,6 +119,13 @@ const envSchema = z.object({
   ),
   ORT_INTRA_OP_THREADS: intVar(0, 0, 1024),
   ORT_INTER_OP_THREADS: intVar(0, 0, 1024),
+  ORT_ALLOW_SPINNING: z.preprocess(
+    unsetIfEmpty,
+    z
+      .enum(['true', 'false', '1', '0'], { error: 'must be true or false' })
+      .default('false')
+      .transform((v) => v === 'true' || v === '1'),
+  ),
   QUOTA_CONCURRENT_JOBS: intVar(2, 0, 1000),
   QUOTA_JOBS_PER_HOUR: intVar(30, 0, 100_000),
   QUOTA_LIGHT_CONCURRENT_JOBS: intVar(8, 0, 1000),
@@ -198,6 +211,7 @@ export function loadConfig(env: Env): Config {
     ortProviders: providers,
     ortIntraOpThreads: e.ORT_INTRA_OP_THREADS,
     ortInterOpThreads: e.ORT_INTER_OP_THREADS,
+    ortAllowSpinning: e.ORT_ALLOW_SPINNING,
     // QUOTA_CONCURRENT_JOBS and QUOTA_JOBS_PER_HOUR kept their names when light jobs got a budget.
     quota: {
       imagine: { concurrent: e.QUOTA_CONCURRENT_JOBS, perWindow: e.QUOTA_JOBS_PER_HOUR },

@@ -47,6 +47,7 @@ async function main(): Promise<void> {
       providers: config.ortProviders,
       intraOpThreads: config.ortIntraOpThreads,
       interOpThreads: config.ortInterOpThreads,
+      allowSpinning: config.ortAllowSpinning,
       labelCacheDir: join(config.dataDir, 'label-cache'),
       microBatch: env.microBatch,
       batchWaitMs: env.batchWaitMs,

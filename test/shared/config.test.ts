@@ -12,6 +12,7 @@ describe('loadConfig', () => {
       ortProviders: ['cpu'],
       ortIntraOpThreads: 0,
       ortInterOpThreads: 0,
+      ortAllowSpinning: false,
       quota: { imagine: { concurrent: 2, perWindow: 30 }, light: { concurrent: 8, perWindow: 600 } },
       blobs: { ttlSeconds: 86_400, maxBytes: 25 * 1024 * 1024 },
       discord: {},
@@ -38,6 +39,7 @@ describe('loadConfig', () => {
       ORT_PROVIDERS: 'CUDA, cpu',
       ORT_INTRA_OP_THREADS: '4',
       ORT_INTER_OP_THREADS: '1',
+      ORT_ALLOW_SPINNING: '1',
       QUOTA_CONCURRENT_JOBS: '0',
       QUOTA_JOBS_PER_HOUR: '100',
       QUOTA_LIGHT_CONCURRENT_JOBS: '20',
@@ -58,6 +60,7 @@ describe('loadConfig', () => {
     expect(c.modelsDir).toBe('./models');
     expect(c.ortProviders).toEqual(['cuda', 'cpu']);
     expect([c.ortIntraOpThreads, c.ortInterOpThreads]).toEqual([4, 1]);
+    expect(c.ortAllowSpinning).toBe(true);
     expect(c.quota).toEqual({
       imagine: { concurrent: 0, perWindow: 100 },
       light: { concurrent: 20, perWindow: 600 },
@@ -84,6 +87,7 @@ describe('loadConfig', () => {
         QUOTA_JOBS_PER_HOUR: 'many',
         QUOTA_LIGHT_CONCURRENT_JOBS: '-1',
         ORT_PROVIDERS: 'cuda,tpu',
+        ORT_ALLOW_SPINNING: 'yes',
         QUEUE_PREFIX: 'has:colon',
         LOG_LEVEL: 'loud',
         SLACK_BOT_TOKEN: 'xoxp-user-token',
@@ -98,6 +102,7 @@ describe('loadConfig', () => {
     expect(variables).toEqual([
       'DATABASE_URL',
       'LOG_LEVEL',
+      'ORT_ALLOW_SPINNING',
       'ORT_PROVIDERS',
       'PORT',
       'QUEUE_PREFIX',

@@ -23,6 +23,15 @@ export interface SessionOptions {
    * @defaultValue true
    */
   readonly memoryArena?: boolean;
+  /**
+   * Whether ORT's intra- and inter-op pool threads busy-wait for work between (and after) ops
+   * instead of sleeping (`session.intra_op.allow_spinning`, `session.inter_op.allow_spinning`).
+   * Spinning saves wake-up latency on an idle machine but burns the cores it waits on; on a shared
+   * machine the spinning threads compete with the threads doing work. See bench/README.md
+   * (`classify`) for the measurement behind the default.
+   * @defaultValue false
+   */
+  readonly allowSpinning?: boolean;
   /** @defaultValue silentLogger */
   readonly logger?: Logger;
 }
@@ -34,6 +43,7 @@ export const DefaultSessionOptions = {
   interOpThreads: 1,
   optimization: 'all',
   memoryArena: true,
+  allowSpinning: false,
   logger: silentLogger,
 } as const satisfies Required<SessionOptions>;
 
@@ -60,15 +70,7 @@ export class ModelSession {
 
   static async create(model: Uint8Array | string, options: SessionOptions = {}): Promise<ModelSession> {
     const o = { ...DefaultSessionOptions, ...options };
-    const base: ort.InferenceSession.SessionOptions = {
-      intraOpNumThreads: o.intraOpThreads,
-      interOpNumThreads: o.interOpThreads,
-      graphOptimizationLevel: o.optimization,
-      enableCpuMemArena: o.memoryArena,
-      enableMemPattern: o.memoryArena,
-      executionMode: o.interOpThreads > 1 ? 'parallel' : 'sequential',
-      logSeverityLevel: 3,
-    };
+    const base = ortSessionOptions(o);
     const create = (eps: ort.InferenceSession.ExecutionProviderConfig[]) =>
       typeof model === 'string'
         ? ort.InferenceSession.create(model, { ...base, executionProviders: eps })
@@ -108,6 +110,25 @@ export class ModelSession {
   async release(): Promise<void> {
     await this.session.release();
   }
+}
+
+/**
+ * The options object handed to `InferenceSession.create` (without execution providers). Spinning
+ * goes through ORT's session config entries (`extra`, flattened by the binding into dotted keys).
+ */
+export function ortSessionOptions(options: SessionOptions = {}): ort.InferenceSession.SessionOptions {
+  const o = { ...DefaultSessionOptions, ...options };
+  const spin = o.allowSpinning ? '1' : '0';
+  return {
+    intraOpNumThreads: o.intraOpThreads,
+    interOpNumThreads: o.interOpThreads,
+    graphOptimizationLevel: o.optimization,
+    enableCpuMemArena: o.memoryArena,
+    enableMemPattern: o.memoryArena,
+    executionMode: o.interOpThreads > 1 ? 'parallel' : 'sequential',
+    logSeverityLevel: 3,
+    extra: { session: { intra_op: { allow_spinning: spin }, inter_op: { allow_spinning: spin } } },
+  };
 }
 
 // Once per logger rather than once per module: a process has one logger, so this is still one

@@ -29,6 +29,8 @@ export interface LoadModelsOptions {
   intraOpThreads?: number;
   /** 0 lets ONNX Runtime choose. @defaultValue 0 */
   interOpThreads?: number;
+  /** ORT pool threads spin while waiting for work (SessionOptions.allowSpinning). @defaultValue false */
+  allowSpinning?: boolean;
   /** Where label-set text embeddings are cached on disk; absent: memory only. @defaultValue undefined */
   labelCacheDir?: string;
   /** Images per image-tower session run. @defaultValue 16 */
@@ -53,6 +55,7 @@ export const DefaultLoadModelsOptions = {
   providers: ['cpu'],
   intraOpThreads: 0,
   interOpThreads: 0,
+  allowSpinning: false,
   maxImageBatch: 16,
   batchWaitMs: 5,
   stepSessions: 2,
@@ -103,6 +106,7 @@ export async function loadModels(modelsDir: string, options: LoadModelsOptions =
     providers: o.providers,
     intraOpThreads: o.intraOpThreads,
     ...(o.interOpThreads > 0 ? { interOpThreads: o.interOpThreads } : {}),
+    allowSpinning: o.allowSpinning,
     logger,
   };
   const provider = await detectProvider(sessionOptions);
