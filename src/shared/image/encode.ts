@@ -1,9 +1,11 @@
-// RGB pixels -> PNG / WebP bytes, for results, previews and test fixtures. Pixels go to sharp as
-// 8-bit raw input (float input to sharp came out all zero in our measurements, see FACTS).
+// RGB pixels -> PNG / WebP bytes (still or animated), for results, previews, timelapses and test
+// fixtures. Pixels go to sharp as 8-bit raw input (float input to sharp came out all zero in our
+// measurements, see FACTS).
 import sharp, { type Sharp } from 'sharp';
 import type { RgbImage } from './decode.js';
 
-function input(img: RgbImage): Sharp {
+/** Throws RangeError unless `img` holds width x height packed RGB pixels. */
+export function checkRgb(img: RgbImage): void {
   if (
     !Number.isSafeInteger(img.width) ||
     !Number.isSafeInteger(img.height) ||
@@ -15,6 +17,10 @@ function input(img: RgbImage): Sharp {
   if (img.data.length !== img.width * img.height * 3) {
     throw new RangeError(`${img.data.length} bytes do not hold ${img.width}x${img.height} RGB pixels`);
   }
+}
+
+function input(img: RgbImage): Sharp {
+  checkRgb(img);
   return sharp(img.data, { raw: { width: img.width, height: img.height, channels: 3 } });
 }
 
@@ -55,6 +61,42 @@ export async function encodeJpeg(img: RgbImage, options: JpegOptions = {}): Prom
   return new Uint8Array(
     await input(img)
       .jpeg({ quality: options.quality ?? 90 })
+      .toBuffer(),
+  );
+}
+
+export interface AnimatedWebpOptions {
+  /** @defaultValue 75 */
+  readonly quality?: number;
+  /** How long each frame shows, one entry per frame. @defaultValue 100 ms each */
+  readonly delaysMs?: readonly number[];
+}
+
+/** Frames of one size -> an animated WebP that loops forever. */
+export async function encodeAnimatedWebp(
+  frames: readonly RgbImage[],
+  options: AnimatedWebpOptions = {},
+): Promise<Uint8Array> {
+  const first = frames[0];
+  if (!first) throw new RangeError('an animation needs at least one frame');
+  const { width, height } = first;
+  const delay = options.delaysMs ? [...options.delaysMs] : frames.map(() => 100);
+  if (delay.length !== frames.length) {
+    throw new RangeError(`${delay.length} delays for ${frames.length} frames`);
+  }
+  // One tall raw image whose pageHeight marks the frames.
+  const frameBytes = width * height * 3;
+  const tall = new Uint8Array(frames.length * frameBytes);
+  frames.forEach((f, i) => {
+    checkRgb(f);
+    if (f.width !== width || f.height !== height) {
+      throw new RangeError(`frame ${i} is ${f.width}x${f.height}, frame 0 is ${width}x${height}`);
+    }
+    tall.set(f.data, i * frameBytes);
+  });
+  return new Uint8Array(
+    await sharp(tall, { raw: { width, height: height * frames.length, channels: 3, pageHeight: height } })
+      .webp({ quality: options.quality ?? 75, loop: 0, delay })
       .toBuffer(),
   );
 }

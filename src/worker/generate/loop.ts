@@ -3,19 +3,13 @@
 // step by step as an async iterator of progress, previews and, last, the result (final PNG,
 // timelapse, and the state that Continue and Variations start from).
 import { BadInputError, CancelledError, CodedError, InternalError } from '../../shared/errors.js';
+import type { CoverLimits } from '../../shared/image/cover.js';
 import { parsePrompt, type WeightedPrompt } from '../../shared/prompt.js';
 import { vqganFactor } from '../models/vqgan.js';
 import type { SessionOptions } from '../onnx/session.js';
 import { type AdamState, adamClone, adamInit, adamStep } from './adam.js';
 import { makeCutouts } from './cutouts.js';
-import {
-  type DecodeLimits,
-  decodeImage8,
-  type EncodedImage,
-  encodeImage,
-  type ImageFormat,
-  unitFloats,
-} from './image.js';
+import { decodeImage8, type EncodedImage, encodeImage, type ImageFormat, unitFloats } from './image.js';
 import { encodeLatent, type Latent, randomLatent } from './latent.js';
 import { type Device, type Preset, presetSettings } from './presets.js';
 import { Rng, randomSeed } from './rng.js';
@@ -125,7 +119,7 @@ export interface GenerateOptions {
   /** Timelapse settings, or false for none. @defaultValue {} */
   readonly timelapse?: TimelapseOptions | false;
   readonly limits?: GenerateLimits;
-  readonly decodeLimits?: DecodeLimits;
+  readonly decodeLimits?: CoverLimits;
   /** Options of the one-off init-image encoder session. */
   readonly session?: SessionOptions;
 }

@@ -1,8 +1,10 @@
 // The timelapse of a generation: frames taken at a fixed step cadence, downscaled and kept as 8-bit
-// RGB, then assembled into one animated WebP with sharp (a tall raw image whose pageHeight marks
-// the frames). Memory stays bounded: past maxFrames, every other frame is dropped and the cadence doubles.
-import sharp from 'sharp';
-import { resizeRgb, toRgb8 } from './image.js';
+// RGB, then assembled into one animated WebP (src/shared/image). Memory stays bounded: past
+// maxFrames, every other frame is dropped and the cadence doubles.
+import type { RgbImage } from '../../shared/image/decode.js';
+import { encodeAnimatedWebp } from '../../shared/image/encode.js';
+import { resizeRgb } from '../../shared/image/resize.js';
+import { toRgb8 } from './image.js';
 
 export interface TimelapseOptions {
   /** Most frames kept (the final frame included). @defaultValue 60 */
@@ -52,7 +54,7 @@ export class TimelapseRecorder {
   readonly frameWidth: number;
   readonly frameHeight: number;
   private readonly o: Required<Omit<TimelapseOptions, 'every'>>;
-  private frames: Uint8Array[] = [];
+  private frames: RgbImage[] = [];
   private cadence: number;
 
   constructor(
@@ -100,32 +102,24 @@ export class TimelapseRecorder {
     this.frames.push(await this.shrink(chw));
   }
 
-  private shrink(chw: Float32Array): Promise<Uint8Array> {
-    const { width: w, height: h } = this;
-    return resizeRgb(toRgb8(chw, w, h), w, h, this.frameWidth, this.frameHeight);
+  private shrink(chw: Float32Array): Promise<RgbImage> {
+    const { width, height } = this;
+    return resizeRgb({ data: toRgb8(chw, width, height), width, height }, this.frameWidth, this.frameHeight);
   }
 
   /** One animated WebP of all frames, looping forever; undefined with no frames. */
   async encode(): Promise<Timelapse | undefined> {
     const n = this.frames.length;
     if (n === 0) return undefined;
-    const { frameWidth: w, frameHeight: h } = this;
-    const tall = new Uint8Array(n * w * h * 3);
-    this.frames.forEach((f, i) => {
-      tall.set(f, i * w * h * 3);
-    });
-    const delay = Array.from({ length: n }, (_, i) =>
+    const delaysMs = Array.from({ length: n }, (_, i) =>
       i === n - 1 ? this.o.lastFrameDelayMs : this.o.frameDelayMs,
     );
-    const buf = await sharp(tall, { raw: { width: w, height: h * n, channels: 3, pageHeight: h } })
-      .webp({ quality: this.o.quality, loop: 0, delay })
-      .toBuffer();
     return {
-      bytes: new Uint8Array(buf.buffer, buf.byteOffset, buf.byteLength),
+      bytes: await encodeAnimatedWebp(this.frames, { quality: this.o.quality, delaysMs }),
       format: 'webp',
       frames: n,
-      width: w,
-      height: h,
+      width: this.frameWidth,
+      height: this.frameHeight,
     };
   }
 }
