@@ -2,7 +2,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type ChannelScope, type Database, migrate, openDatabase } from '../../src/shared/db/index.js';
+import { type ChannelScope, Database, migrate, openDatabase } from '../../src/shared/db/index.js';
 import { mulberry32, randomArray } from '../helpers/random.js';
 
 const DIM = 8;
@@ -29,6 +29,15 @@ function cosine(a: ArrayLike<number>, b: ArrayLike<number>): number {
     nb += b[i]! * b[i]!;
   }
   return dot / Math.sqrt(na * nb);
+}
+
+/** Scans of the HNSW index so far (statistics flushed first), to tell which path a search took. */
+async function hnswScans(on: Database = db): Promise<number> {
+  await on.driver.query('SELECT pg_stat_force_next_flush()');
+  const [row] = await on.driver.query<{ n: number }>(
+    "SELECT idx_scan::int AS n FROM pg_stat_user_indexes WHERE indexrelname = 'images_embedding_hnsw'",
+  );
+  return Number(row?.n ?? 0);
 }
 
 let hashCounter = 0;
@@ -180,22 +189,38 @@ describe('images', () => {
       .map((m) => ({ imageId: m.imageId, score: cosine(query, m.embedding) }))
       .sort((a, b) => b.score - a.score)
       .slice(0, 10);
-    // Small channels are searched exactly through the btree; forbid sorting so that the planner must
-    // walk the HNSW index and this checks that path. PGlite has one session: reset afterwards.
+    const vector = `[${Array.from(query).join(',')}]`;
+    const planOf = async (sql: string) =>
+      (await db.driver.query<{ 'QUERY PLAN': string }>(`EXPLAIN ${sql}`))
+        .map((p) => p['QUERY PLAN'])
+        .join('\n');
+    const filtered = `SELECT id FROM images WHERE platform = 'web' AND workspace = 'local' AND channel = 'hnsw'`;
+    // A channel of 30 is below exactMaxRows: ranked exactly even with the index there and sorting
+    // penalised, because its sort key is not the index's operator expression.
     await db.driver.exec('SET enable_sort = off');
     try {
-      const vector = `[${Array.from(query).join(',')}]`;
-      const plan = await db.driver.query<{ 'QUERY PLAN': string }>(
-        `EXPLAIN SELECT id FROM images WHERE platform = 'web' AND workspace = 'local' AND channel = 'hnsw'
-         ORDER BY embedding <=> '${vector}'::vector LIMIT 10`,
+      expect(
+        await planOf(`${filtered} ORDER BY (embedding <=> '${vector}'::vector) + 0 LIMIT 10`),
+      ).not.toContain('images_embedding_hnsw');
+      const scansBefore = await hnswScans();
+      const exact = await db.searchImages({ ...scope, embedding: query, k: 10 });
+      expect(exact.map((h) => h.imageId)).toEqual(expected.map((e) => e.imageId));
+      expect(await hnswScans()).toBe(scansBefore);
+      // With exactMaxRows below the channel's size the search takes the index (the planner must walk
+      // it here, as sorting is penalised; a 30-row channel would otherwise be sorted).
+      const indexed = new Database(db.driver, DIM, { exactMaxRows: 10 });
+      expect(await planOf(`${filtered} ORDER BY embedding <=> '${vector}'::vector LIMIT 10`)).toContain(
+        'Index Scan using images_embedding_hnsw',
       );
-      expect(plan.map((p) => p['QUERY PLAN']).join('\n')).toContain('Index Scan using images_embedding_hnsw');
-      const hits = await db.searchImages({ ...scope, embedding: query, k: 10 });
+      const hits = await indexed.searchImages({ ...scope, embedding: query, k: 10 });
       expect(hits.map((h) => h.imageId)).toEqual(expected.map((e) => e.imageId));
+      expect(await hnswScans()).toBe(scansBefore + 1);
       // Without pgvector's iterative scan the filter runs on the first ef_search candidates only,
-      // which are all in the other channels here: the reason the driver turns it on.
+      // which are all in the other channels here: the reason every indexed search turns it on.
       await db.driver.exec("SET hnsw.iterative_scan = 'off'");
-      const truncated = await db.searchImages({ ...scope, embedding: query, k: 10 });
+      const truncated = await db.driver.query(
+        `${filtered} ORDER BY embedding <=> '${vector}'::vector LIMIT 10`,
+      );
       expect(truncated.length).toBeLessThan(10);
     } finally {
       await db.driver.exec("RESET enable_sort; SET hnsw.iterative_scan = 'strict_order'");
@@ -252,6 +277,65 @@ describe('images', () => {
     await expect(db.upsertImage({ ...base, embedding: new Float32Array(DIM) })).rejects.toMatchObject({
       code: 'bad_input',
     });
+  });
+});
+
+describe('approximate search through the HNSW index', () => {
+  const dim = 32;
+  const big = { platform: 'web', workspace: 'w', channel: 'big' } as const;
+  let ann: Database;
+
+  beforeAll(async () => {
+    // Random vectors are the hard case for HNSW (no clusters to follow). exactMaxRows is lowered so
+    // that the 2,500-image channel takes the index, as a channel over 2,000 would by default.
+    ann = await openDatabase({}, { embeddingDim: dim, search: { exactMaxRows: 100 } });
+    const r = mulberry32(99);
+    const vectors = Array.from({ length: 3000 }, () => `[${Array.from(randomArray(r, dim)).join(',')}]`);
+    await ann.driver.query(
+      `INSERT INTO images (platform, workspace, channel, message, file, content_hash, embedding)
+       SELECT 'web', 'w', CASE WHEN o <= 2500 THEN 'big' ELSE 'small' END, 'm' || o, 'f', 'h' || o, v::vector
+       FROM unnest($1::text[]) WITH ORDINALITY AS u(v, o)`,
+      [vectors],
+    );
+    expect(await ann.ensureVectorIndex({ minRows: 1000 })).toBe(true);
+  }, 60_000);
+  afterAll(async () => {
+    await ann?.close();
+  });
+
+  it('finds at least 90% of the exact top 10, best first, in the asking channel only', async () => {
+    const exact = new Database(ann.driver, dim, { exactMaxRows: 1_000_000 });
+    const small = new Set(
+      (
+        await ann.driver.query<{ id: string }>("SELECT id::text AS id FROM images WHERE channel = 'small'")
+      ).map((row) => row.id),
+    );
+    const r = mulberry32(7);
+    const queries = 20;
+    const before = await hnswScans(ann);
+    let found = 0;
+    for (let q = 0; q < queries; q++) {
+      const embedding = randomArray(r, dim);
+      const hits = await ann.searchImages({ ...big, embedding, k: 10 });
+      const truth = await exact.searchImages({ ...big, embedding, k: 10 });
+      expect(hits).toHaveLength(10);
+      for (let i = 1; i < hits.length; i++) expect(hits[i]!.score).toBeLessThanOrEqual(hits[i - 1]!.score);
+      expect(hits.some((h) => small.has(h.imageId))).toBe(false);
+      const truthIds = new Set(truth.map((t) => t.imageId));
+      found += hits.filter((h) => truthIds.has(h.imageId)).length;
+    }
+    // Every approximate search walked the index; the exact reference never did.
+    expect(await hnswScans(ann)).toBe(before + queries);
+    expect(found / (10 * queries)).toBeGreaterThanOrEqual(0.9);
+  });
+
+  it('ranks a channel under exactMaxRows exactly, without the index', async () => {
+    const before = await hnswScans(ann);
+    const embedding = randomArray(mulberry32(3), dim);
+    const hits = await ann.searchImages({ ...big, channel: 'small', embedding, k: 500 });
+    expect(hits).toHaveLength(500);
+    for (let i = 1; i < hits.length; i++) expect(hits[i]!.score).toBeLessThanOrEqual(hits[i - 1]!.score);
+    expect(await hnswScans(ann)).toBe(before);
   });
 });
 

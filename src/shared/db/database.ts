@@ -2,7 +2,7 @@
 // (searched by cosine within one channel, never across), and per-channel indexing state.
 import { BadInputError, EmbeddingDimensionError, InternalError } from '../errors.js';
 import type { Platform } from '../jobs.js';
-import { ITERATIVE_SCAN_LOCAL_SQL, type SqlClient, type SqlDriver, supportsIterativeScan } from './driver.js';
+import { ITERATIVE_SCAN_LOCAL_SQL, type SqlDriver, supportsIterativeScan } from './driver.js';
 
 export type GenerationStatus = 'queued' | 'running' | 'completed' | 'failed' | 'cancelled';
 
@@ -86,15 +86,60 @@ export interface DatabaseInfo {
   embeddingDim: number | undefined;
 }
 
+/** How image searches pick between an exact scan of the channel and the HNSW index. */
+export interface SearchOptions {
+  /**
+   * Channels with at most this many images are ranked exactly (their rows through the channel btree,
+   * then a top-k sort), whether or not the HNSW index exists: exact, and faster than the index up to
+   * a few thousand rows. Larger channels are left to the planner, which walks the index.
+   * @defaultValue 2000
+   */
+  exactMaxRows?: number;
+  /**
+   * Candidates kept by an HNSW search (`hnsw.ef_search`): recall against speed.
+   * @defaultValue 40
+   */
+  efSearch?: number;
+  /**
+   * Memory for building the HNSW index (`maintenance_work_mem` during CREATE INDEX). A graph that
+   * does not fit is built on disk, which took 41 min instead of minutes for 100k 512-d rows in PGlite.
+   * @defaultValue '512MB'
+   */
+  indexBuildMemory?: string;
+}
+
+export const DefaultSearchOptions = {
+  exactMaxRows: 2000,
+  efSearch: 40,
+  indexBuildMemory: '512MB',
+} as const satisfies Required<SearchOptions>;
+
 const HNSW_INDEX = 'images_embedding_hnsw';
+
+/** A channel seen above exactMaxRows is trusted to stay there this long before it is counted again. */
+const LARGE_CHANNEL_TTL_MS = 60_000;
+const LARGE_CHANNEL_CACHE_MAX = 10_000;
 
 export class Database {
   readonly #sql: SqlDriver;
   readonly embeddingDim: number | undefined;
+  readonly #search: Required<SearchOptions>;
+  /** Channel key -> when it was last counted above exactMaxRows (counting a large one costs ms). */
+  readonly #largeChannels = new Map<string, number>();
 
-  constructor(driver: SqlDriver, embeddingDim: number | undefined) {
+  constructor(driver: SqlDriver, embeddingDim: number | undefined, search: SearchOptions = {}) {
     this.#sql = driver;
     this.embeddingDim = embeddingDim;
+    this.#search = { ...DefaultSearchOptions, ...search };
+    const { exactMaxRows, efSearch, indexBuildMemory } = this.#search;
+    if (!Number.isInteger(exactMaxRows) || exactMaxRows < 0)
+      throw new RangeError(`exactMaxRows must be an integer >= 0, got ${exactMaxRows}`);
+    // pgvector's bounds for hnsw.ef_search.
+    if (!Number.isInteger(efSearch) || efSearch < 1 || efSearch > 1000)
+      throw new RangeError(`efSearch must be an integer in [1, 1000], got ${efSearch}`);
+    // Interpolated into SET: a size like '512MB' only.
+    if (!/^\d+\s*(kB|MB|GB)$/.test(indexBuildMemory))
+      throw new RangeError(`indexBuildMemory must be a size like '512MB', got ${indexBuildMemory}`);
   }
 
   get info(): DatabaseInfo {
@@ -229,28 +274,42 @@ export class Database {
     return rows.length;
   }
 
-  /** The k images of one channel closest to `embedding` by cosine, best first. */
+  /**
+   * The k images of one channel closest to `embedding` by cosine, best first. Channels of at most
+   * `exactMaxRows` images are ranked exactly; larger ones through the HNSW index when it exists
+   * (approximate: see bench/README.md for the measured recall), with pgvector's iterative scan so
+   * that the channel filter cannot starve the result.
+   */
   async searchImages(query: ChannelScope & { embedding: ArrayLike<number>; k: number }): Promise<ImageHit[]> {
     if (!Number.isInteger(query.k) || query.k < 1 || query.k > 1000)
       throw new RangeError('k must be in [1, 1000]');
     const vector = this.#vectorLiteral(query.embedding);
-    const run = (client: SqlClient) =>
-      client.query<{ id: string; link: string | null; message: string; file: string; d: number }>(
-        `SELECT id::text AS id, link, message, file, (embedding <=> $1::vector)::float8 AS d
-         FROM images
-         WHERE platform = $2 AND workspace = $3 AND channel = $4
-         ORDER BY embedding <=> $1::vector
-         LIMIT $5`,
-        [vector, query.platform, query.workspace, query.channel, query.k],
-      );
-    // PGlite set the iterative scan once for its only session; pooled sessions need it per query.
-    const rows =
-      this.#sql.kind === 'postgres' && supportsIterativeScan(this.#sql.pgvectorVersion)
-        ? await this.#sql.transaction(async (tx) => {
-            await tx.exec(ITERATIVE_SCAN_LOCAL_SQL);
-            return run(tx);
-          })
-        : await run(this.#sql);
+    const scope = [query.platform, query.workspace, query.channel];
+    const key = scope.join('\u0000');
+    const { exactMaxRows, efSearch } = this.#search;
+    // One transaction: SET LOCAL holds for the search only, on the pooled connection that runs it.
+    const rows = await this.#sql.transaction(async (tx) => {
+      const seen = this.#largeChannels.get(key);
+      let large = seen !== undefined && Date.now() - seen < LARGE_CHANNEL_TTL_MS;
+      if (!large) {
+        const [probe] = await tx.query<{ indexed: boolean; n: number }>(
+          `SELECT to_regclass('${HNSW_INDEX}') IS NOT NULL AS indexed,
+             (SELECT count(*)::int FROM (SELECT 1 FROM images
+               WHERE platform = $1 AND workspace = $2 AND channel = $3 LIMIT $4) AS upto) AS n`,
+          [...scope, exactMaxRows + 1],
+        );
+        large = probe?.indexed === true && Number(probe.n) > exactMaxRows;
+        if (large) this.#rememberLarge(key);
+        else this.#largeChannels.delete(key);
+      }
+      if (large) {
+        // ef_search is validated in the constructor. strict_order: pgvector >= 0.8 (see driver.ts).
+        await tx.exec(
+          `SET LOCAL hnsw.ef_search = ${efSearch}; ${supportsIterativeScan(this.#sql.pgvectorVersion) ? ITERATIVE_SCAN_LOCAL_SQL : ''}`,
+        );
+      }
+      return tx.query<SearchRow>(large ? SEARCH_ANN_SQL : SEARCH_EXACT_SQL, [vector, ...scope, query.k]);
+    });
     return rows.map((r) => ({
       imageId: r.id,
       link: r.link,
@@ -258,6 +317,12 @@ export class Database {
       file: r.file,
       score: 1 - Number(r.d),
     }));
+  }
+
+  #rememberLarge(key: string): void {
+    // A bounded memo: forgetting costs one count, so dropping everything when full is enough.
+    if (this.#largeChannels.size >= LARGE_CHANNEL_CACHE_MAX) this.#largeChannels.clear();
+    this.#largeChannels.set(key, Date.now());
   }
 
   async countImages(scope?: ChannelScope): Promise<number> {
@@ -286,10 +351,24 @@ export class Database {
     );
     if (Number(row?.n ?? 0) < minRows) return false;
     // CONCURRENTLY keeps inserts flowing on a shared Postgres; PGlite has a single session anyway.
+    // CONCURRENTLY cannot run in a transaction block, hence a session SET and a RESET afterwards.
     const concurrently = this.#sql.kind === 'postgres' ? 'CONCURRENTLY ' : '';
-    await this.#sql.exec(
-      `CREATE INDEX ${concurrently}IF NOT EXISTS ${HNSW_INDEX} ON images USING hnsw (embedding vector_cosine_ops)`,
-    );
+    const create = `CREATE INDEX ${concurrently}IF NOT EXISTS ${HNSW_INDEX} ON images USING hnsw (embedding vector_cosine_ops)`;
+    if (this.#sql.kind === 'pglite') {
+      await this.#sql.exec(`SET maintenance_work_mem = '${this.#search.indexBuildMemory}'`);
+      try {
+        await this.#sql.exec(create);
+      } finally {
+        await this.#sql.exec('RESET maintenance_work_mem');
+      }
+      // PGlite has no autovacuum: fresh statistics let the planner weigh the index against a scan,
+      // and the visibility map lets it count a channel from the btree alone.
+      await this.#sql.exec('VACUUM ANALYZE images');
+    } else {
+      // A pooled Postgres: SET on one pooled client would not reach the client that builds, so the
+      // build uses the server's maintenance_work_mem (set it in postgresql.conf for large tables).
+      await this.#sql.exec(create);
+    }
     return true;
   }
 
@@ -380,6 +459,32 @@ export class Database {
     return `[${parts.join(',')}]`;
   }
 }
+
+type SearchRow = {
+  id: string;
+  link: string | null;
+  message: string;
+  file: string;
+  d: number;
+};
+
+// $1 query vector, $2..$4 channel, $5 k. `+ 0` makes the sort key an expression the HNSW index cannot
+// supply, so the planner reads the channel's rows and sorts them: an exact top-k.
+const SEARCH_EXACT_SQL = `
+  SELECT id::text AS id, link, message, file, (embedding <=> $1::vector)::float8 AS d
+  FROM images
+  WHERE platform = $2 AND workspace = $3 AND channel = $4
+  ORDER BY (embedding <=> $1::vector) + 0
+  LIMIT $5`;
+
+// The plain form the HNSW index matches; the planner still picks a scan when it estimates the
+// channel small (its statistics can be staler than our count).
+const SEARCH_ANN_SQL = `
+  SELECT id::text AS id, link, message, file, (embedding <=> $1::vector)::float8 AS d
+  FROM images
+  WHERE platform = $2 AND workspace = $3 AND channel = $4
+  ORDER BY embedding <=> $1::vector
+  LIMIT $5`;
 
 const SELECT_GENERATION = `
   SELECT id::text AS id, job_id, platform, workspace, channel, user_id, prompt, params,

@@ -2,7 +2,7 @@
 // `${dataDir}/pglite` (or in memory when no dataDir is given, for tests), migrated on open.
 import { join } from 'node:path';
 import type { Logger } from '../logger.js';
-import { Database } from './database.js';
+import { Database, type SearchOptions } from './database.js';
 import type { SqlDriver } from './driver.js';
 import { migrate } from './migrations.js';
 import { openPglite } from './pglite.js';
@@ -20,6 +20,8 @@ export interface OpenDatabaseOptions {
    */
   embeddingDim?: number;
   logger?: Logger;
+  /** Exact-versus-index choice and HNSW settings of image searches. */
+  search?: SearchOptions;
 }
 
 /**
@@ -36,7 +38,7 @@ export async function openDatabase(
   try {
     const { applied, embeddingDim } = await migrate(driver, { embeddingDim: options.embeddingDim });
     if (applied.length > 0) options.logger?.info({ applied, kind: driver.kind }, 'database migrated');
-    return new Database(driver, embeddingDim);
+    return new Database(driver, embeddingDim, options.search);
   } catch (error) {
     await driver.close();
     throw error;
