@@ -112,17 +112,8 @@ export const gflops = (flops: number, ms: number): number => flops / (ms * 1e6);
 /** Relative spread of a timing, (max - min) / median, a quick noise indicator. */
 export const spread = (t: Timing): number => (t.maxMs - t.minMs) / t.medianMs;
 
-/** Seeded PRNG (mulberry32): benchmarks use the same inputs on every run. */
-export function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** Seeded PRNG (mulberry32), the tests' own: benchmarks use the same inputs on every run. */
+export { mulberry32 } from '../test/helpers/random.js';
 
 /** `n` normal samples times `scale` (Box-Muller, both outputs used: weights are large). */
 export function randn(rand: () => number, n: number, scale = 1): Float32Array {

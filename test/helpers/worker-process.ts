@@ -14,6 +14,7 @@ import { openDatabase } from '../../src/shared/db/index.js';
 import { migrations } from '../../src/shared/db/migrations.js';
 import { encodePng } from '../../src/shared/image/encode.js';
 import { writeRandomModels } from '../../src/worker/models/random.js';
+import { mulberry32 } from './random.js';
 
 const repoRoot = fileURLToPath(new URL('../..', import.meta.url));
 
@@ -217,14 +218,7 @@ export async function pgliteTemplate(embeddingDim: number): Promise<string> {
 
 /** A seeded RGB noise PNG (mulberry32), different for every seed. */
 export async function noisePng(width: number, height: number, seed: number): Promise<Uint8Array> {
-  let a = seed >>> 0;
-  const rand = () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
+  const rand = mulberry32(seed);
   const data = new Uint8Array(width * height * 3);
   for (let i = 0; i < data.length; i++) data[i] = Math.floor(rand() * 256);
   return encodePng({ data, width, height });

@@ -11,13 +11,8 @@ import type { ImagineJob } from '../../../src/shared/jobs.js';
 import { openConnection } from '../../../src/shared/queues.js';
 import { seedForJob } from '../../../src/worker/processors/imagine.js';
 import { testPrefix, useRedis } from '../../helpers/redis.js';
-import {
-  pgliteTemplate,
-  spawnWorker,
-  tempDir,
-  type WorkerProcess,
-  writeTinyModels,
-} from '../../helpers/worker-process.js';
+import { tinyModelsDir } from '../../helpers/tiny-worker.js';
+import { pgliteTemplate, spawnWorker, tempDir, type WorkerProcess } from '../../helpers/worker-process.js';
 
 const redis = useRedis();
 const prefix = testPrefix();
@@ -29,10 +24,9 @@ let allWorkers: WorkerProcess[] = [];
 const cleanups: (() => Promise<unknown>)[] = [];
 
 beforeAll(async () => {
-  const modelsDir = await tempDir('models');
+  const modelsDir = await tinyModelsDir();
   const dataDir = await tempDir('data');
   cleanups.push(modelsDir.remove, dataDir.remove);
-  writeTinyModels(modelsDir.path);
   const template = await pgliteTemplate(16);
   // Each worker its own DATA_DIR: PGlite serves one process.
   workers = await Promise.all(

@@ -16,6 +16,7 @@ import { QuotaLimiter } from '../../../src/shared/quota.js';
 import { Classifier } from '../../../src/worker/classify/classifier.js';
 import { decodeState } from '../../../src/worker/generate/state.js';
 import { testPrefix, useRedis } from '../../helpers/redis.js';
+import { tinyModelsDir } from '../../helpers/tiny-worker.js';
 import {
   noisePng,
   pgliteTemplate,
@@ -24,7 +25,6 @@ import {
   tempDir,
   truncatedPng,
   type WorkerProcess,
-  writeTinyModels,
 } from '../../helpers/worker-process.js';
 
 const redis = useRedis();
@@ -38,10 +38,9 @@ const queues = new Map<JobKind, Queue>();
 const cleanups: (() => Promise<unknown>)[] = [];
 
 beforeAll(async () => {
-  const modelsDir = await tempDir('models');
+  const modelsDir = await tinyModelsDir();
   const dataDir = await tempDir('data');
   cleanups.push(modelsDir.remove, dataDir.remove);
-  writeTinyModels(modelsDir.path);
   reference = await Classifier.load(join(modelsDir.path, 'clip'));
   cleanups.push(() => reference.close());
   worker = await spawnWorker({

@@ -1,43 +1,24 @@
 // classify, embed-image and search processors in process (no Redis): tiny random CLIP from files,
 // blobs in memory, a real PGlite. Values are checked against the classifier's own unbatched path.
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type Database, openDatabase } from '../../../src/shared/db/index.js';
+import { beforeAll, describe, expect, it } from 'vitest';
+import type { Database } from '../../../src/shared/db/index.js';
 import type { CodedError } from '../../../src/shared/errors.js';
 import { Classifier } from '../../../src/worker/classify/classifier.js';
 import { MemoryBlobs } from '../../../src/worker/processors/blobs.js';
 import { runClassify } from '../../../src/worker/processors/classify.js';
 import { runEmbedImage } from '../../../src/worker/processors/embed-image.js';
 import { runSearch } from '../../../src/worker/processors/search.js';
-import { loadModels, type WorkerModels } from '../../../src/worker/runtime/models.js';
-import {
-  noisePng,
-  pgliteTemplate,
-  pixelBombPng,
-  tempDir,
-  truncatedPng,
-  writeTinyModels,
-} from '../../helpers/worker-process.js';
+import type { WorkerModels } from '../../../src/worker/runtime/models.js';
+import { useTinyWorker } from '../../helpers/tiny-worker.js';
+import { noisePng, pixelBombPng, truncatedPng } from '../../helpers/worker-process.js';
 
-let dirs: { remove: () => Promise<void> }[] = [];
+const tiny = useTinyWorker({ batchWaitMs: 20 });
 let models: WorkerModels;
 let db: Database;
 const blobs = new MemoryBlobs({ prefix: 'test' });
 
-beforeAll(async () => {
-  const modelsDir = await tempDir('models');
-  const dataDir = await tempDir('data');
-  dirs = [modelsDir, dataDir];
-  writeTinyModels(modelsDir.path);
-  models = await loadModels(modelsDir.path, { intraOpThreads: 1, batchWaitMs: 20 });
-  const { cp } = await import('node:fs/promises');
-  await cp(await pgliteTemplate(models.embeddingDim), dataDir.path, { recursive: true });
-  db = await openDatabase({ dataDir: dataDir.path }, { embeddingDim: models.embeddingDim });
-});
-
-afterAll(async () => {
-  await db?.close();
-  await models?.close();
-  await Promise.all(dirs.map((d) => d.remove()));
+beforeAll(() => {
+  ({ models, db } = tiny);
 });
 
 const put = (bytes: Uint8Array) => blobs.put(bytes, { contentType: 'image/png' });

@@ -1,43 +1,25 @@
 // The imagine processor in process (no Redis): tiny random models from files at 64x64 with one
 // cutout, blobs in memory, generations recorded in a real PGlite. Progress, previews, results,
 // cancel within one step, the time budget and input errors.
-import { cp } from 'node:fs/promises';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type Database, openDatabase } from '../../../src/shared/db/index.js';
+import { beforeAll, describe, expect, it } from 'vitest';
+import type { Database } from '../../../src/shared/db/index.js';
 import type { CodedError } from '../../../src/shared/errors.js';
 import { probeImage } from '../../../src/shared/image/decode.js';
 import type { ImagineJob, ImagineProgress } from '../../../src/shared/jobs.js';
 import { decodeState } from '../../../src/worker/generate/state.js';
 import { MemoryBlobs } from '../../../src/worker/processors/blobs.js';
 import { runImagine, seedForJob } from '../../../src/worker/processors/imagine.js';
-import { loadModels, type WorkerModels } from '../../../src/worker/runtime/models.js';
-import {
-  noisePng,
-  pgliteTemplate,
-  pixelBombPng,
-  tempDir,
-  writeTinyModels,
-} from '../../helpers/worker-process.js';
+import type { WorkerModels } from '../../../src/worker/runtime/models.js';
+import { useTinyWorker } from '../../helpers/tiny-worker.js';
+import { noisePng, pixelBombPng } from '../../helpers/worker-process.js';
 
-let dirs: { remove: () => Promise<void> }[] = [];
+const tiny = useTinyWorker();
 let models: WorkerModels;
 let db: Database;
 const blobs = new MemoryBlobs({ prefix: 'test' });
 
-beforeAll(async () => {
-  const modelsDir = await tempDir('models');
-  const dataDir = await tempDir('data');
-  dirs = [modelsDir, dataDir];
-  writeTinyModels(modelsDir.path);
-  models = await loadModels(modelsDir.path, { intraOpThreads: 1 });
-  await cp(await pgliteTemplate(models.embeddingDim), dataDir.path, { recursive: true });
-  db = await openDatabase({ dataDir: dataDir.path }, { embeddingDim: models.embeddingDim });
-});
-
-afterAll(async () => {
-  await db?.close();
-  await models?.close();
-  await Promise.all(dirs.map((d) => d.remove()));
+beforeAll(() => {
+  ({ models, db } = tiny);
 });
 
 const origin = { platform: 'discord', workspace: 'G1', channel: 'C1', user: 'U1' } as const;
