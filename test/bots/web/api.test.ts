@@ -4,7 +4,7 @@
 import { mkdtemp, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { type Job, Queue, Worker } from 'bullmq';
+import { type Job, Queue, UnrecoverableError, Worker } from 'bullmq';
 import type { Redis } from 'ioredis';
 import sharp from 'sharp';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
@@ -12,7 +12,7 @@ import { JobClient } from '../../../src/bots/core/job-client.js';
 import { Library } from '../../../src/bots/web/library.js';
 import { createPlayground, type Playground, startPlayground } from '../../../src/bots/web/server.js';
 import { BlobStore } from '../../../src/shared/blobs.js';
-import { NotAnImageError } from '../../../src/shared/errors.js';
+import { InternalError, NotAnImageError, serializeError } from '../../../src/shared/errors.js';
 import {
   type ClassifyJob,
   type DeleteImageJob,
@@ -560,6 +560,36 @@ describe('library', () => {
     expect((await request(`/api/library/holiday/images/${red.imageId}`, { method: 'DELETE' })).status).toBe(
       404,
     );
+  });
+
+  it('keeps an image whose index delete failed, so the user can retry', async () => {
+    setup();
+    serveJobs<EmbedImageJob, unknown>('embed-image', async () => ({
+      imageId: '00000000-0000-4000-8000-000000000001',
+      duplicate: false,
+    }));
+    let failDeletes = true;
+    serveJobs<DeleteImageJob, unknown>('delete-image', async () => {
+      // Unrecoverable, so the test need not wait for the retries an internal error gets.
+      if (failDeletes) throw new UnrecoverableError(serializeError(new InternalError('database down')));
+      return { deleted: true };
+    });
+    const res = await request('/api/library/trip/images?name=a.png', {
+      method: 'POST',
+      headers: { 'content-type': 'image/png' },
+      body: await tinyPng(1, 2, 3),
+    });
+    const { image } = (await res.json()) as { image: { imageId: string; url: string } };
+    const del = () => request(`/api/library/trip/images/${image.imageId}`, { method: 'DELETE' });
+    const failed = await del();
+    expect(failed.status).toBe(500);
+    expect(((await failed.json()) as { error: { code: string } }).error.code).toBe('internal');
+    const list = (await (await request('/api/library/trip')).json()) as { images: unknown[] };
+    expect(list.images).toHaveLength(1);
+    expect((await request(image.url)).status).toBe(200);
+    failDeletes = false;
+    expect((await del()).status).toBe(200);
+    expect(((await (await request('/api/library/trip')).json()) as { images: unknown[] }).images).toEqual([]);
   });
 
   it('refuses bad channel names and non-image uploads, keeping no file', async () => {
