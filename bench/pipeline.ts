@@ -1,12 +1,14 @@
 // Job pipeline benchmark: queue overhead of a trivial job (enqueue -> worker start -> result seen by
 // the JobClient), classify throughput through the queue with and without micro-batching, and
-// search latency over 100k and 1M random 512-d vectors in PGlite (exact scan, then HNSW).
+// search latency over 100k and 1M 512-d vectors in PGlite (exact scan, then HNSW, with recall@10).
 // Flags: --redis=URL (else a private redis-server), --jobs=N, --classify=N, --rounds=N, --full
 // (full-size random ViT-B/32 for classify), --rows=100000,1000000, --max-insert-s=S, --hnsw-max-rows=N,
-// --plain (embedding column STORAGE PLAIN), --skip=queue,classify,search.
+// --clustered (vectors around 100 centres instead of uniform noise), --ef=40,100 (hnsw.ef_search
+// values), --search-reps=N, --cache=DIR (keep built PGlite folders, index included, between runs),
+// --skip=queue,classify,search.
 import { randomUUID } from 'node:crypto';
 import { EventEmitter } from 'node:events';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Queue, Worker } from 'bullmq';
@@ -14,7 +16,7 @@ import type { Redis } from 'ioredis';
 import { spawnRedis } from '../src/app/redis-server.js';
 import { JobClient } from '../src/bots/core/job-client.js';
 import { BlobStore } from '../src/shared/blobs.js';
-import { type Database, openDatabase } from '../src/shared/db/index.js';
+import { Database, openDatabase } from '../src/shared/db/index.js';
 import { encodeJpeg } from '../src/shared/image/encode.js';
 import type { ClassifyResult } from '../src/shared/jobs.js';
 import { defaultJobOptions, openConnection } from '../src/shared/queues.js';
@@ -46,7 +48,9 @@ interface Options {
   rows: number[];
   maxInsertS: number;
   hnswMaxRows: number;
-  plain: boolean;
+  clustered: boolean;
+  ef: number[];
+  cache: string | undefined;
   searchReps: number;
   skip: Set<string>;
 }
@@ -61,8 +65,10 @@ function parseArgs(args: readonly string[]): Options {
     rows: [100_000, 1_000_000],
     maxInsertS: 900,
     hnswMaxRows: 200_000,
-    plain: false,
-    searchReps: 15,
+    clustered: false,
+    ef: [40, 100],
+    cache: undefined,
+    searchReps: 30,
     skip: new Set(),
   };
   for (const a of args) {
@@ -75,7 +81,9 @@ function parseArgs(args: readonly string[]): Options {
     else if (flag === 'rows') o.rows = value.split(',').map(Number);
     else if (flag === 'max-insert-s') o.maxInsertS = Number(value);
     else if (flag === 'hnsw-max-rows') o.hnswMaxRows = Number(value);
-    else if (flag === 'plain') o.plain = true;
+    else if (flag === 'clustered') o.clustered = true;
+    else if (flag === 'ef') o.ef = value.split(',').map(Number);
+    else if (flag === 'cache') o.cache = value;
     else if (flag === 'search-reps') o.searchReps = Number(value);
     else if (flag === 'skip') o.skip = new Set(value.split(','));
   }
@@ -284,108 +292,203 @@ async function classifyThroughput(
 const CHANNEL_ALL = 'all';
 const SMALL_CHANNELS = 10;
 const SMALL_ROWS = 1000;
+const CENTRES = 100;
 
-async function insertRandom(
+async function insertVectors(
   db: Database,
   channel: string | ((g: string) => string),
   from: number,
   to: number,
+  clustered: boolean,
 ): Promise<void> {
   // Vectors drawn inside Postgres (setseed makes them repeatable): no 2 KB text literal per row
-  // crosses into the WASM heap. The correlated subquery (WHERE g IS NOT NULL) draws a new vector per row.
+  // crosses into the WASM heap. The correlated subqueries draw a new vector per row. Clustered rows
+  // are a centre plus noise (cosine ~0.86 to their centre, ~0.75 within a cluster), closer to CLIP
+  // embeddings of a channel than uniform noise, where every point is nearly orthogonal to the others.
   const channelSql = typeof channel === 'string' ? `'${channel}'` : channel('g');
+  const vector = clustered
+    ? `(SELECT array_agg(x + 0.6 * (random() - 0.5) ORDER BY o)
+        FROM bench_centres c, unnest(c.v) WITH ORDINALITY AS u(x, o) WHERE c.cid = g % ${CENTRES})`
+    : '(SELECT array_agg(random() - 0.5) FROM generate_series(1, 512) WHERE g IS NOT NULL)';
   await db.driver.query(
     `INSERT INTO images (platform, workspace, channel, message, file, content_hash, embedding)
-     SELECT 'slack', 'T', ${channelSql}, 'm' || g, 'f' || g, md5(g::text),
-       (SELECT array_agg(random() - 0.5) FROM generate_series(1, 512) WHERE g IS NOT NULL)::real[]::vector
+     SELECT 'slack', 'T', ${channelSql}, 'm' || g, 'f' || g, md5(g::text), ${vector}::real[]::vector
      FROM generate_series($1::int, $2::int) AS g`,
     [from, to],
   );
 }
 
+/** Fills a fresh database: ten channels of 1000 images and one of `total`; returns the rows inserted. */
+async function fillTable(db: Database, total: number, label: string, o: Options, notes: string[]) {
+  await db.driver.exec('SELECT setseed(0.42)');
+  if (o.clustered) {
+    await db.driver.exec(
+      `CREATE TABLE bench_centres AS SELECT c AS cid,
+         (SELECT array_agg(random() - 0.5) FROM generate_series(1, 512) WHERE c IS NOT NULL)::real[] AS v
+       FROM generate_series(0, ${CENTRES - 1}) AS c;
+       CREATE INDEX ON bench_centres (cid); ANALYZE bench_centres;`,
+    );
+  }
+  const small = (g: string) => `'c' || (${g} % ${SMALL_CHANNELS})`;
+  await insertVectors(db, small, 1, SMALL_CHANNELS * SMALL_ROWS, o.clustered);
+  const t0 = performance.now();
+  const batch = 10_000;
+  let inserted = 0;
+  for (let from = 1; from <= total; from += batch) {
+    const to = Math.min(total, from + batch - 1);
+    const offset = SMALL_CHANNELS * SMALL_ROWS;
+    await insertVectors(db, CHANNEL_ALL, offset + from, offset + to, o.clustered);
+    inserted = to;
+    const elapsed = (performance.now() - t0) / 1000;
+    if (inserted % 100_000 === 0 || inserted === total)
+      log(`${label}: ${inserted} rows in ${elapsed.toFixed(0)} s`);
+    const projected = (elapsed / inserted) * total;
+    if (inserted < total && projected > o.maxInsertS) {
+      notes.push(
+        `${label}: stopped inserting at ${inserted} rows after ${elapsed.toFixed(0)} s (projected ${projected.toFixed(0)} s for ${total} > --max-insert-s=${o.maxInsertS})`,
+      );
+      break;
+    }
+  }
+  if (o.clustered) await db.driver.exec('DROP TABLE bench_centres');
+  await db.driver.exec('VACUUM ANALYZE images');
+  return { inserted, insertS: (performance.now() - t0) / 1000 };
+}
+
+/** What a cached folder holds, written beside it so that a later run reports how it was built. */
+interface BuiltTable {
+  inserted: number;
+  insertS: number;
+  index?: { buildS: number; buildCpuS: number; loadAvg: number };
+}
+
 async function searchLatency(o: Options, notes: string[]): Promise<Row[]> {
   const rows: Row[] = [];
-  const rand = mulberry32(7);
-  const queries = Array.from({ length: o.searchReps + 2 }, () => randn(rand, 512));
-  const time = async (db: Database, channel: string, reps: number) => {
-    const samples: number[] = [];
-    for (let i = 0; i < reps + 2; i++) {
-      const t = performance.now();
-      await db.searchImages({ platform: 'slack', workspace: 'T', channel, embedding: queries[i]!, k: 10 });
-      if (i >= 2) samples.push(performance.now() - t);
-    }
-    return stats(samples);
-  };
+  const scope = { platform: 'slack', workspace: 'T' } as const;
+  const reps = o.searchReps;
   for (const total of o.rows) {
-    const dir = mkdtempSync(join(tmpdir(), 'bench-pipeline-pglite-'));
-    const label = total >= 1_000_000 ? `${total / 1_000_000}M` : `${total / 1000}k`;
+    const kind = o.clustered ? 'clustered' : 'random';
+    const label = `${total >= 1_000_000 ? `${total / 1_000_000}M` : `${total / 1000}k`} ${kind}`;
+    const dir = o.cache
+      ? join(o.cache, `pglite-${kind}-${total}`)
+      : mkdtempSync(join(tmpdir(), 'bench-pipeline-pglite-'));
+    const metaFile = `${dir}.json`;
+    let built: BuiltTable | undefined =
+      o.cache && existsSync(metaFile)
+        ? (JSON.parse(readFileSync(metaFile, 'utf8')) as BuiltTable)
+        : undefined;
+    if (!built) rmSync(dir, { recursive: true, force: true }); // a half-built cache entry
+    const save = () => o.cache && writeFileSync(metaFile, JSON.stringify(built));
     try {
+      // Default search options: channels up to 2000 images exact, larger ones through the index.
       const db = await openDatabase({ dataDir: dir }, { embeddingDim: 512 });
+      const exact = new Database(db.driver, 512, { exactMaxRows: Number.POSITIVE_INFINITY });
       try {
-        if (o.plain) await db.driver.exec('ALTER TABLE images ALTER COLUMN embedding SET STORAGE PLAIN');
-        await db.driver.exec('SELECT setseed(0.42)');
-        // Ten ordinary channels of 1000 images beside one channel holding `total`.
-        await insertRandom(db, (g) => `'c' || (${g} % ${SMALL_CHANNELS})`, 1, SMALL_CHANNELS * SMALL_ROWS);
-        const t0 = performance.now();
-        const batch = 10_000;
-        let inserted = 0;
-        for (let from = 1; from <= total; from += batch) {
-          const to = Math.min(total, from + batch - 1);
-          await insertRandom(
-            db,
-            CHANNEL_ALL,
-            SMALL_CHANNELS * SMALL_ROWS + from,
-            SMALL_CHANNELS * SMALL_ROWS + to,
-          );
-          inserted = to;
-          const elapsed = (performance.now() - t0) / 1000;
-          if (inserted % 100_000 === 0 || inserted === total)
-            log(`${label}: ${inserted} rows in ${elapsed.toFixed(0)} s`);
-          const projected = (elapsed / inserted) * total;
-          if (inserted < total && projected > o.maxInsertS) {
-            notes.push(
-              `${label}: stopped inserting at ${inserted} rows after ${elapsed.toFixed(0)} s (projected ${projected.toFixed(0)} s for ${total} > --max-insert-s=${o.maxInsertS})`,
-            );
-            break;
-          }
+        if (built) log(`${label}: reusing ${dir}`);
+        else {
+          built = await fillTable(db, total, label, o, notes);
+          save();
         }
-        const insertS = (performance.now() - t0) / 1000;
-        await db.driver.exec('ANALYZE images');
+        const { inserted } = built;
         const [size] = await db.driver.query<{ s: string }>(
           "SELECT pg_size_pretty(pg_total_relation_size('images')) AS s",
         );
-        const setup = `${inserted} rows in ${insertS.toFixed(0)} s (${((inserted / insertS) | 0).toLocaleString('en')}/s), ${size?.s}`;
-        notes.push(`${label} table: ${setup}`);
-        const bigReps = inserted > 300_000 ? 3 : o.searchReps;
-        rows.push({
-          name: `${label}: channel of ${inserted} images, exact scan`,
-          cells: await time(db, CHANNEL_ALL, bigReps),
-        });
-        rows.push({
-          name: `${label}: channel of ${SMALL_ROWS} images, exact scan`,
-          cells: await time(db, 'c3', o.searchReps),
-        });
-        if (inserted <= o.hnswMaxRows) {
-          const t1 = performance.now();
-          await db.ensureVectorIndex({ minRows: 1 });
-          const buildS = (performance.now() - t1) / 1000;
-          notes.push(`${label}: HNSW index (m 16, ef_construction 64) built in ${buildS.toFixed(0)} s`);
-          rows.push({
-            name: `${label}: channel of ${inserted} images, HNSW`,
-            cells: await time(db, CHANNEL_ALL, o.searchReps),
-          });
-          rows.push({
-            name: `${label}: channel of ${SMALL_ROWS} images, HNSW + iterative scan`,
-            cells: await time(db, 'c3', o.searchReps),
-          });
+        notes.push(
+          `${label} table: ${inserted} rows inserted in ${built.insertS.toFixed(0)} s (${((inserted / built.insertS) | 0).toLocaleString('en')}/s), ${size?.s} with indexes`,
+        );
+        // Queries: uniform noise for random rows; for clustered rows a stored embedding plus as much
+        // noise again (a text query lands near, not on, the images it describes).
+        const rand = mulberry32(7);
+        const n = reps + 2;
+        const queries: Float32Array[] = [];
+        if (o.clustered) {
+          const picks = await db.driver.query<{ e: string }>(
+            `SELECT embedding::text AS e FROM images WHERE channel = $1 AND md5(id::text) < '1' LIMIT $2`,
+            [CHANNEL_ALL, n],
+          );
+          for (const p of picks) {
+            const base = JSON.parse(p.e) as number[];
+            const noise = randn(rand, 512, 0.17);
+            queries.push(Float32Array.from(base, (v, i) => v + noise[i]!));
+          }
         } else {
-          notes.push(`${label}: HNSW not built (more than --hnsw-max-rows=${o.hnswMaxRows} rows)`);
+          for (let i = 0; i < n; i++) queries.push(randn(rand, 512));
         }
+        const time = async (on: Database, channel: string, count: number) => {
+          const samples: number[] = [];
+          const results: string[][] = [];
+          for (let i = 0; i < count + 2; i++) {
+            const t = performance.now();
+            const hits = await on.searchImages({ ...scope, channel, embedding: queries[i % n]!, k: 10 });
+            if (i >= 2) {
+              samples.push(performance.now() - t);
+              results.push(hits.map((h) => h.imageId));
+            }
+          }
+          return { cells: stats(samples), results };
+        };
+        const recall = (got: string[][], truth: string[][]) => {
+          let hit = 0;
+          for (const [i, ids] of got.entries()) {
+            const want = new Set(truth[i % truth.length]);
+            hit += ids.filter((id) => want.has(id)).length;
+          }
+          return hit / (10 * got.length);
+        };
+        // The exact reference doubles as the exact-scan row (fewer reps at 1M: ~10 s each).
+        const bigReps = inserted > 300_000 ? 3 : reps;
+        const exactBig = await time(exact, CHANNEL_ALL, bigReps);
+        rows.push({ name: `${label}: channel of ${inserted} images, exact scan`, cells: exactBig.cells });
+        const exactSmall = await time(db, 'c3', reps);
+        rows.push({
+          name: `${label}: channel of ${SMALL_ROWS} images (exact path, count + scan)`,
+          cells: exactSmall.cells,
+        });
+        if (inserted > o.hnswMaxRows) {
+          notes.push(`${label}: HNSW not built (more than --hnsw-max-rows=${o.hnswMaxRows} rows)`);
+          continue;
+        }
+        if (!built.index) {
+          const t1 = performance.now();
+          const cpu = process.cpuUsage();
+          await db.ensureVectorIndex({ minRows: 1 });
+          const used = process.cpuUsage(cpu);
+          built.index = {
+            buildS: (performance.now() - t1) / 1000,
+            buildCpuS: (used.user + used.system) / 1e6,
+            loadAvg: loadavg()[0]!,
+          };
+          save();
+        }
+        notes.push(
+          `${label}: HNSW index (m 16, ef_construction 64, maintenance_work_mem 512MB) built in ${built.index.buildS.toFixed(0)} s wall, ${built.index.buildCpuS.toFixed(0)} s CPU, load average ${built.index.loadAvg.toFixed(1)}${o.cache ? ' (when the cache was made)' : ''}`,
+        );
+        // Exact results of the HNSW rows' queries (the exact row above saw only bigReps of them).
+        const truth = bigReps >= reps ? exactBig.results : (await time(exact, CHANNEL_ALL, reps)).results;
+        for (const ef of o.ef) {
+          const ann = new Database(db.driver, 512, { efSearch: ef });
+          const r = await time(ann, CHANNEL_ALL, reps);
+          rows.push({
+            name: `${label}: channel of ${inserted} images, HNSW ef_search ${ef}`,
+            cells: { ...r.cells, recall_at_10: recall(r.results, truth) },
+          });
+        }
+        rows.push({
+          name: `${label}: channel of ${SMALL_ROWS} images, index present (exact path)`,
+          cells: (await time(db, 'c3', reps)).cells,
+        });
+        // What the exact path avoids: the same small channel through the index (iterative scan).
+        const forced = new Database(db.driver, 512, { exactMaxRows: 0 });
+        const viaIndex = await time(forced, 'c3', reps);
+        rows.push({
+          name: `${label}: channel of ${SMALL_ROWS} images forced through HNSW`,
+          cells: { ...viaIndex.cells, recall_at_10: recall(viaIndex.results, exactSmall.results) },
+        });
       } finally {
         await db.close();
       }
     } finally {
-      rmSync(dir, { recursive: true, force: true });
+      if (!o.cache) rmSync(dir, { recursive: true, force: true });
     }
   }
   return rows;
@@ -421,7 +524,7 @@ async function run(args: readonly string[]): Promise<BenchResult> {
     if (!o.skip.has('search')) {
       log('search latency');
       tables.push({
-        title: `Search top-10 by cosine in PGlite, random 512-d vectors${o.plain ? ' (embedding STORAGE PLAIN)' : ''}`,
+        title: `Search top-10 by cosine in PGlite, ${o.clustered ? 'clustered' : 'random'} 512-d vectors (${o.searchReps} queries a row)`,
         rows: await searchLatency(o, notes),
       });
     }

@@ -304,7 +304,7 @@ describe('approximate search through the HNSW index', () => {
   });
 
   it('finds at least 90% of the exact top 10, best first, in the asking channel only', async () => {
-    const exact = new Database(ann.driver, dim, { exactMaxRows: 1_000_000 });
+    const exact = new Database(ann.driver, dim, { exactMaxRows: Number.POSITIVE_INFINITY });
     const small = new Set(
       (
         await ann.driver.query<{ id: string }>("SELECT id::text AS id FROM images WHERE channel = 'small'")

@@ -92,6 +92,7 @@ export interface SearchOptions {
    * Channels with at most this many images are ranked exactly (their rows through the channel btree,
    * then a top-k sort), whether or not the HNSW index exists: exact, and faster than the index up to
    * a few thousand rows. Larger channels are left to the planner, which walks the index.
+   * `Infinity`: every search exact, without counting the channel first.
    * @defaultValue 2000
    */
   exactMaxRows?: number;
@@ -132,8 +133,8 @@ export class Database {
     this.embeddingDim = embeddingDim;
     this.#search = { ...DefaultSearchOptions, ...search };
     const { exactMaxRows, efSearch, indexBuildMemory } = this.#search;
-    if (!Number.isInteger(exactMaxRows) || exactMaxRows < 0)
-      throw new RangeError(`exactMaxRows must be an integer >= 0, got ${exactMaxRows}`);
+    if (!(Number.isInteger(exactMaxRows) || exactMaxRows === Number.POSITIVE_INFINITY) || exactMaxRows < 0)
+      throw new RangeError(`exactMaxRows must be an integer >= 0 or Infinity, got ${exactMaxRows}`);
     // pgvector's bounds for hnsw.ef_search.
     if (!Number.isInteger(efSearch) || efSearch < 1 || efSearch > 1000)
       throw new RangeError(`efSearch must be an integer in [1, 1000], got ${efSearch}`);
@@ -291,7 +292,7 @@ export class Database {
     const rows = await this.#sql.transaction(async (tx) => {
       const seen = this.#largeChannels.get(key);
       let large = seen !== undefined && Date.now() - seen < LARGE_CHANNEL_TTL_MS;
-      if (!large) {
+      if (!large && exactMaxRows !== Number.POSITIVE_INFINITY) {
         const [probe] = await tx.query<{ indexed: boolean; n: number }>(
           `SELECT to_regclass('${HNSW_INDEX}') IS NOT NULL AS indexed,
              (SELECT count(*)::int FROM (SELECT 1 FROM images
