@@ -102,6 +102,7 @@ export async function startStack(options: StackOptions): Promise<Stack> {
       intraOpThreads: config.ortIntraOpThreads,
       interOpThreads: config.ortInterOpThreads,
       allowSpinning: config.ortAllowSpinning,
+      imagePrecision: config.clipImagePrecision,
       labelCacheDir: join(config.dataDir, 'label-cache'),
       microBatch: env.microBatch,
       batchWaitMs: env.batchWaitMs,

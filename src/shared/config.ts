@@ -33,6 +33,11 @@ export interface Config {
    */
   ortAllowSpinning: boolean;
   /**
+   * Arithmetic of CLIP's image tower for classify, embed-image and search (generation always runs
+   * fp32): 'int8' is ~2x faster on CPU, embeddings within a cosine of ~1e-3 of fp32. @defaultValue 'fp32'
+   */
+  clipImagePrecision: 'fp32' | 'int8';
+  /**
    * Per-user limits per budget (quota.ts): imagine, and the light jobs (classify, search, embed-image,
    * delete-image), counted apart so that asking "what is this" never spends a generation. In each,
    * `concurrent` is waiting + running jobs and `perWindow` jobs submitted per rolling hour; 0 disables.
@@ -119,6 +124,10 @@ const envSchema = z.object({
   ),
   ORT_INTRA_OP_THREADS: intVar(0, 0, 1024),
   ORT_INTER_OP_THREADS: intVar(0, 0, 1024),
+  CLIP_IMAGE_PRECISION: z.preprocess(
+    (v) => (typeof unsetIfEmpty(v) === 'string' ? (v as string).toLowerCase() : undefined),
+    z.enum(['fp32', 'int8'], { error: "must be 'fp32' or 'int8'" }).default('fp32'),
+  ),
   ORT_ALLOW_SPINNING: z.preprocess(
     unsetIfEmpty,
     z
@@ -212,6 +221,7 @@ export function loadConfig(env: Env): Config {
     ortIntraOpThreads: e.ORT_INTRA_OP_THREADS,
     ortInterOpThreads: e.ORT_INTER_OP_THREADS,
     ortAllowSpinning: e.ORT_ALLOW_SPINNING,
+    clipImagePrecision: e.CLIP_IMAGE_PRECISION,
     // QUOTA_CONCURRENT_JOBS and QUOTA_JOBS_PER_HOUR kept their names when light jobs got a budget.
     quota: {
       imagine: { concurrent: e.QUOTA_CONCURRENT_JOBS, perWindow: e.QUOTA_JOBS_PER_HOUR },

@@ -48,6 +48,7 @@ async function main(): Promise<void> {
       intraOpThreads: config.ortIntraOpThreads,
       interOpThreads: config.ortInterOpThreads,
       allowSpinning: config.ortAllowSpinning,
+      imagePrecision: config.clipImagePrecision,
       labelCacheDir: join(config.dataDir, 'label-cache'),
       microBatch: env.microBatch,
       batchWaitMs: env.batchWaitMs,

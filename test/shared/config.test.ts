@@ -13,6 +13,7 @@ describe('loadConfig', () => {
       ortIntraOpThreads: 0,
       ortInterOpThreads: 0,
       ortAllowSpinning: false,
+      clipImagePrecision: 'fp32',
       quota: { imagine: { concurrent: 2, perWindow: 30 }, light: { concurrent: 8, perWindow: 600 } },
       blobs: { ttlSeconds: 86_400, maxBytes: 25 * 1024 * 1024 },
       discord: {},
@@ -40,6 +41,7 @@ describe('loadConfig', () => {
       ORT_INTRA_OP_THREADS: '4',
       ORT_INTER_OP_THREADS: '1',
       ORT_ALLOW_SPINNING: '1',
+      CLIP_IMAGE_PRECISION: 'INT8',
       QUOTA_CONCURRENT_JOBS: '0',
       QUOTA_JOBS_PER_HOUR: '100',
       QUOTA_LIGHT_CONCURRENT_JOBS: '20',
@@ -61,6 +63,7 @@ describe('loadConfig', () => {
     expect(c.ortProviders).toEqual(['cuda', 'cpu']);
     expect([c.ortIntraOpThreads, c.ortInterOpThreads]).toEqual([4, 1]);
     expect(c.ortAllowSpinning).toBe(true);
+    expect(c.clipImagePrecision).toBe('int8');
     expect(c.quota).toEqual({
       imagine: { concurrent: 0, perWindow: 100 },
       light: { concurrent: 20, perWindow: 600 },
@@ -88,6 +91,7 @@ describe('loadConfig', () => {
         QUOTA_LIGHT_CONCURRENT_JOBS: '-1',
         ORT_PROVIDERS: 'cuda,tpu',
         ORT_ALLOW_SPINNING: 'yes',
+        CLIP_IMAGE_PRECISION: 'int4',
         QUEUE_PREFIX: 'has:colon',
         LOG_LEVEL: 'loud',
         SLACK_BOT_TOKEN: 'xoxp-user-token',
@@ -100,6 +104,7 @@ describe('loadConfig', () => {
     expect(coded.code).toBe('config_invalid');
     const variables = (coded.details.problems as { variable: string }[]).map((p) => p.variable).sort();
     expect(variables).toEqual([
+      'CLIP_IMAGE_PRECISION',
       'DATABASE_URL',
       'LOG_LEVEL',
       'ORT_ALLOW_SPINNING',

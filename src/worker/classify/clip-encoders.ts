@@ -26,7 +26,15 @@ export interface ClipEncodersOptions {
   readonly maxSessionsPerTower?: number;
   /** Passed to every ModelSession. @defaultValue {} (ModelSession's defaults) */
   readonly session?: SessionOptions;
+  /**
+   * Arithmetic of the image tower's encoder layers. 'int8' (dynamic quantisation, weights per output
+   * channel) is ~2x faster on CPU; its embeddings differ from fp32 by a cosine of ~1e-3 (bench/README.md).
+   * @defaultValue 'fp32'
+   */
+  readonly imagePrecision?: ImagePrecision;
 }
+
+export type ImagePrecision = 'fp32' | 'int8';
 
 export const DefaultClipEncodersOptions = {
   maxImageBatch: 16,
@@ -34,6 +42,7 @@ export const DefaultClipEncodersOptions = {
   textLengthStep: 8,
   maxSessionsPerTower: 3,
   session: {},
+  imagePrecision: 'fp32',
 } as const satisfies Required<ClipEncodersOptions>;
 
 /** Smallest power of two >= n, but never above `max` (which need not be a power of two). */
@@ -154,6 +163,8 @@ export class ClipEncoders {
       if (!Number.isInteger(this.o[k]) || this.o[k] < 1)
         throw new RangeError(`${k} must be a positive integer`);
     }
+    if (this.o.imagePrecision !== 'fp32' && this.o.imagePrecision !== 'int8')
+      throw new RangeError(`imagePrecision must be 'fp32' or 'int8', got '${String(this.o.imagePrecision)}'`);
     if (tokenizer.contextLength > config.text_config.max_position_embeddings) {
       throw new RangeError(
         `tokenizer context ${tokenizer.contextLength} exceeds the text tower's ${config.text_config.max_position_embeddings} positions`,
@@ -173,8 +184,11 @@ export class ClipEncoders {
     const s = this.imageSize;
     const g = new Graph();
     const pixels = g.input('pixels', [batch, 3, s, s]);
-    const { embeds } = clipVision(g, pixels, this.config, this.weights);
-    const { bytes } = serialize(g, { outputs: { embeds }, name: `clip_vision_b${batch}` });
+    const { embeds } = clipVision(g, pixels, this.config, this.weights, { precision: this.o.imagePrecision });
+    const { bytes } = serialize(g, {
+      outputs: { embeds },
+      name: `clip_vision_${this.o.imagePrecision}_b${batch}`,
+    });
     this.stats.sessionsBuilt++;
     return ModelSession.create(bytes, this.o.session);
   }
@@ -186,6 +200,11 @@ export class ClipEncoders {
     const { bytes } = serialize(g, { outputs: { embeds }, name: `clip_text_b${batch}_t${length}` });
     this.stats.sessionsBuilt++;
     return ModelSession.create(bytes, this.o.session);
+  }
+
+  /** Arithmetic of the image tower's encoder layers. */
+  get imagePrecision(): ImagePrecision {
+    return this.o.imagePrecision;
   }
 
   /** Shapes of the sessions alive now: image batch sizes, and text `batch x tokens`. */

@@ -2,9 +2,9 @@
 // differentiable records that autodiff.ts walks backwards. Ops (ops/*.ts) are plain functions
 // that call `Graph.emit`; serialize.ts turns a finished graph into ONNX bytes for onnxruntime.
 
-export type DType = 'float32' | 'int64' | 'int32' | 'bool' | 'float16' | 'uint8';
+export type DType = 'float32' | 'int64' | 'int32' | 'bool' | 'float16' | 'uint8' | 'int8';
 export type Shape = readonly number[];
-export type TensorData = Float32Array | BigInt64Array | Int32Array | Uint8Array | Uint16Array;
+export type TensorData = Float32Array | BigInt64Array | Int32Array | Uint8Array | Uint16Array | Int8Array;
 
 export type AttrValue =
   | { readonly type: 'int'; readonly value: number }
@@ -81,6 +81,7 @@ const EXPECTED_ARRAY: Record<DType, string> = {
   bool: 'Uint8Array',
   uint8: 'Uint8Array',
   float16: 'Uint16Array',
+  int8: 'Int8Array',
 };
 
 export interface EmitOptions {
@@ -256,6 +257,7 @@ export function dtypeOfArray(data: TensorData): DType {
   if (data instanceof BigInt64Array) return 'int64';
   if (data instanceof Int32Array) return 'int32';
   if (data instanceof Uint16Array) return 'float16';
+  if (data instanceof Int8Array) return 'int8';
   return 'uint8';
 }
 

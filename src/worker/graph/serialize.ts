@@ -7,6 +7,7 @@ import {
   type Graph,
   GraphError,
   type Initializer,
+  type OnnxNode,
   type Tensor,
   type TensorData,
 } from './graph.js';
@@ -47,6 +48,7 @@ const ModelProto = root.lookupType('onnx.ModelProto');
 export const ONNX_DTYPE: Record<DType, number> = {
   float32: 1,
   uint8: 2,
+  int8: 3,
   int32: 6,
   int64: 7,
   bool: 9,
@@ -121,7 +123,7 @@ export function serialize(graph: Graph, options: SerializeOptions): SerializedMo
   const message = {
     ir_version: 8,
     producer_name: 'vqclip-bot graph builder',
-    opset_import: [{ domain: '', version: graph.opset }],
+    opset_import: opsetImports(graph.opset, nodes),
     graph: {
       name: options.name ?? 'graph',
       node: [
@@ -147,6 +149,28 @@ export function serialize(graph: Graph, options: SerializeOptions): SerializedMo
   };
   const bytes = ModelProto.encode(ModelProto.fromObject(message)).finish();
   return { bytes, inputNames: inputs.map((t) => t.name), outputNames: outputs.map((o) => o.name) };
+}
+
+/**
+ * Opset versions of the domains that extension ops come from. ONNX Runtime's contrib ops
+ * (`com.microsoft`: Attention, SkipLayerNormalization, QuickGelu, ...) are all version 1.
+ */
+export const DOMAIN_OPSETS: Readonly<Record<string, number>> = { 'com.microsoft': 1 };
+
+/** The default domain at the graph's opset, plus each other domain that a kept node uses. */
+function opsetImports(opset: number, nodes: readonly OnnxNode[]): { domain: string; version: number }[] {
+  const out = [{ domain: '', version: opset }];
+  const domains = new Set(nodes.map((n) => n.domain).filter((d) => d !== '' && d !== 'ai.onnx'));
+  for (const domain of [...domains].sort()) {
+    const version = DOMAIN_OPSETS[domain];
+    if (version === undefined) {
+      throw new GraphError(
+        `serialize: no opset version known for domain "${domain}" (known: ${Object.keys(DOMAIN_OPSETS).join(', ')})`,
+      );
+    }
+    out.push({ domain, version });
+  }
+  return out;
 }
 
 function encodeAttr(name: string, a: import('./graph.js').AttrValue): Record<string, unknown> {

@@ -3,6 +3,7 @@
 // text encoder. Both return unnormalised embeddings; callers L2-normalise.
 import { type Graph, GraphError, type Tensor } from '../graph/graph.js';
 import { add, cast, equal, gelu, quickGelu } from '../graph/ops/elementwise.js';
+import { quantizedLinear } from '../graph/ops/int8.js';
 import { linear, matmul } from '../graph/ops/matmul.js';
 import { softmax } from '../graph/ops/norm.js';
 import type { ClipConfig } from './config.js';
@@ -29,6 +30,13 @@ interface EncoderDims {
   readonly heads: number;
   readonly eps: number;
   readonly act: (x: Tensor) => Tensor;
+  /** The encoder's linear layers (weight [out, in]): `linear`, or an int8 one for inference. */
+  readonly linear: (x: Tensor, weight: Tensor, bias?: Tensor) => Tensor;
+}
+
+/** torch.nn.Linear named `prefix`, through the encoder's linear. */
+function dense(p: Params, x: Tensor, prefix: string, inF: number, outF: number, d: EncoderDims): Tensor {
+  return d.linear(x, p.get(`${prefix}.weight`, [outF, inF]), p.get(`${prefix}.bias`, [outF]));
 }
 
 /**
@@ -60,7 +68,7 @@ function selfAttentionInputs(p: Params, x: Tensor, L: string, d: EncoderDims): [
     return out;
   });
   // [B, T, 3D] -> [3, B, heads, T, head_dim] in one Transpose, then one Split.
-  const qkv = transpose(reshape(linear(x, weight, bias), [b, t, 3, d.heads, hd]), [2, 0, 3, 1, 4]);
+  const qkv = transpose(reshape(d.linear(x, weight, bias), [b, t, 3, d.heads, hd]), [2, 0, 3, 1, 4]);
   return split(qkv, [1, 1, 1], 0).map((part) => reshape(part, [b, d.heads, t, hd])) as [
     Tensor,
     Tensor,
@@ -85,9 +93,16 @@ function layerTail(
   if (mask) scores = add(scores, mask);
   const ctx = matmul(softmax(scores, -1), v);
   let x = reshape(transpose(ctx, [0, 2, 1, 3]), [b, t, d.hidden]);
-  h = add(h, p.linear(x, `${L}.self_attn.out_proj`, d.hidden, d.hidden));
+  h = add(h, dense(p, x, `${L}.self_attn.out_proj`, d.hidden, d.hidden, d));
   x = p.layerNorm(h, `${L}.layer_norm2`, d.hidden, d.eps);
-  x = p.linear(d.act(p.linear(x, `${L}.mlp.fc1`, d.hidden, d.inter)), `${L}.mlp.fc2`, d.inter, d.hidden);
+  x = dense(
+    p,
+    d.act(dense(p, x, `${L}.mlp.fc1`, d.hidden, d.inter, d)),
+    `${L}.mlp.fc2`,
+    d.inter,
+    d.hidden,
+    d,
+  );
   return add(h, x);
 }
 
@@ -142,21 +157,12 @@ export interface VisionOutputs {
   readonly embeds: Tensor;
 }
 
-/** pixels: [B, 3, S, S], already CLIP-normalised. */
-export function clipVision(
-  g: Graph,
-  pixels: Tensor,
-  config: ClipConfig,
-  weights: WeightSource,
-): VisionOutputs {
-  const c = config.vision_config;
-  const [b, ch, hgt, wid] = pixels.shape as [number, number, number, number];
-  if (pixels.shape.length !== 4 || ch !== 3 || hgt !== c.image_size || wid !== c.image_size) {
-    throw new GraphError(
-      `CLIP vision: pixels must be [B, 3, ${c.image_size}, ${c.image_size}], got [${pixels.shape}]`,
-    );
-  }
-  const p = paramsFor(g, weights);
+/**
+ * Patch and position embeddings of CLIP-normalised pixels [B, 3, S, S] (the caller has checked the
+ * shape): [B, 1 + patches, D], class token first, before pre_layrnorm.
+ */
+function visionEmbeddings(p: Params, pixels: Tensor, c: ClipConfig['vision_config']): Tensor {
+  const b = pixels.shape[0]!;
   const d = c.hidden_size;
   const P = c.patch_size;
   const G = c.image_size / P;
@@ -172,10 +178,45 @@ export function clipVision(
   const patchRows = transpose(reshape(pixels, [b, 3, G, P, G, P]), [0, 2, 4, 1, 3, 5]);
   const tokens = linear(reshape(patchRows, [b, np, 3 * P * P]), patchW);
   const cls = expand(reshape(p.get('vision_model.embeddings.class_embedding', [d]), [1, 1, d]), [b, 1, d]);
-  let h = add(
+  return add(
     concat([cls, tokens], 1),
     p.get('vision_model.embeddings.position_embedding.weight', [np + 1, d]),
   );
+}
+
+/** Checks that pixels are [B, 3, S, S] for this tower. */
+function checkPixels(pixels: Tensor, c: ClipConfig['vision_config']): void {
+  const [, ch, hgt, wid] = pixels.shape as [number, number, number, number];
+  if (pixels.shape.length !== 4 || ch !== 3 || hgt !== c.image_size || wid !== c.image_size) {
+    throw new GraphError(
+      `CLIP vision: pixels must be [B, 3, ${c.image_size}, ${c.image_size}], got [${pixels.shape}]`,
+    );
+  }
+}
+
+export interface ClipVisionOptions {
+  /**
+   * 'int8': the encoder layers' linear maps (q/k/v, out_proj, fc1, fc2: ~97% of the FLOPs) run as
+   * int8 GEMMs with weights quantised per output channel and activations per tensor at run time
+   * (ops/int8.ts). For inference only: grad() through them throws. @defaultValue 'fp32'
+   */
+  readonly precision?: 'fp32' | 'int8';
+}
+
+/** pixels: [B, 3, S, S], already CLIP-normalised. */
+export function clipVision(
+  g: Graph,
+  pixels: Tensor,
+  config: ClipConfig,
+  weights: WeightSource,
+  options: ClipVisionOptions = {},
+): VisionOutputs {
+  const precision = options.precision ?? 'fp32';
+  const c = config.vision_config;
+  checkPixels(pixels, c);
+  const p = paramsFor(g, weights);
+  const d = c.hidden_size;
+  let h = visionEmbeddings(p, pixels, c);
   h = p.layerNorm(h, 'vision_model.pre_layrnorm', d, c.layer_norm_eps);
   const enc = encoder(
     p,
@@ -188,6 +229,7 @@ export function clipVision(
       heads: c.num_attention_heads,
       eps: c.layer_norm_eps,
       act: activation(c.hidden_act),
+      linear: precision === 'int8' ? quantizedLinear : linear,
     },
     { poolRow: 0 },
   );
@@ -237,6 +279,7 @@ export function clipText(g: Graph, ids: Tensor, config: ClipConfig, weights: Wei
       heads: c.num_attention_heads,
       eps: c.layer_norm_eps,
       act: activation(c.hidden_act),
+      linear,
     },
     { mask: g.constant(mask, [t, t], { name: 'causal_mask' }) },
   ).hidden;

@@ -9,6 +9,7 @@ import type { ImageLimits } from '../../shared/image/decode.js';
 import { jobLimits } from '../../shared/jobs.js';
 import { type Logger, silentLogger } from '../../shared/logger.js';
 import { Classifier, type ClassifierOptions } from '../classify/classifier.js';
+import type { ImagePrecision } from '../classify/clip-encoders.js';
 import { ClipEmbedder } from '../generate/embed.js';
 import type { GenerateDeps } from '../generate/loop.js';
 import type { Device } from '../generate/presets.js';
@@ -31,6 +32,8 @@ export interface LoadModelsOptions {
   interOpThreads?: number;
   /** ORT pool threads spin while waiting for work (SessionOptions.allowSpinning). @defaultValue false */
   allowSpinning?: boolean;
+  /** Arithmetic of the classifier's image tower (ClipEncodersOptions.imagePrecision). @defaultValue 'fp32' */
+  imagePrecision?: ImagePrecision;
   /** Where label-set text embeddings are cached on disk; absent: memory only. @defaultValue undefined */
   labelCacheDir?: string;
   /** Images per image-tower session run. @defaultValue 16 */
@@ -56,6 +59,7 @@ export const DefaultLoadModelsOptions = {
   intraOpThreads: 0,
   interOpThreads: 0,
   allowSpinning: false,
+  imagePrecision: 'fp32',
   maxImageBatch: 16,
   batchWaitMs: 5,
   stepSessions: 2,
@@ -124,7 +128,12 @@ export async function loadModels(modelsDir: string, options: LoadModelsOptions =
     ...(o.labelCacheDir === undefined ? {} : { cacheDir: o.labelCacheDir }),
     ...(o.imageLimits === undefined ? {} : { imageLimits: o.imageLimits }),
     ...o.classifier,
-    encoders: { maxImageBatch: o.maxImageBatch, session: sessionOptions, ...o.classifier?.encoders },
+    encoders: {
+      maxImageBatch: o.maxImageBatch,
+      session: sessionOptions,
+      imagePrecision: o.imagePrecision,
+      ...o.classifier?.encoders,
+    },
   });
   let vqgan: { config: VqganConfig; weights: Weights } | undefined;
   try {

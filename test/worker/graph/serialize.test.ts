@@ -14,7 +14,8 @@ const DecodeRoot = protobuf.parse(
   message Tensor { repeated int64 dims = 1; int32 data_type = 2; string name = 8; bytes raw_data = 9; }
   message ValueInfo { string name = 1; }
   message Graph { repeated Node node = 1; repeated Tensor initializer = 5; repeated ValueInfo input = 11; repeated ValueInfo output = 12; }
-  message Model { int64 ir_version = 1; Graph graph = 7; }`,
+  message OpsetId { string domain = 1; int64 version = 2; }
+  message Model { int64 ir_version = 1; Graph graph = 7; repeated OpsetId opset_import = 8; }`,
   { keepCase: true },
 ).root;
 
@@ -214,5 +215,30 @@ describe('serialize', () => {
       expect(Math.abs(got[j]! - want), `y[${j}] = ${got[j]} vs ${want}`).toBeLessThanOrEqual(1e-5 * scale);
       expect(scale).toBeGreaterThan(1);
     }
+  });
+
+  it('imports the opset of each extension domain that a kept node uses, and refuses unknown domains', () => {
+    const Model = DecodeRoot.lookupType('check.Model');
+    const opsets = (bytes: Uint8Array) =>
+      (Model.toObject(Model.decode(bytes), { longs: Number, defaults: true }) as { opset_import: unknown[] })
+        .opset_import;
+    const g = new G.Graph();
+    const x = g.input('x', [2]);
+    const [q] = g.emit('QuickGelu', [x], {
+      domain: 'com.microsoft',
+      outputs: [{ shape: [2], dtype: 'float32' }],
+    });
+    const [odd] = g.emit('Thing', [x], {
+      domain: 'org.example',
+      outputs: [{ shape: [2], dtype: 'float32' }],
+    });
+    expect(opsets(G.serialize(g, { outputs: { y: G.exp(x) } }).bytes)).toEqual([{ domain: '', version: 18 }]);
+    expect(opsets(G.serialize(g, { outputs: { q: q! } }).bytes)).toEqual([
+      { domain: '', version: 18 },
+      { domain: 'com.microsoft', version: 1 },
+    ]);
+    expect(() => G.serialize(g, { outputs: { odd: odd! } })).toThrow(
+      /no opset version known for domain "org.example"/,
+    );
   });
 });
