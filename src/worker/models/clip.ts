@@ -113,19 +113,33 @@ interface EncoderResult {
   readonly pooledRow?: Tensor;
 }
 
+/** Row `pos[b]` of each batch item of x [B, T, ...rest] -> [B, ...rest], via one flat Gather. */
+function rowsAt(x: Tensor, pos: Tensor): Tensor {
+  const [b, t, ...rest] = x.shape as [number, number, ...number[]];
+  const g = x.graph;
+  const rowStart = g.constant(
+    BigInt64Array.from({ length: b }, (_, i) => BigInt(i * t)),
+    [b],
+    { name: 'row_start' },
+  );
+  const flat = g.emit('Add', [pos, rowStart], { outputs: [{ shape: [b], dtype: 'int64' }] })[0]!;
+  return gather(reshape(x, [b * t, ...rest]), flat, 0);
+}
+
 /**
  * Pre-LN transformer encoder of HF CLIPEncoder; `mask` is an additive [T, T] attention mask.
- * With `poolRow`, the last layer is also built for that one query row (keys and values still
- * come from every token): a pooled output then skips the last layer's out_proj and MLP for the
- * other rows (~6% of ViT-B/32's work). The full last layer stays in the graph for `hidden`, and
- * serialisation drops it when only the pooled row is fetched.
+ * With `poolRow` (one row for every item, or an int64 [B] tensor of one row per item), the last
+ * layer is also built for that query row alone (keys and values still come from every token): a
+ * pooled output then skips the last layer's out_proj and MLP for the other rows (~6% of a 12-layer
+ * tower's work). The full last layer stays in the graph for `hidden`, and serialisation drops it
+ * when only the pooled row is fetched.
  */
 function encoder(
   p: Params,
   h: Tensor,
   prefix: string,
   d: EncoderDims,
-  options: { mask?: Tensor; poolRow?: number } = {},
+  options: { mask?: Tensor; poolRow?: number | Tensor } = {},
 ): EncoderResult {
   const [b, t, D] = h.shape as [number, number, number];
   if (!Number.isInteger(D / d.heads))
@@ -135,7 +149,18 @@ function encoder(
   for (let i = 0; i < d.layers; i++) {
     const L = `${prefix}.layers.${i}`;
     const qkv = selfAttentionInputs(p, p.layerNorm(h, `${L}.layer_norm1`, D, d.eps), L, d);
-    if (i === d.layers - 1 && poolRow !== undefined) {
+    if (i === d.layers - 1 && typeof poolRow === 'object') {
+      const [q, k, v] = qkv;
+      const hd = D / d.heads;
+      // q [B, heads, T, hd] -> the pooled token's [B, heads, 1, hd]; its row of the mask -> [B, 1, 1, T].
+      const qRow = transpose(
+        reshape(rowsAt(transpose(q, [0, 2, 1, 3]), poolRow), [b, 1, d.heads, hd]),
+        [0, 2, 1, 3],
+      );
+      const maskRow = mask && reshape(gather(mask, poolRow, 0), [b, 1, 1, t]);
+      const row = layerTail(p, reshape(rowsAt(h, poolRow), [b, 1, D]), [qRow, k, v], L, d, maskRow);
+      pooledRow = reshape(row, [b, D]);
+    } else if (i === d.layers - 1 && typeof poolRow === 'number') {
       if (!Number.isInteger(poolRow) || poolRow < 0 || poolRow >= t)
         throw new GraphError(`CLIP: pooled row ${poolRow} is outside ${t} tokens`);
       const pick = (x: Tensor, axis: number) =>
@@ -265,10 +290,23 @@ export function clipText(g: Graph, ids: Tensor, config: ClipConfig, weights: Wei
   const posAll = p.get('text_model.embeddings.position_embedding.weight', [c.max_position_embeddings, d]);
   const pos =
     t === c.max_position_embeddings ? posAll : gather(posAll, g.int64s([...Array(t).keys()], 'pos_ids'), 0);
-  let h = add(tok, pos);
+  const h = add(tok, pos);
   const mask = new Float32Array(t * t);
   for (let i = 0; i < t; i++) for (let j = i + 1; j < t; j++) mask[i * t + j] = -1e9;
-  h = encoder(
+  // Position of the pooling token per row (it depends on the ids alone, so it is known before the
+  // encoder, whose last layer then runs for that row only).
+  const key =
+    c.eos_token_id === 2
+      ? cast(ids, 'float32')
+      : cast(
+          equal(ids, g.constant(new BigInt64Array([BigInt(c.eos_token_id)]), [], { name: 'eos_id' })),
+          'float32',
+        );
+  const poolAt = g.emit('ArgMax', [key], {
+    attrs: { axis: { type: 'int', value: 1 }, keepdims: { type: 'int', value: 0 } },
+    outputs: [{ shape: [b], dtype: 'int64' }],
+  })[0]!;
+  const enc = encoder(
     p,
     h,
     'text_model.encoder',
@@ -281,28 +319,11 @@ export function clipText(g: Graph, ids: Tensor, config: ClipConfig, weights: Wei
       act: activation(c.hidden_act),
       linear,
     },
-    { mask: g.constant(mask, [t, t], { name: 'causal_mask' }) },
-  ).hidden;
-  h = p.layerNorm(h, 'text_model.final_layer_norm', d, c.layer_norm_eps);
-  // Position of the pooling token per row, then a flat gather from [B*T, d].
-  const key =
-    c.eos_token_id === 2
-      ? cast(ids, 'float32')
-      : cast(
-          equal(ids, g.constant(new BigInt64Array([BigInt(c.eos_token_id)]), [], { name: 'eos_id' })),
-          'float32',
-        );
-  const pos1 = g.emit('ArgMax', [key], {
-    attrs: { axis: { type: 'int', value: 1 }, keepdims: { type: 'int', value: 0 } },
-    outputs: [{ shape: [b], dtype: 'int64' }],
-  })[0]!;
-  const rowStart = g.constant(
-    BigInt64Array.from({ length: b }, (_, i) => BigInt(i * t)),
-    [b],
-    { name: 'row_start' },
+    { mask: g.constant(mask, [t, t], { name: 'causal_mask' }), poolRow: poolAt },
   );
-  const flatIdx = g.emit('Add', [pos1, rowStart], { outputs: [{ shape: [b], dtype: 'int64' }] })[0]!;
-  const pooled = gather(reshape(h, [b * t, d]), flatIdx, 0);
+  if (!enc.pooledRow) throw new GraphError('CLIP text: internal error, no pooled row');
+  const lastHidden = p.layerNorm(enc.hidden, 'text_model.final_layer_norm', d, c.layer_norm_eps);
+  const pooled = p.layerNorm(enc.pooledRow, 'text_model.final_layer_norm', d, c.layer_norm_eps);
   const embeds = p.linear(pooled, 'text_projection', d, config.projection_dim, false);
-  return { lastHidden: h, pooled, embeds };
+  return { lastHidden, pooled, embeds };
 }

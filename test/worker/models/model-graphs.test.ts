@@ -3,6 +3,7 @@
 
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import protobuf from 'protobufjs';
 import { afterAll, describe, expect, it } from 'vitest';
 import { grad } from '../../../src/worker/graph/autodiff.js';
 import { Graph, type Tensor } from '../../../src/worker/graph/graph.js';
@@ -73,6 +74,25 @@ describe('CLIP graphs vs Hugging Face CLIPModel (tiny random weights)', () => {
     expect(relError(f32(res.hidden), io.get('text_last_hidden_state'))).toBeLessThan(1e-4);
     expect(relError(f32(res.pooled), io.get('text_pooled'))).toBeLessThan(1e-4);
     expect(relError(f32(res.embeds), io.get('text_embeds'))).toBeLessThan(1e-4);
+  });
+
+  it('text tower: embeddings alone run the last layer for the end-of-text rows only', () => {
+    const g = new Graph();
+    const out = clipText(g, g.input('ids', [3, 77], 'int64'), config, weights);
+    const Model = protobuf
+      .parse(
+        `syntax = "proto3"; message N { string op_type = 4; } message G { repeated N node = 1; } message M { G graph = 7; }`,
+        { keepCase: true },
+      )
+      .root.lookupType('M');
+    const matmuls = (outputs: Record<string, Tensor>) =>
+      (
+        Model.toObject(Model.decode(serialize(g, { outputs }).bytes)) as {
+          graph: { node: { op_type: string }[] };
+        }
+      ).graph.node.filter((n) => n.op_type === 'MatMul').length;
+    // The full-width last layer (q.k, p.v, out_proj, fc1, fc2) is only there for the hidden states.
+    expect(matmuls({ embeds: out.embeds, hidden: out.lastHidden }) - matmuls({ embeds: out.embeds })).toBe(5);
   });
 });
 
