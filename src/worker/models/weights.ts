@@ -228,6 +228,14 @@ function halfTable(): Float32Array {
   return t;
 }
 
+/** IEEE half bits to float32 values (checkpoint converters share the reader's table). */
+export function halfToFloat32(raw: Uint16Array): Float32Array {
+  const table = halfTable();
+  const out = new Float32Array(raw.length);
+  for (let i = 0; i < raw.length; i++) out[i] = table[raw[i]!]!;
+  return out;
+}
+
 const f32Scratch = new Float32Array(1);
 const u32Scratch = new Uint32Array(f32Scratch.buffer);
 /** float32 -> IEEE half, round to nearest even, overflow to infinity (as PyTorch's .half()). */
