@@ -221,7 +221,8 @@ export async function download(
 
   try {
     armStall();
-    const headers: Record<string, string> = {};
+    // Byte ranges and lengths must count the file's own bytes, not a compressed transfer of them.
+    const headers: Record<string, string> = { 'accept-encoding': 'identity' };
     if (have > 0) {
       headers.range = `bytes=${have}-`;
       if (meta?.validator) headers['if-range'] = meta.validator;
@@ -236,7 +237,13 @@ export async function download(
       if (total === undefined || total !== have) {
         await rm(part, { force: true });
         have = 0;
-        fetched = await request(url, {}, o.headers ?? {}, doFetch, controller.signal);
+        fetched = await request(
+          url,
+          { 'accept-encoding': 'identity' },
+          o.headers ?? {},
+          doFetch,
+          controller.signal,
+        );
         res = fetched.res;
       }
     }
@@ -266,7 +273,8 @@ export async function download(
     } else {
       // 200: the whole file, whether we asked for a range or not.
       const len = res.headers.get('content-length');
-      total = len && /^\d+$/.test(len) ? Number(len) : undefined;
+      const encoded = (res.headers.get('content-encoding') ?? 'identity') !== 'identity';
+      total = len && /^\d+$/.test(len) && !encoded ? Number(len) : undefined;
       have = 0;
     }
     total ??= fetched.linkedSize;

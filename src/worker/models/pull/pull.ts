@@ -156,7 +156,7 @@ async function lock(outDir: string): Promise<() => Promise<void>> {
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
       const pid = Number(await readFile(path, 'utf8').catch(() => ''));
-      if (Number.isInteger(pid) && pid > 0 && pid !== process.pid && isAlive(pid)) {
+      if (Number.isInteger(pid) && pid > 0 && isAlive(pid)) {
         throw new PullError(
           'busy',
           `another models pull (pid ${pid}) is writing ${outDir}; wait for it to finish`,

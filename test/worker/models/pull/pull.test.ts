@@ -1,9 +1,9 @@
 // `models pull` against local HTTP servers that answer as Hugging Face (resolve -> 302 -> CDN on another
 // origin, X-Linked-Size / X-Linked-Etag) and heibox (?p=...&dl=1 -> 302) do, serving a tiny random CLIP
 // folder and the taming-style checkpoint fixture.
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -12,7 +12,7 @@ import { promisify } from 'node:util';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { checkModelFolder } from '../../../../src/worker/models/check.js';
 import { loadModelConfig, tinyVqganConfig } from '../../../../src/worker/models/config.js';
-import { DownloadError } from '../../../../src/worker/models/pull/download.js';
+import { DownloadError, download } from '../../../../src/worker/models/pull/download.js';
 import { PickleError } from '../../../../src/worker/models/pull/pickle.js';
 import {
   PullError,
@@ -21,6 +21,7 @@ import {
   pullVqgan,
   type VqganSource,
   vqganConfigFromTamingYaml,
+  withPullLock,
 } from '../../../../src/worker/models/pull/pull.js';
 import { writeRandomModels, writeRandomVqgan } from '../../../../src/worker/models/random.js';
 import { Weights } from '../../../../src/worker/models/weights.js';
@@ -375,5 +376,61 @@ describe('vqganConfigFromTamingYaml', () => {
       vqganConfigFromTamingYaml(yaml.replace('taming.models.vqgan.VQModel', 'taming.models.vqgan.GumbelVQ')),
     ).toThrow(/only taming\.models\.vqgan\.VQModel/);
     expect(() => vqganConfigFromTamingYaml('model: [1')).toThrow(/not valid YAML/);
+  });
+});
+
+describe('download', () => {
+  const body = Buffer.from('0123456789'.repeat(1000));
+  const url = () => `${cdn.url}/file.bin`;
+
+  it('finishes from a complete .part (416) and restarts when the file changed (If-Range)', async () => {
+    cdn.routes.set('/file.bin', { body });
+    const dest = join(work, 'file.bin');
+    writeFileSync(`${dest}.part`, body);
+    writeFileSync(`${dest}.part.json`, JSON.stringify({ url: url(), total: body.length }));
+    const done = await download(url(), dest, { progressIntervalMs: 0 });
+    expect(done).toMatchObject({ bytes: body.length, resumedFrom: body.length, sha256: sha256(body) });
+    expect(cdn.seen.at(-1)!.status).toBe(416);
+
+    // A part from an older version of the file: the server's ETag differs, so it sends everything.
+    writeFileSync(`${dest}.part`, Buffer.from('stale bytes'));
+    writeFileSync(`${dest}.part.json`, JSON.stringify({ url: url(), validator: '"old"' }));
+    rmSync(dest);
+    const again = await download(url(), dest);
+    expect(again.resumedFrom).toBe(0);
+    expect(cdn.seen.at(-1)).toMatchObject({ range: 'bytes=11-', ifRange: '"old"', status: 200 });
+    expect(readFileSync(dest).equals(body)).toBe(true);
+  });
+
+  it('checks the announced size, and says when it cannot write', async () => {
+    cdn.routes.set('/file.bin', { body, headers: { 'x-linked-size': String(body.length + 1) } });
+    await expect(download(url(), join(work, 'a.bin'))).rejects.toThrow(
+      `the server offers ${body.length} bytes, expected ${body.length + 1}`,
+    );
+    cdn.routes.set('/file.bin', { body });
+    await expect(download(url(), join(work, 'a.bin'), { size: 5 })).rejects.toMatchObject({
+      code: 'size_mismatch',
+    });
+    const err = await download(url(), join(work, 'no', 'such', 'dir', 'a.bin')).catch((e: unknown) => e);
+    expect(err).toMatchObject({ code: 'disk' });
+    expect((err as Error).message).toMatch(/^cannot write .*a\.bin/);
+  });
+
+  it('lets one pull at a time write a folder', async () => {
+    await withPullLock(work, async () => {
+      await expect(withPullLock(work, async () => 1)).rejects.toMatchObject({ code: 'busy' });
+    });
+    // The lock went with its holder; a lock left by a live process is honoured, a dead one's is not.
+    expect(existsSync(join(work, '.partial'))).toBe(false);
+    const sleeper = spawn(process.execPath, ['-e', 'setTimeout(() => {}, 10000)']);
+    try {
+      mkdirSync(join(work, '.partial'));
+      writeFileSync(join(work, '.partial', 'lock'), String(sleeper.pid));
+      await expect(withPullLock(work, async () => 1)).rejects.toThrow(/another models pull \(pid \d+\)/);
+    } finally {
+      sleeper.kill();
+      await new Promise((resolve) => sleeper.once('exit', resolve));
+    }
+    await expect(withPullLock(work, async () => 2)).resolves.toBe(2);
   });
 });
