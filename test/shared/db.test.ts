@@ -287,8 +287,9 @@ describe('approximate search through the HNSW index', () => {
 
   beforeAll(async () => {
     // Random vectors are the hard case for HNSW (no clusters to follow). exactMaxRows is lowered so
-    // that the 2,500-image channel takes the index, as a channel over 2,000 would by default.
-    ann = await openDatabase({}, { embeddingDim: dim, search: { exactMaxRows: 100 } });
+    // that the 2,500-image channel takes the index, as a channel over 2,000 would by default; and
+    // ef_search too: on a table this small, the planner prices ef_search 100 above a full sort.
+    ann = await openDatabase({}, { embeddingDim: dim, search: { exactMaxRows: 100, efSearch: 40 } });
     const r = mulberry32(99);
     const vectors = Array.from({ length: 3000 }, () => `[${Array.from(randomArray(r, dim)).join(',')}]`);
     await ann.driver.query(

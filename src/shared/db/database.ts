@@ -97,8 +97,10 @@ export interface SearchOptions {
    */
   exactMaxRows?: number;
   /**
-   * Candidates kept by an HNSW search (`hnsw.ef_search`): recall against speed.
-   * @defaultValue 40
+   * Candidates kept by an HNSW search (`hnsw.ef_search`): recall against speed. pgvector's default
+   * is 40; 100 measured recall@10 0.89 instead of 0.83 on clustered 512-d rows at 100k, with p50 still
+   * well under 50 ms in PGlite (bench/README.md).
+   * @defaultValue 100
    */
   efSearch?: number;
   /**
@@ -111,7 +113,7 @@ export interface SearchOptions {
 
 export const DefaultSearchOptions = {
   exactMaxRows: 2000,
-  efSearch: 40,
+  efSearch: 100,
   indexBuildMemory: '512MB',
 } as const satisfies Required<SearchOptions>;
 
