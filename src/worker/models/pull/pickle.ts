@@ -162,7 +162,12 @@ const CALLABLES: Readonly<Record<string, Call>> = {
     }
     return Uint8Array.from(text, (c) => c.charCodeAt(0) & 0xff);
   },
-  'builtins.set': (args) => [...((args[0] as PickleValue[] | undefined) ?? [])],
+  'builtins.set': (args, where) => {
+    const [items] = args;
+    if (items !== undefined && !Array.isArray(items))
+      throw new PickleError('malformed', `${where}: set of a non-list`);
+    return [...(items ?? [])];
+  },
 };
 
 /**

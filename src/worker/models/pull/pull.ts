@@ -400,8 +400,34 @@ export async function pullVqgan(source: VqganSource, options: PullOptions): Prom
   const stage = join(o.outDir, STAGE, 'vqgan');
   await rm(stage, { recursive: true, force: true });
   await mkdir(stage, { recursive: true });
-  const ckpt = TorchCheckpoint.open(ckptPath);
   let skipped: string[];
+  try {
+    skipped = convertCheckpoint(ckptPath, config, stage, source, o.dtype, log);
+  } catch (err) {
+    // A download that cannot be converted is no use to a rerun: fetch it afresh next time.
+    await rm(downloads, { recursive: true, force: true });
+    await rm(stage, { recursive: true, force: true });
+    log(`vqgan: removed the downloaded files in ${downloads}`);
+    throw err;
+  }
+  await writeFile(join(stage, 'config.json'), `${JSON.stringify(config, null, 2)}\n`);
+  const check = await verify(stage, 'vqgan');
+  const target = join(o.outDir, 'vqgan');
+  await install(stage, target, join(o.outDir, STAGE, 'vqgan.old'));
+  if (!o.keepDownloads) await rm(downloads, { recursive: true, force: true });
+  return { dir: target, parameters: check.expectedParameters, skipped };
+}
+
+/** Writes `stage/model.safetensors` from the checkpoint's state_dict; returns the names it left out. */
+function convertCheckpoint(
+  ckptPath: string,
+  config: VqganConfig,
+  stage: string,
+  source: VqganSource,
+  dtype: WritableDType,
+  log: (line: string) => void,
+): string[] {
+  const ckpt = TorchCheckpoint.open(ckptPath);
   try {
     const root = ckpt.root;
     const sd = ckpt.stateDict();
@@ -425,7 +451,7 @@ export async function pullVqgan(source: VqganSource, options: PullOptions): Prom
             .join('\n'),
       );
     }
-    skipped = [...sd.keys()].filter((k) => !wanted.has(k));
+    const skipped = [...sd.keys()].filter((k) => !wanted.has(k));
     const loss = skipped.filter((k) => k.startsWith('loss.')).length;
     const other = skipped.filter((k) => !k.startsWith('loss.'));
     const step = root instanceof PyDict ? root.get('global_step') : undefined;
@@ -438,15 +464,10 @@ export async function pullVqgan(source: VqganSource, options: PullOptions): Prom
       join(stage, 'model.safetensors'),
       shapes.map(([name, shape]) => ({ name, shape })),
       (spec) => ckpt.readFloat32(spec.name, sd.get(spec.name)!),
-      { dtype: o.dtype, metadata: { format: 'pt', source: source.checkpointUrl } },
+      { dtype, metadata: { format: 'pt', source: source.checkpointUrl } },
     );
+    return skipped;
   } finally {
     ckpt.close();
   }
-  await writeFile(join(stage, 'config.json'), `${JSON.stringify(config, null, 2)}\n`);
-  const check = await verify(stage, 'vqgan');
-  const target = join(o.outDir, 'vqgan');
-  await install(stage, target, join(o.outDir, STAGE, 'vqgan.old'));
-  if (!o.keepDownloads) await rm(downloads, { recursive: true, force: true });
-  return { dir: target, parameters: check.expectedParameters, skipped };
 }

@@ -353,6 +353,9 @@ describe('pullVqgan', () => {
     expect((err as PickleError).code).toBe('forbidden_global');
     expect((err as Error).message).toMatch(/asks for posix\.system/);
     expect(readFileSync(join(work, 'vqgan', 'model.safetensors')).equals(before)).toBe(true);
+    // Nothing of it is kept for a rerun, and no lock or staging folder is left behind.
+    expect(existsSync(join(work, '.partial', 'vqgan-download'))).toBe(false);
+    expect(existsSync(join(work, '.partial', 'vqgan'))).toBe(false);
   });
 
   it('checks the checkpoint against model.yaml before writing anything', async () => {
