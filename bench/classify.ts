@@ -1,19 +1,33 @@
 // CLIP classification benchmark on CPU with full-size random weights (ViT-B/32 shapes, written by
 // the project's random-model writer): image preprocessing, image encode latency at batch 1 and
-// throughput at batch 16, text encode latency, and the time to embed 1000 labels x 80 templates.
+// throughput at batch 16, the int8 image tower against fp32 (interleaved: time ratios, cosine of
+// embeddings, zero-shot top-1 agreement), text encode latency, and the time to embed 1000 labels x
+// 80 templates.
 import { mkdtempSync, rmSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { encodeJpeg } from '../src/shared/image/encode.js';
 import { Classifier } from '../src/worker/classify/classifier.js';
+import { ClipEncoders, type ImagePrecision } from '../src/worker/classify/clip-encoders.js';
 import { fillTemplate } from '../src/worker/classify/label-embeddings.js';
 import { preprocessImage, preprocessImages } from '../src/worker/classify/preprocess.js';
 import { DEFAULT_LABELS, IMAGENET_CLASSES, IMAGENET_TEMPLATES } from '../src/worker/classify/vocabulary.js';
+import { normalizeRows } from '../src/worker/classify/zero-shot.js';
 import { clipVitB32Config } from '../src/worker/models/config.js';
 import { fullSizeTokenizerJson, writeRandomClip } from '../src/worker/models/random.js';
-import { type BenchModule, type BenchResult, measure, mulberry32, type Row, type Timing } from './lib.js';
+import type { SessionOptions } from '../src/worker/onnx/session.js';
+import {
+  type BenchModule,
+  type BenchResult,
+  measure,
+  mulberry32,
+  percentile,
+  type Row,
+  type Table,
+  type Timing,
+} from './lib.js';
 
-const DEFAULTS = { threads: 2, reps: 15, warmup: 2, sample: 1024, batch: 16 };
+const DEFAULTS = { threads: 2, reps: 15, warmup: 2, sample: 1024, batch: 16, compare: 16 };
 
 interface Options {
   threads: number;
@@ -22,15 +36,24 @@ interface Options {
   /** Prompts encoded to extrapolate the 1000 x 80 label set; 0 runs all 80,000. */
   sample: number;
   batch: number;
+  /** Images for the int8-vs-fp32 accuracy check; 0 skips the comparison. */
+  compare: number;
+  /** Image tower arithmetic of the main table. */
+  precision: ImagePrecision;
+  /** ORT pool threads spin between ops (SessionOptions.allowSpinning). */
+  spin: boolean;
   /** Use this CLIP folder instead of writing a random one. */
   model: string | undefined;
 }
 
 function parseArgs(args: readonly string[]): Options {
-  const o: Options = { ...DEFAULTS, model: undefined };
+  const o: Options = { ...DEFAULTS, precision: 'fp32', spin: false, model: undefined };
   for (const a of args) {
-    const m = /^--(threads|reps|warmup|sample|batch)=(\d+)$/.exec(a);
-    if (m) o[m[1] as 'threads' | 'reps' | 'warmup' | 'sample' | 'batch'] = Number(m[2]);
+    const m = /^--(threads|reps|warmup|sample|batch|compare)=(\d+)$/.exec(a);
+    if (m) o[m[1] as 'threads' | 'reps' | 'warmup' | 'sample' | 'batch' | 'compare'] = Number(m[2]);
+    const p = /^--precision=(fp32|int8)$/.exec(a);
+    if (p) o.precision = p[1] as ImagePrecision;
+    if (a === '--spin') o.spin = true;
     const d = /^--model=(.+)$/.exec(a);
     if (d) o.model = d[1];
   }
@@ -80,12 +103,14 @@ async function run(args: readonly string[]): Promise<BenchResult> {
     );
     setup.push({ name: 'write random ViT-B/32 folder', cells: { ms: writeMs } });
   }
-  const session = { intraOpThreads: o.threads, interOpThreads: 1 };
+  const session = { intraOpThreads: o.threads, interOpThreads: 1, allowSpinning: o.spin };
   const loadStart = loadavg()[0]!;
   try {
     const [clf, loadMs] = await timeOnce(() =>
       // Enough sessions per tower that the label-set sample never evicts one it needs again.
-      Classifier.load(dir!, { encoders: { maxImageBatch: o.batch, maxSessionsPerTower: 8, session } }),
+      Classifier.load(dir!, {
+        encoders: { maxImageBatch: o.batch, maxSessionsPerTower: 8, session, imagePrecision: o.precision },
+      }),
     );
     setup.push({ name: 'load (config, tokenizer, sha256 of weights)', cells: { ms: loadMs } });
     const enc = clf.encoders;
@@ -111,6 +136,12 @@ async function run(args: readonly string[]): Promise<BenchResult> {
       name: `image encode, batch ${o.batch}`,
       cells: { ...ms(imgB), images_per_s: (1000 * o.batch) / imgB.medianMs },
     });
+    const tables: Table[] = [];
+    if (o.compare > 0) {
+      const cmp = await comparePrecisions(clf, jpegs, o, session);
+      tables.push({ title: 'image tower int8 vs fp32 (interleaved; ratios per round)', rows: cmp.rows });
+      notes.push(...cmp.notes);
+    }
 
     // --- Text
     const [, buildT] = await timeOnce(() => enc.encodeTexts(['a photo of a cat.']));
@@ -185,7 +216,11 @@ async function run(args: readonly string[]): Promise<BenchResult> {
     return {
       tables: [
         { title: 'setup (one-off)', rows: setup },
-        { title: `CLIP ViT-B/32 random weights, CPU, ${o.threads} threads`, rows },
+        {
+          title: `CLIP ViT-B/32 random weights, CPU, ${o.threads} threads, image tower ${o.precision}${o.spin ? ', spinning' : ''}`,
+          rows,
+        },
+        ...tables,
       ],
       notes,
       details: { options: o, meanPromptTokens: meanLen, loadAverage: [loadStart, loadavg()[0]], setup, rows },
@@ -193,6 +228,112 @@ async function run(args: readonly string[]): Promise<BenchResult> {
   } finally {
     if (tmp) rmSync(tmp, { recursive: true, force: true });
   }
+}
+
+/** Process CPU time (all threads) of one call, with its wall time. */
+async function timed(fn: () => Promise<unknown>): Promise<{ wallMs: number; cpuMs: number }> {
+  const c0 = process.cpuUsage();
+  const t0 = performance.now();
+  await fn();
+  const c = process.cpuUsage(c0);
+  return { wallMs: performance.now() - t0, cpuMs: (c.user + c.system) / 1000 };
+}
+
+const median = (xs: readonly number[]): number =>
+  percentile(
+    [...xs].sort((a, b) => a - b),
+    50,
+  );
+
+/**
+ * The int8 image tower against fp32 on the same weights: latency at batch 1 and throughput at the
+ * main batch, run round-robin so both see the same load, with per-round ratios of wall time and of
+ * process CPU time (CPU time barely moves with other processes' load when threads do not spin); then
+ * accuracy: cosine of the embeddings and zero-shot top-1 agreement over 1000 ImageNet labels.
+ */
+async function comparePrecisions(
+  clf: Classifier,
+  jpegs: readonly Uint8Array[],
+  o: Options,
+  session: SessionOptions,
+): Promise<{ rows: Row[]; notes: string[] }> {
+  const m = clf.model;
+  const make = (imagePrecision: ImagePrecision) =>
+    new ClipEncoders(m.config, m.weights, m.tokenizer, { maxImageBatch: o.batch, session, imagePrecision });
+  const fp32 = make('fp32');
+  const int8 = make('int8');
+  const rows: Row[] = [];
+  const notes: string[] = [];
+  try {
+    const S = fp32.imageSize;
+    const pixels = await preprocessImages(jpegs, { size: S });
+    const one = pixels.subarray(0, 3 * S * S);
+    for (const [n, px] of [
+      [1, one],
+      [o.batch, pixels],
+    ] as const) {
+      const runs = n === 1 ? 2 * o.reps : Math.max(5, Math.ceil(o.reps / 2));
+      for (let i = 0; i < o.warmup; i++) for (const e of [fp32, int8]) await e.encodeImages(px, n);
+      const t: { wallMs: number; cpuMs: number }[][] = [[], []];
+      for (let r = 0; r < runs; r++) {
+        for (const [k, e] of [fp32, int8].entries()) t[k]!.push(await timed(() => e.encodeImages(px, n)));
+      }
+      const [a, b] = t as [(typeof t)[0], (typeof t)[0]];
+      rows.push({
+        name: `batch ${n}`,
+        cells: {
+          fp32_p50_ms: median(a.map((x) => x.wallMs)),
+          int8_p50_ms: median(b.map((x) => x.wallMs)),
+          int8_images_per_s: (1000 * n) / median(b.map((x) => x.wallMs)),
+          wall_ratio: median(a.map((x, i) => b[i]!.wallMs / x.wallMs)),
+          cpu_ratio: median(a.map((x, i) => b[i]!.cpuMs / x.cpuMs)),
+          reps: runs,
+        },
+      });
+    }
+    // Accuracy on more images than the timing batch: seeded photos, 1000 labels with one template.
+    const photos = await Promise.all(Array.from({ length: o.compare }, (_, i) => photo(320, 240, 100 + i)));
+    const px = await preprocessImages(photos, { size: S });
+    const dim = fp32.dim;
+    const ea = normalizeRows(await fp32.encodeImages(px, o.compare), dim);
+    const eb = normalizeRows(await int8.encodeImages(px, o.compare), dim);
+    const text = normalizeRows(
+      await fp32.encodeTexts(IMAGENET_CLASSES.map((l) => fillTemplate('a photo of a {}.', l))),
+      dim,
+    );
+    const top1 = (e: Float32Array, r: number) => {
+      let best = -1;
+      let score = Number.NEGATIVE_INFINITY;
+      for (let j = 0; j < IMAGENET_CLASSES.length; j++) {
+        let s = 0;
+        for (let i = 0; i < dim; i++) s += e[r * dim + i]! * text[j * dim + i]!;
+        if (s > score) [best, score] = [j, s];
+      }
+      return best;
+    };
+    let minCos = 1;
+    let agree = 0;
+    const labels = new Set<number>();
+    for (let r = 0; r < o.compare; r++) {
+      let c = 0;
+      for (let i = 0; i < dim; i++) c += ea[r * dim + i]! * eb[r * dim + i]!;
+      minCos = Math.min(minCos, c);
+      const l = top1(ea, r);
+      labels.add(l);
+      if (l === top1(eb, r)) agree++;
+    }
+    rows.push({
+      name: `accuracy, ${o.compare} images x ${IMAGENET_CLASSES.length} labels`,
+      cells: { min_cosine: minCos.toFixed(5), top1_agreement: `${agree}/${o.compare}` },
+    });
+    notes.push(
+      `int8 vs fp32: ${labels.size} distinct fp32 top-1 labels over ${o.compare} images (random weights ` +
+        'give few distinct answers, so top-1 agreement is a weak check; the cosine is the stronger one)',
+    );
+  } finally {
+    await Promise.all([fp32.release(), int8.release()]);
+  }
+  return { rows, notes };
 }
 
 function shuffle<T>(xs: readonly T[], rand: () => number): T[] {

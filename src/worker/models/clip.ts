@@ -221,7 +221,7 @@ function checkPixels(pixels: Tensor, c: ClipConfig['vision_config']): void {
 
 export interface ClipVisionOptions {
   /**
-   * 'int8': the encoder layers' linear maps (q/k/v, out_proj, fc1, fc2: ~97% of the FLOPs) run as
+   * 'int8': the encoder layers' linear maps (q/k/v, out_proj, fc1, fc2: ~96% of the FLOPs) run as
    * int8 GEMMs with weights quantised per output channel and activations per tensor at run time
    * (ops/int8.ts). For inference only: grad() through them throws. @defaultValue 'fp32'
    */
