@@ -2,7 +2,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type ChannelScope, Database, migrate, openDatabase } from '../../src/shared/db/index.js';
+import { type ChannelScope, Database, migrate, migrations, openDatabase } from '../../src/shared/db/index.js';
 import { mulberry32, randomArray } from '../helpers/random.js';
 
 const DIM = 8;
@@ -39,6 +39,9 @@ async function hnswScans(on: Database = db): Promise<number> {
   );
   return Number(row?.n ?? 0);
 }
+
+const STORAGE_SQL =
+  "SELECT attstorage AS s FROM pg_attribute WHERE attrelid = 'images'::regclass AND attname = 'embedding'";
 
 let hashCounter = 0;
 async function addImage(scope: ChannelScope, embedding: Float32Array, message = 'm') {
@@ -90,6 +93,36 @@ describe('migrations', () => {
       expect((await second.getGeneration(id))?.prompt).toBe('kept');
       expect(await second.countImages()).toBe(0);
       await second.close();
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+  it('bring a database made by an older release up to date, keeping its images searchable', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'vqclip-db-'));
+    try {
+      // The release before migration 5: embeddings TOASTed out of line.
+      const old = await openDatabase({ dataDir: dir });
+      expect(
+        (await migrate(old.driver, { embeddingDim: DIM, list: migrations.slice(0, 4) })).applied,
+      ).toEqual([4]);
+      expect((await old.driver.query<{ s: string }>(STORAGE_SQL))[0]?.s).not.toBe('p');
+      await old.close();
+      const reopened = await openDatabase({ dataDir: dir }, { embeddingDim: DIM });
+      expect((await reopened.driver.query<{ s: string }>(STORAGE_SQL))[0]?.s).toBe('p');
+      const rows = await reopened.driver.query<{ id: number }>(
+        'SELECT id FROM schema_migrations ORDER BY id',
+      );
+      expect(rows.map((r) => r.id)).toEqual(migrations.map((m) => m.id));
+      const e = randomArray(rand, DIM);
+      const { imageId } = await reopened.upsertImage({
+        ...here,
+        message: 'm',
+        file: 'f',
+        contentHash: 'x',
+        embedding: e,
+      });
+      expect((await reopened.searchImages({ ...here, embedding: e, k: 1 }))[0]?.imageId).toBe(imageId);
+      await reopened.close();
     } finally {
       await rm(dir, { recursive: true, force: true });
     }
