@@ -7,8 +7,9 @@ import { fmtShape, GraphError, type Tensor } from '../graph.js';
 /**
  * Largest quantised weight. 7 bits, not 8: x86 CPUs without VNNI (AVX2, the CPUs this runs on) multiply
  * uint8 activations by int8 weights with VPMADDUBSW, which adds two products into a saturating int16;
- * 255 * 127 * 2 overflows it (a 19% error on random 48-wide rows in test/worker/graph/int8.test.ts),
- * 255 * 63 * 2 never does. ORT's quantisation tool calls this `reduce_range`.
+ * 255 * 127 * 2 overflows it (19% error on a random 48-wide layer in test/worker/graph/int8.test.ts,
+ * against 1.5-2.5% with 7 bits), 255 * 63 * 2 never does. ORT's quantisation tool calls this
+ * `reduce_range`.
  */
 export const INT8_WEIGHT_MAX = 63;
 
