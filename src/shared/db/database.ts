@@ -354,10 +354,10 @@ export class Database {
     );
     if (Number(row?.n ?? 0) < minRows) return false;
     // CONCURRENTLY keeps inserts flowing on a shared Postgres; PGlite has a single session anyway.
-    // CONCURRENTLY cannot run in a transaction block, hence a session SET and a RESET afterwards.
     const concurrently = this.#sql.kind === 'postgres' ? 'CONCURRENTLY ' : '';
     const create = `CREATE INDEX ${concurrently}IF NOT EXISTS ${HNSW_INDEX} ON images USING hnsw (embedding vector_cosine_ops)`;
     if (this.#sql.kind === 'pglite') {
+      // Its one session: a session SET reaches the build, and RESET puts the default back.
       await this.#sql.exec(`SET maintenance_work_mem = '${this.#search.indexBuildMemory}'`);
       try {
         await this.#sql.exec(create);
@@ -368,8 +368,9 @@ export class Database {
       // and the visibility map lets it count a channel from the btree alone.
       await this.#sql.exec('VACUUM ANALYZE images');
     } else {
-      // A pooled Postgres: SET on one pooled client would not reach the client that builds, so the
-      // build uses the server's maintenance_work_mem (set it in postgresql.conf for large tables).
+      // A pooled Postgres: a SET on one pooled client may not reach the one that builds, and
+      // CONCURRENTLY refuses a transaction block (SET LOCAL), so the server's maintenance_work_mem
+      // applies: raise it in postgresql.conf before indexing a large table.
       await this.#sql.exec(create);
     }
     return true;
