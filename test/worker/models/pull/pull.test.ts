@@ -124,7 +124,8 @@ class FakeServer {
     if (route.cutAfter !== undefined) {
       const cut = route.cutAfter;
       delete route.cutAfter; // only the first time
-      res.write(route.body.subarray(0, cut), () => res.destroy());
+      // FIN after the bytes (not a reset, which may discard what the client has not read yet).
+      res.write(route.body.subarray(0, cut), () => res.socket?.end());
       return;
     }
     res.end(route.body);
@@ -265,8 +266,10 @@ describe('pullClip', () => {
     expect((err as DownloadError).code).toBe('network');
     expect((err as Error).message).toMatch(/run the same command again to resume/);
     expect(existsSync(join(work, 'clip'))).toBe(false);
-    const part = join(work, '.partial', 'clip', 'model.safetensors.part');
-    expect(statSync(part).size).toBe(half);
+    // What reached the disk: at most what was sent (a stream that errors drops chunks not yet read).
+    const kept = statSync(join(work, '.partial', 'clip', 'model.safetensors.part')).size;
+    expect(kept).toBeGreaterThan(0);
+    expect(kept).toBeLessThanOrEqual(half);
 
     const seenBefore = hf.seen.length;
     const r = await pullClip(REPO, options(work));
@@ -274,7 +277,7 @@ describe('pullClip', () => {
     // The small files were not fetched again; the weights continued from where they stopped.
     expect(hf.seen.slice(seenBefore).map((s) => s.path)).toEqual([`/${REPO}/resolve/main/model.safetensors`]);
     const resumed = cdn.seen.at(-1)!;
-    expect(resumed.range).toBe(`bytes=${half}-`);
+    expect(resumed.range).toBe(`bytes=${kept}-`);
     expect(resumed.ifRange).toMatch(/^"[0-9a-f]{40}"$/);
     expect(resumed.status).toBe(206);
     expect(readFileSync(join(work, 'clip', 'model.safetensors')).equals(weights)).toBe(true);
@@ -336,10 +339,12 @@ describe('pullVqgan', () => {
   it('converts the checkpoint after a restart from a server that ignores Range', async () => {
     const ckpt = readFileSync(join(FIXTURES, 'last.ckpt'));
     const vq = serveVqgan(ckpt, { cutAfter: 100_000, noRanges: true });
-    await expect(pullVqgan(vq, options(work))).rejects.toThrow(/connection broke after 100000 of \d+ bytes/);
+    await expect(pullVqgan(vq, options(work))).rejects.toThrow(/connection broke after \d+ of \d+ bytes/);
+    const kept = statSync(join(work, '.partial', 'vqgan-download', 'last.ckpt.part')).size;
+    expect(kept).toBeGreaterThan(0);
     const r = await pullVqgan(vq, options(work));
     expect(r.skipped.filter((k) => k.startsWith('loss.'))).toHaveLength(6);
-    expect(cdn.seen.at(-1)).toMatchObject({ range: 'bytes=100000-', status: 200 });
+    expect(cdn.seen.at(-1)).toMatchObject({ range: `bytes=${kept}-`, status: 200 });
     expectVqganEqualsFixture(join(work, 'vqgan'));
     expect(existsSync(join(work, '.partial', 'vqgan-download'))).toBe(false);
   });
