@@ -244,7 +244,15 @@ export function where(cond: Tensor, aIn: TensorLike, bIn: TensorLike): Tensor {
 
 /** Cast between dtypes; a cast to float32 from float32 passes the gradient, others carry none. */
 export function cast(x: Tensor, to: DType): Tensor {
-  const codes: Record<DType, number> = { float32: 1, uint8: 2, int8: 3, int32: 6, int64: 7, bool: 9, float16: 10 };
+  const codes: Record<DType, number> = {
+    float32: 1,
+    uint8: 2,
+    int8: 3,
+    int32: 6,
+    int64: 7,
+    bool: 9,
+    float16: 10,
+  };
   return x.graph.emit('Cast', [x], {
     attrs: { to: { type: 'int', value: codes[to] } },
     outputs: [{ shape: x.shape, dtype: to }],
