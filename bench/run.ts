@@ -6,6 +6,7 @@ import { cpus } from 'node:os';
 import { join } from 'node:path';
 import { classifyBench } from './classify.js';
 import { comparePytorchBench } from './compare-pytorch.js';
+import { dbInsertBench } from './db-insert.js';
 import { generateBench } from './generate.js';
 import { graphBench } from './graph.js';
 import { type BenchModule, formatTable } from './lib.js';
@@ -17,6 +18,7 @@ const MODULES: readonly BenchModule[] = [
   classifyBench,
   generateBench,
   pipelineBench,
+  dbInsertBench,
   comparePytorchBench,
   winogradBench,
 ];

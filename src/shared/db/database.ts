@@ -1,8 +1,18 @@
 // The project's durable records: generation history, indexed chat images with their CLIP embeddings
 // (searched by cosine within one channel, never across), and per-channel indexing state.
+import { randomUUID } from 'node:crypto';
 import { BadInputError, EmbeddingDimensionError, InternalError } from '../errors.js';
 import type { Platform } from '../jobs.js';
-import { ITERATIVE_SCAN_LOCAL_SQL, type SqlDriver, supportsIterativeScan } from './driver.js';
+import type { Logger } from '../logger.js';
+import { ITERATIVE_SCAN_LOCAL_SQL, type SqlClient, type SqlDriver, supportsIterativeScan } from './driver.js';
+import {
+  createVectorIndexSql,
+  HNSW_INDEX,
+  statisticsStale,
+  type VectorIndexOutcome,
+  type VectorIndexState,
+  vectorIndexState,
+} from './vector-index.js';
 
 export type GenerationStatus = 'queued' | 'running' | 'completed' | 'failed' | 'cancelled';
 
@@ -117,7 +127,26 @@ export const DefaultSearchOptions = {
   indexBuildMemory: '512MB',
 } as const satisfies Required<SearchOptions>;
 
-const HNSW_INDEX = 'images_embedding_hnsw';
+/**
+ * What opening a database does about a missing HNSW index (`Database.prepareVectorIndex`).
+ */
+export interface VectorIndexOptions {
+  /**
+   * A missing index is built at open when the table holds at most this many images; a larger table
+   * is left to `vqclip db index` with a warning (PGlite: a build blocks its one connection for
+   * minutes), or built concurrently in the background on Postgres. -1: never build at open.
+   * @defaultValue 5000
+   */
+  autoBuildMaxRows?: number;
+  logger?: Logger;
+}
+
+export const DefaultVectorIndexOptions = {
+  autoBuildMaxRows: 5000,
+} as const satisfies Omit<Required<VectorIndexOptions>, 'logger'>;
+
+/** How often a PGlite search over a large channel checks that the planner's statistics are fresh. */
+const STATISTICS_CHECK_MS = 60_000;
 
 /** A channel seen above exactMaxRows is trusted to stay there this long before it is counted again. */
 const LARGE_CHANNEL_TTL_MS = 60_000;
@@ -129,6 +158,11 @@ export class Database {
   readonly #search: Required<SearchOptions>;
   /** Channel key -> when it was last counted above exactMaxRows (counting a large one costs ms). */
   readonly #largeChannels = new Map<string, number>();
+  #statisticsCheckedAt = 0;
+  /** A concurrent index build started by prepareVectorIndex (Postgres), cancelled by close(). */
+  #background: Promise<void> | undefined;
+  /** Marks this process's index builds in pg_stat_activity. */
+  readonly #buildTag = `vqclip-index-build:${randomUUID()}`;
 
   constructor(driver: SqlDriver, embeddingDim: number | undefined, search: SearchOptions = {}) {
     this.#sql = driver;
@@ -302,8 +336,12 @@ export class Database {
           [...scope, exactMaxRows + 1],
         );
         large = probe?.indexed === true && Number(probe.n) > exactMaxRows;
-        if (large) this.#rememberLarge(key);
-        else this.#largeChannels.delete(key);
+        if (large) {
+          this.#rememberLarge(key);
+          await this.#refreshStatistics(tx);
+        } else {
+          this.#largeChannels.delete(key);
+        }
       }
       if (large) {
         // ef_search is validated in the constructor. strict_order: pgvector >= 0.8 (see driver.ts).
@@ -320,6 +358,20 @@ export class Database {
       file: r.file,
       score: 1 - Number(r.d),
     }));
+  }
+
+  /**
+   * PGlite only (Postgres has autovacuum): analyses the table when it has grown since the planner's
+   * statistics were taken, at most once a minute. Without statistics the planner takes every channel
+   * for one row and sorts it instead of walking the index (a new table is never analysed otherwise).
+   * Only the filter columns: sampling is the cost, and the embedding's statistics serve no plan.
+   */
+  async #refreshStatistics(tx: SqlClient): Promise<void> {
+    if (this.#sql.kind !== 'pglite') return;
+    const now = Date.now();
+    if (now - this.#statisticsCheckedAt < STATISTICS_CHECK_MS) return;
+    this.#statisticsCheckedAt = now;
+    if (await statisticsStale(tx)) await tx.exec('ANALYZE images (platform, workspace, channel)');
   }
 
   #rememberLarge(key: string): void {
@@ -340,22 +392,28 @@ export class Database {
   }
 
   /**
-   * Creates the HNSW cosine index once the table holds at least `minRows` images. Below that an
-   * exact scan of one channel is fast and exact, while the index makes every insert several times
-   * slower (measured in PGlite: ~15 ms vs ~1.7 ms per 512-d row at 2k rows). Returns whether the
-   * index exists afterwards. Building it on a large table takes a while: call it in the background.
+   * Builds the HNSW cosine index (when missing) once the table holds at least `minRows` images, and
+   * waits for it. A new table has had it since it was created (inserts maintain it: ~10 ms a 512-d
+   * row in PGlite, bench/README.md); this is for a table made before that, and it takes minutes over
+   * 100k rows, during which PGlite answers nothing else. Returns whether the index is ready after.
    */
   async ensureVectorIndex({ minRows = 10_000 }: { minRows?: number } = {}): Promise<boolean> {
     this.#requireImages();
-    if (await this.hasVectorIndex()) return true;
+    const state = await this.vectorIndexState();
+    if (state === 'ready') return true;
+    // Another session's concurrent build (Postgres): a second one would only wait for it and fail.
+    if (state === 'building') return false;
     const [row] = await this.#sql.query<{ n: number }>(
       'SELECT count(*)::int AS n FROM (SELECT 1 FROM images LIMIT $1) AS enough',
       [Math.max(1, minRows)],
     );
     if (Number(row?.n ?? 0) < minRows) return false;
     // CONCURRENTLY keeps inserts flowing on a shared Postgres; PGlite has a single session anyway.
-    const concurrently = this.#sql.kind === 'postgres' ? 'CONCURRENTLY ' : '';
-    const create = `CREATE INDEX ${concurrently}IF NOT EXISTS ${HNSW_INDEX} ON images USING hnsw (embedding vector_cosine_ops)`;
+    const postgres = this.#sql.kind === 'postgres';
+    if (state === 'invalid') {
+      await this.#sql.exec(`DROP INDEX ${postgres ? 'CONCURRENTLY ' : ''}IF EXISTS ${HNSW_INDEX}`);
+    }
+    const create = createVectorIndexSql({ concurrently: postgres, tag: this.#buildTag });
     if (this.#sql.kind === 'pglite') {
       // Its one session: a session SET reaches the build, and RESET puts the default back.
       await this.#sql.exec(`SET maintenance_work_mem = '${this.#search.indexBuildMemory}'`);
@@ -373,14 +431,77 @@ export class Database {
       // applies: raise it in postgresql.conf before indexing a large table.
       await this.#sql.exec(create);
     }
-    return true;
+    return (await this.vectorIndexState()) === 'ready';
   }
 
+  /** Whether the HNSW index exists and is valid (a failed concurrent build leaves an invalid one). */
   async hasVectorIndex(): Promise<boolean> {
-    const [row] = await this.#sql.query<{ present: boolean }>(
-      `SELECT to_regclass('${HNSW_INDEX}') IS NOT NULL AS present`,
+    return (await this.vectorIndexState()) === 'ready';
+  }
+
+  async vectorIndexState(): Promise<VectorIndexState> {
+    return vectorIndexState(this.#sql);
+  }
+
+  /**
+   * What opening the database does about the HNSW index: nothing when it is there; builds it when
+   * the table is small (seconds); otherwise on Postgres starts a concurrent build in the background
+   * (reads and writes go on; close() cancels it), and on PGlite logs a warning with the command
+   * that builds it, since a build there would hold every query back for minutes.
+   */
+  async prepareVectorIndex(options: VectorIndexOptions = {}): Promise<VectorIndexOutcome> {
+    const { autoBuildMaxRows, logger } = { ...DefaultVectorIndexOptions, ...options };
+    if (!Number.isInteger(autoBuildMaxRows) || autoBuildMaxRows < -1)
+      throw new RangeError(`autoBuildMaxRows must be an integer >= -1, got ${autoBuildMaxRows}`);
+    this.#requireImages();
+    const state = await this.vectorIndexState();
+    if (state === 'ready') return 'ready';
+    if (autoBuildMaxRows === -1) return state === 'building' ? 'building' : 'missing';
+    if (state === 'building') {
+      logger?.info({ index: HNSW_INDEX }, 'another process is building the HNSW index of image embeddings');
+      return 'building';
+    }
+    const [row] = await this.#sql.query<{ n: number }>(
+      'SELECT count(*)::int AS n FROM (SELECT 1 FROM images LIMIT $1) AS upto',
+      [autoBuildMaxRows + 1],
     );
-    return row?.present === true;
+    const rows = Number(row?.n ?? 0);
+    if (rows <= autoBuildMaxRows) {
+      const started = performance.now();
+      await this.ensureVectorIndex({ minRows: 0 });
+      logger?.info(
+        { index: HNSW_INDEX, rows, ms: Math.round(performance.now() - started) },
+        'built the HNSW index of image embeddings',
+      );
+      return 'built';
+    }
+    const atLeast = autoBuildMaxRows + 1;
+    if (this.#sql.kind === 'postgres') {
+      const started = performance.now();
+      logger?.info(
+        { index: HNSW_INDEX, rows: `>= ${atLeast}` },
+        'building the HNSW index of image embeddings concurrently in the background; until it is ready, searches scan large channels exactly',
+      );
+      this.#background = this.ensureVectorIndex({ minRows: 0 }).then(
+        (ready) =>
+          logger?.info(
+            { index: HNSW_INDEX, ready, s: Math.round((performance.now() - started) / 1000) },
+            ready ? 'HNSW index ready' : 'another process is building the HNSW index',
+          ),
+        (err: unknown) =>
+          logger?.warn(
+            { err, index: HNSW_INDEX },
+            'building the HNSW index in the background failed (or was cancelled at shutdown); it is retried at the next start, or run `npx vqclip db index`',
+          ),
+      );
+      return 'building';
+    }
+    logger?.warn(
+      { index: HNSW_INDEX, rows: `>= ${atLeast}` },
+      `the images table has no HNSW index: searches of channels over ${this.#search.exactMaxRows} images scan them exactly (~0.5 s at 100k). ` +
+        'Build it with `npx vqclip db index` while nothing else has DATA_DIR open (minutes: 7-25 min for 100k images in PGlite); new images keep it up to date afterwards',
+    );
+    return 'missing';
   }
 
   // --- channel indexing state ------------------------------------------------------------------
@@ -432,6 +553,18 @@ export class Database {
   }
 
   async close(): Promise<void> {
+    if (this.#background) {
+      // A pool waits for its busy clients before it ends: stop our build rather than wait minutes.
+      // The invalid index it leaves is dropped and rebuilt at the next start.
+      await this.#sql
+        .query(
+          `SELECT pg_cancel_backend(pid) FROM pg_stat_activity
+           WHERE pid <> pg_backend_pid() AND strpos(query, $1) > 0`,
+          [this.#buildTag],
+        )
+        .catch(() => {});
+      await this.#background;
+    }
     await this.#sql.close();
   }
 

@@ -2,7 +2,7 @@
 // `${dataDir}/pglite` (or in memory when no dataDir is given, for tests), migrated on open.
 import { join } from 'node:path';
 import type { Logger } from '../logger.js';
-import { Database, type SearchOptions } from './database.js';
+import { Database, type SearchOptions, type VectorIndexOptions } from './database.js';
 import type { SqlDriver } from './driver.js';
 import { migrate } from './migrations.js';
 import { openPglite } from './pglite.js';
@@ -11,6 +11,7 @@ import { openPostgres } from './postgres.js';
 export * from './database.js';
 export type { SqlClient, SqlDriver } from './driver.js';
 export { type Migration, migrate, migrations } from './migrations.js';
+export { HNSW_INDEX, type VectorIndexOutcome, type VectorIndexState } from './vector-index.js';
 
 export interface OpenDatabaseOptions {
   /**
@@ -22,6 +23,8 @@ export interface OpenDatabaseOptions {
   logger?: Logger;
   /** Exact-versus-index choice and HNSW settings of image searches. */
   search?: SearchOptions;
+  /** What to do at open when the images table has no HNSW index (`Database.prepareVectorIndex`). */
+  vectorIndex?: Omit<VectorIndexOptions, 'logger'>;
 }
 
 /**
@@ -38,7 +41,14 @@ export async function openDatabase(
   try {
     const { applied, embeddingDim } = await migrate(driver, { embeddingDim: options.embeddingDim });
     if (applied.length > 0) options.logger?.info({ applied, kind: driver.kind }, 'database migrated');
-    return new Database(driver, embeddingDim, options.search);
+    const db = new Database(driver, embeddingDim, options.search);
+    if (embeddingDim !== undefined) {
+      await db.prepareVectorIndex({
+        ...options.vectorIndex,
+        ...(options.logger === undefined ? {} : { logger: options.logger }),
+      });
+    }
+    return db;
   } catch (error) {
     await driver.close();
     throw error;
