@@ -1,4 +1,4 @@
-// `npx vqclip <command>`: imagine, whatis and search from a terminal. Runs the worker's processor
+// `npx vqclip <command>`: imagine, whatis, search and db (status, index) from a terminal. Runs the worker's processor
 // functions in this process (no Redis, blobs in memory), prints a progress bar on stderr, and with
 // --json prints one machine-readable JSON document on stdout instead of text.
 import { readdir, readFile, stat, writeFile } from 'node:fs/promises';
@@ -36,6 +36,11 @@ const USAGE = `usage: vqclip <command> [options]
   search "QUERY" (--dir FOLDER | --channel NAME) [--k N]
       Images that match QUERY: the image files of FOLDER (embedded now), or a playground
       library channel from the index in DATA_DIR (stop \`npm start\` first: PGlite has one user).
+  db status | db index
+      status: images, the HNSW index's state. index: builds the HNSW index that searches of
+      channels over 2,000 images walk, when an older database lacks it (PGlite: minutes per 100k
+      images, with nothing else using DATA_DIR; Postgres via DATABASE_URL: concurrently, while the
+      bots run).
 
 common options:
   --models DIR   model folder (default: $MODELS_DIR or ./models)
@@ -367,6 +372,61 @@ async function searchIndex(
   }
 }
 
+/** `db status` and `db index`: the database alone, no models. */
+async function db(args: string[], io: CliIo): Promise<void> {
+  const { values, positionals } = parseArgs({ args, allowPositionals: true, options: commonOptions });
+  const action = positionals[0];
+  if (positionals.length !== 1 || (action !== 'index' && action !== 'status'))
+    throw new UsageError('db takes one of: status, index');
+  const c = common(values, io.env);
+  const databaseUrl = io.env.DATABASE_URL || undefined;
+  const lock = databaseUrl === undefined ? await lockDirectory(c.dataDir) : undefined;
+  try {
+    // Nothing is built at open: `index` builds in the foreground, saying so first.
+    const database = await openDatabase(
+      { dataDir: c.dataDir, databaseUrl },
+      { vectorIndex: { autoBuildMaxRows: -1 } },
+    );
+    try {
+      if (database.embeddingDim === undefined) {
+        if (c.json) io.stdout(`${JSON.stringify({ images: 0, index: 'missing', embeddingDim: null })}\n`);
+        else io.stdout('no images table yet (a worker creates it with its model)\n');
+        return;
+      }
+      const images = await database.countImages();
+      let index = await database.vectorIndexState();
+      let seconds: number | undefined;
+      if (action === 'index' && index !== 'ready') {
+        if (index === 'building') {
+          throw new CodedError('unavailable', 'another process is building the HNSW index now');
+        }
+        if (!c.json) {
+          io.stderr(
+            `building the HNSW index over ${images} images${database.info.kind === 'pglite' ? ' (PGlite: minutes per 100k images)' : ' (concurrently)'}…\n`,
+          );
+        }
+        const started = performance.now();
+        await database.ensureVectorIndex({ minRows: 0 });
+        seconds = (performance.now() - started) / 1000;
+        index = await database.vectorIndexState();
+      }
+      if (c.json) {
+        io.stdout(
+          `${JSON.stringify({ images, index, embeddingDim: database.embeddingDim, ...(seconds === undefined ? {} : { seconds }) })}\n`,
+        );
+      } else {
+        io.stdout(`images: ${images}\nembedding dimension: ${database.embeddingDim}\nHNSW index: ${index}\n`);
+        if (seconds !== undefined) io.stdout(`built in ${seconds.toFixed(1)} s\n`);
+        else if (index !== 'ready') io.stdout('build it with: npx vqclip db index\n');
+      }
+    } finally {
+      await database.close();
+    }
+  } finally {
+    await lock?.release();
+  }
+}
+
 function unit(v: ArrayLike<number>): Float32Array {
   let n = 0;
   for (let i = 0; i < v.length; i++) n += v[i]! * v[i]!;
@@ -388,7 +448,12 @@ function localUser(): string {
   }
 }
 
-const commands: Record<string, (args: string[], io: CliIo) => Promise<void>> = { imagine, whatis, search };
+const commands: Record<string, (args: string[], io: CliIo) => Promise<void>> = {
+  imagine,
+  whatis,
+  search,
+  db,
+};
 
 /** Runs one command line; returns the exit code (0 ok, 1 failed, 2 usage, 130 interrupted). */
 export async function runCli(argv: readonly string[], io: CliIo): Promise<number> {

@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type CliIo, ProgressBar, runCli } from '../../src/app/cli.js';
-import { openDatabase } from '../../src/shared/db/index.js';
+import { migrate, migrations, openDatabase } from '../../src/shared/db/index.js';
 import { writeRandomModels } from '../../src/worker/models/random.js';
 import { MemoryBlobs } from '../../src/worker/processors/blobs.js';
 import { runEmbedImage } from '../../src/worker/processors/embed-image.js';
@@ -222,6 +222,46 @@ describe('vqclip search --json', () => {
     expect(report.hits[0]!.path).toBe(
       join(dataDir, 'library', 'holiday', report.hits[0]!.path.split('/').at(-1)!),
     );
+  });
+});
+
+describe('vqclip db', () => {
+  it('reports a missing HNSW index of an older database and builds it', async () => {
+    const data = join(dir, 'db-data');
+    const old = await openDatabase({ dataDir: data });
+    // The release before migration 6: an images table without the index, holding images.
+    await migrate(old.driver, { embeddingDim: 8, list: migrations.slice(0, 5) });
+    await old.driver.query(
+      `INSERT INTO images (platform, workspace, channel, message, file, content_hash, embedding)
+       SELECT 'web', 'local', 'c', 'm', 'f', 'h' || g, '[1,2,3,4,5,6,7,8]'::vector FROM generate_series(1, 7) AS g`,
+    );
+    await old.close();
+    const run = async (args: string[]) => {
+      let stdout = '';
+      let stderr = '';
+      const code = await runCli([...args, '--data', data], {
+        stdout: (t) => {
+          stdout += t;
+        },
+        stderr: (t) => {
+          stderr += t;
+        },
+        isTty: false,
+        env: {},
+      });
+      return { code, stdout, stderr };
+    };
+    const before = await run(['db', 'status', '--json']);
+    expect(before.code).toBe(0);
+    // Status only looks: opening for it built nothing, small as the table is.
+    expect(JSON.parse(before.stdout)).toEqual({ images: 7, index: 'missing', embeddingDim: 8 });
+    const text = await run(['db', 'status']);
+    expect(text.stdout).toContain('build it with: npx vqclip db index');
+    const built = await run(['db', 'index', '--json']);
+    expect(built.code).toBe(0);
+    expect(JSON.parse(built.stdout)).toMatchObject({ images: 7, index: 'ready', embeddingDim: 8 });
+    expect(JSON.parse((await run(['db', 'status', '--json'])).stdout)).toMatchObject({ index: 'ready' });
+    expect((await run(['db', 'rebuild'])).code).toBe(2);
   });
 });
 
