@@ -37,7 +37,7 @@ const USAGE = `usage: vqclip <command> [options]
       Images that match QUERY: the image files of FOLDER (embedded now), or a playground
       library channel from the index in DATA_DIR (stop \`npm start\` first: PGlite has one user).
   db status | db index
-      status: images, the HNSW index's state. index: builds the HNSW index that searches of
+      status: images (per embedding model), the HNSW index's state. index: builds the HNSW index that searches of
       channels over 2,000 images walk, when an older database lacks it (PGlite: minutes per 100k
       images, with nothing else using DATA_DIR; Postgres via DATABASE_URL: concurrently, while the
       bots run).
@@ -292,16 +292,23 @@ async function search(args: string[], io: CliIo): Promise<void> {
   const k = intOption('k', values.k, 1, jobLimits.maxSearchK) ?? 5;
   const models = await openModels(c, io);
   let hits: { path: string; score: number }[];
+  let staleImages = 0;
   try {
-    hits =
-      values.dir !== undefined
-        ? await searchFolder(models, resolve(values.dir), query, k, io)
-        : await searchIndex(models, c.dataDir, values.channel!, query, k, io);
+    if (values.dir !== undefined) {
+      hits = await searchFolder(models, resolve(values.dir), query, k, io);
+    } else {
+      ({ hits, staleImages } = await searchIndex(models, c.dataDir, values.channel!, query, k, io));
+    }
   } finally {
     await models.close();
   }
+  if (staleImages > 0 && !c.json) {
+    io.stderr(
+      `${staleImages} ${staleImages === 1 ? 'image of this channel was' : 'images of this channel were'} indexed with another model and left out: re-index them (the playground's Re-index button, or upload them again)\n`,
+    );
+  }
   if (c.json) {
-    io.stdout(`${JSON.stringify({ query, hits })}\n`);
+    io.stdout(`${JSON.stringify({ query, hits, ...(staleImages > 0 ? { staleImages } : {}) })}\n`);
   } else if (hits.length === 0) {
     io.stdout('no images\n');
   } else {
@@ -349,21 +356,27 @@ async function searchIndex(
   query: string,
   k: number,
   io: CliIo,
-): Promise<{ path: string; score: number }[]> {
+): Promise<{ hits: { path: string; score: number }[]; staleImages: number }> {
   const databaseUrl = io.env.DATABASE_URL || undefined;
   const lock = databaseUrl === undefined ? await lockDirectory(dataDir) : undefined;
   try {
-    const db = await openDatabase({ dataDir, databaseUrl }, { embeddingDim: models.embeddingDim });
+    const db = await openDatabase(
+      { dataDir, databaseUrl },
+      { embeddingDim: models.embeddingDim, embeddingModel: models.embeddingModel },
+    );
     try {
       const result = await runSearch(
         models,
         { query, ...libraryScope(channel), k },
         { db, ...(io.signal === undefined ? {} : { signal: io.signal }) },
       );
-      return result.hits.map((h) => ({
-        path: join(resolve(dataDir), 'library', channel, h.file),
-        score: h.score,
-      }));
+      return {
+        hits: result.hits.map((h) => ({
+          path: join(resolve(dataDir), 'library', channel, h.file),
+          score: h.score,
+        })),
+        staleImages: result.staleImages ?? 0,
+      };
     } finally {
       await db.close();
     }
@@ -394,6 +407,8 @@ async function db(args: string[], io: CliIo): Promise<void> {
         return;
       }
       const images = await database.countImages();
+      // Which models embedded them: a search ranks only the current model's rows.
+      const models = await database.countImagesByModel();
       let index = await database.vectorIndexState();
       let seconds: number | undefined;
       if (action === 'index' && index !== 'ready') {
@@ -412,10 +427,15 @@ async function db(args: string[], io: CliIo): Promise<void> {
       }
       if (c.json) {
         io.stdout(
-          `${JSON.stringify({ images, index, embeddingDim: database.embeddingDim, ...(seconds === undefined ? {} : { seconds }) })}\n`,
+          `${JSON.stringify({ images, index, embeddingDim: database.embeddingDim, models, ...(seconds === undefined ? {} : { seconds }) })}\n`,
         );
       } else {
         io.stdout(`images: ${images}\nembedding dimension: ${database.embeddingDim}\nHNSW index: ${index}\n`);
+        for (const m of models) {
+          io.stdout(
+            `  ${m.images} embedded by ${m.model === null ? 'an unknown model (indexed before models were recorded)' : `model ${m.model.slice(0, 16)}`}\n`,
+          );
+        }
         if (seconds !== undefined) io.stdout(`built in ${seconds.toFixed(1)} s\n`);
         else if (index !== 'ready') io.stdout('build it with: npx vqclip db index\n');
       }

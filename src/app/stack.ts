@@ -111,7 +111,11 @@ export async function startStack(options: StackOptions): Promise<Stack> {
     });
     undo.push({ name: 'models', run: () => models.close() });
 
-    const db = await openDatabase(config, { embeddingDim: models.embeddingDim, logger: child('db') });
+    const db = await openDatabase(config, {
+      embeddingDim: models.embeddingDim,
+      embeddingModel: models.embeddingModel,
+      logger: child('db'),
+    });
     undo.push({ name: 'database', run: () => db.close() });
 
     const worker = await startWorker({

@@ -184,6 +184,8 @@ export type ClassifyResult = z.infer<typeof classifyResultSchema>;
 export const embedImageResultSchema = z.strictObject({
   imageId: z.string(),
   duplicate: z.boolean(),
+  /** The channel held these bytes embedded by another model: that row now has this model's embedding. */
+  reindexed: z.boolean().optional(),
 });
 export type EmbedImageResult = z.infer<typeof embedImageResultSchema>;
 
@@ -197,6 +199,11 @@ export const searchResultSchema = z.strictObject({
       file: z.string(),
     }),
   ),
+  /**
+   * Images of the channel left out because another (or an unknown) model embedded them: they need
+   * re-indexing with the worker's current model.
+   */
+  staleImages: z.number().int().min(0).optional(),
 });
 export type SearchResult = z.infer<typeof searchResultSchema>;
 

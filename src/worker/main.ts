@@ -57,6 +57,7 @@ async function main(): Promise<void> {
     resources.push(() => models.close());
     const db = await openDatabase(config, {
       embeddingDim: models.embeddingDim,
+      embeddingModel: models.embeddingModel,
       logger: root.child({ name: 'worker:db' }),
     });
     resources.push(() => db.close());

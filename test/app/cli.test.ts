@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type CliIo, ProgressBar, runCli } from '../../src/app/cli.js';
-import { migrate, migrations, openDatabase } from '../../src/shared/db/index.js';
+import { Database, migrate, migrations, openDatabase } from '../../src/shared/db/index.js';
 import { writeRandomModels } from '../../src/worker/models/random.js';
 import { MemoryBlobs } from '../../src/worker/processors/blobs.js';
 import { runEmbedImage } from '../../src/worker/processors/embed-image.js';
@@ -195,13 +195,19 @@ describe('vqclip search --json', () => {
   });
 
   it('searches a library channel through the PGlite index in DATA_DIR, never another channel', async () => {
-    const db = await openDatabase({ dataDir }, { embeddingDim: models.embeddingDim });
+    const db = await openDatabase(
+      { dataDir },
+      { embeddingDim: models.embeddingDim, embeddingModel: models.embeddingModel },
+    );
+    // A row another model wrote (same dimension): left out, and counted.
+    const otherModel = new Database(db.driver, models.embeddingDim, {}, 'another-checkpoint');
     const blobs = new MemoryBlobs();
     try {
-      for (const [channel, name] of [
-        ['holiday', 'red'],
-        ['holiday', 'blue'],
-        ['work', 'green'],
+      for (const [channel, name, on] of [
+        ['holiday', 'red', db],
+        ['holiday', 'blue', db],
+        ['work', 'green', db],
+        ['holiday', 'green', otherModel],
       ] as const) {
         const image = await blobs.put(await readFile(join(imagesDir, `${name}.png`)), {
           contentType: 'image/png',
@@ -209,7 +215,7 @@ describe('vqclip search --json', () => {
         await runEmbedImage(
           models,
           { image, platform: 'web', workspace: 'local', channel, message: name, file: `${name}.png` },
-          { blobs, db },
+          { blobs, db: on },
         );
       }
     } finally {
@@ -217,8 +223,11 @@ describe('vqclip search --json', () => {
     }
     const { code, stdout } = await cli(['search', 'a red square', '--channel', 'holiday', '--json']);
     expect(code).toBe(0);
-    const report = JSON.parse(stdout) as { hits: { path: string; score: number }[] };
+    const report = JSON.parse(stdout) as { hits: { path: string; score: number }[]; staleImages: number };
     expect(report.hits.map((h) => h.path.split('/').at(-1)).sort()).toEqual(['blue.png', 'red.png']);
+    expect(report.staleImages).toBe(1);
+    const text = await cli(['search', 'a red square', '--channel', 'holiday']);
+    expect(text.stderr).toContain('1 image of this channel was indexed with another model');
     expect(report.hits[0]!.path).toBe(
       join(dataDir, 'library', 'holiday', report.hits[0]!.path.split('/').at(-1)!),
     );
@@ -254,7 +263,13 @@ describe('vqclip db', () => {
     const before = await run(['db', 'status', '--json']);
     expect(before.code).toBe(0);
     // Status only looks: opening for it built nothing, small as the table is.
-    expect(JSON.parse(before.stdout)).toEqual({ images: 7, index: 'missing', embeddingDim: 8 });
+    expect(JSON.parse(before.stdout)).toEqual({
+      images: 7,
+      index: 'missing',
+      embeddingDim: 8,
+      // Rows written before models were recorded.
+      models: [{ model: null, images: 7 }],
+    });
     const text = await run(['db', 'status']);
     expect(text.stdout).toContain('build it with: npx vqclip db index');
     const built = await run(['db', 'index', '--json']);

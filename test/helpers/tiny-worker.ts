@@ -35,7 +35,10 @@ export function useTinyWorker(options: LoadModelsOptions = {}): TinyWorker {
     const models = await loadModels(modelsDir.path, { intraOpThreads: 1, ...options });
     cleanups.push(() => models.close());
     await cp(await pgliteTemplate(models.embeddingDim), dataDir.path, { recursive: true });
-    const db = await openDatabase({ dataDir: dataDir.path }, { embeddingDim: models.embeddingDim });
+    const db = await openDatabase(
+      { dataDir: dataDir.path },
+      { embeddingDim: models.embeddingDim, embeddingModel: models.embeddingModel },
+    );
     cleanups.push(() => db.close());
     state = { models, db, modelsDir: modelsDir.path };
   });

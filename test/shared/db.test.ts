@@ -136,7 +136,10 @@ describe('migrations', () => {
       await insertRaw(old, here, before, 3);
       await old.close();
       const logs = collectingLogger();
-      const reopened = await openDatabase({ dataDir: dir }, { embeddingDim: DIM, logger: logs });
+      const reopened = await openDatabase(
+        { dataDir: dir },
+        { embeddingDim: DIM, embeddingModel: 'clip-a', logger: logs },
+      );
       expect((await reopened.driver.query<{ s: string }>(STORAGE_SQL))[0]?.s).toBe('p');
       // Its table held images, so the migration left the index out; a table this small gets it at open.
       expect(await reopened.hasVectorIndex()).toBe(true);
@@ -144,6 +147,12 @@ describe('migrations', () => {
         expect.objectContaining({ level: 'info', msg: 'built the HNSW index of image embeddings', rows: 3 }),
       );
       expect(await reopened.countImages(here)).toBe(3);
+      // Rows from before models were recorded: model unknown, left out of searches and counted.
+      const models = await reopened.driver.query<{ model: string | null }>('SELECT model FROM images');
+      expect(models.map((r) => r.model)).toEqual([null, null, null]);
+      expect(await reopened.countStaleImages(here)).toBe(3);
+      expect(await reopened.searchImages({ ...here, embedding: before, k: 10 })).toEqual([]);
+      expect(await reopened.countImagesByModel()).toEqual([{ model: null, images: 3 }]);
       const rows = await reopened.driver.query<{ id: number }>(
         'SELECT id FROM schema_migrations ORDER BY id',
       );
@@ -156,7 +165,21 @@ describe('migrations', () => {
         contentHash: 'x',
         embedding: e,
       });
-      expect((await reopened.searchImages({ ...here, embedding: e, k: 1 }))[0]?.imageId).toBe(imageId);
+      expect((await reopened.searchImages({ ...here, embedding: e, k: 10 })).map((h) => h.imageId)).toEqual([
+        imageId,
+      ]);
+      // Indexing one of the old images again gives it this model's embedding, in place.
+      const [raw1] = await reopened.driver.query<{ id: string }>(
+        "SELECT id::text AS id FROM images WHERE content_hash = 'raw1'",
+      );
+      expect(
+        await reopened.upsertImage({ ...here, message: 'm', file: 'f', contentHash: 'raw1', embedding: e }),
+      ).toEqual({ imageId: raw1!.id, duplicate: false, reindexed: true });
+      expect(await reopened.countStaleImages(here)).toBe(2);
+      expect(await reopened.countImagesByModel()).toEqual([
+        { model: 'clip-a', images: 2 },
+        { model: null, images: 2 },
+      ]);
       await reopened.close();
     } finally {
       await rm(dir, { recursive: true, force: true });
@@ -345,7 +368,7 @@ describe('images', () => {
     const first = await db.upsertImage({ ...here, ...base });
     const again = await db.upsertImage({ ...here, ...base, message: 'M2', file: 'F2' });
     expect(first.duplicate).toBe(false);
-    expect(again).toEqual({ imageId: first.imageId, duplicate: true });
+    expect(again).toEqual({ imageId: first.imageId, duplicate: true, reindexed: false });
     const other = await db.upsertImage({ ...elsewhere, ...base });
     expect(other.duplicate).toBe(false);
     expect(other.imageId).not.toBe(first.imageId);
@@ -376,6 +399,56 @@ describe('images', () => {
     expect(await db.deleteImage(a.imageId, scope)).toBe(true);
     expect(await db.deleteImage(a.imageId, scope)).toBe(false);
     expect(await db.countImages(scope)).toBe(0);
+  });
+
+  it("ranks only its own model's rows, exactly or through the index, and counts the others", async () => {
+    const scope = { platform: 'discord', workspace: 'G', channel: 'two-models' } as const;
+    const a = new Database(db.driver, DIM, {}, 'model-a');
+    const b = new Database(db.driver, DIM, {}, 'model-b');
+    const query = randomArray(rand, DIM);
+    const rows = { a: [] as string[], b: [] as string[] };
+    for (let i = 0; i < 8; i++) {
+      // Model b's vectors sit right on the query: mixed in, they would take every top place.
+      const [on, key, embedding] =
+        i % 2 === 0
+          ? ([a, 'a', randomArray(rand, DIM)] as const)
+          : ([b, 'b', query.map((v) => v + 0.001 * (rand() - 0.5))] as const);
+      const r = await on.upsertImage({
+        ...scope,
+        message: `m${i}`,
+        file: 'f',
+        contentHash: `two-${i}`,
+        embedding,
+      });
+      rows[key].push(r.imageId);
+    }
+    // The same bytes from the same model: a duplicate; stamping is per row, not per database.
+    expect(
+      await a.upsertImage({ ...scope, message: 'x', file: 'f', contentHash: 'two-0', embedding: query }),
+    ).toEqual({ imageId: rows.a[0], duplicate: true, reindexed: false });
+    for (const exactMaxRows of [2000, 0]) {
+      // 0: every channel counts as large, so the search takes the index form.
+      const onA = new Database(db.driver, DIM, { exactMaxRows }, 'model-a');
+      const hits = await onA.searchImages({ ...scope, embedding: query, k: 10 });
+      expect(hits.map((h) => h.imageId).sort()).toEqual([...rows.a].sort());
+    }
+    expect(await a.countStaleImages(scope)).toBe(4);
+    expect(await b.countStaleImages(scope)).toBe(4);
+    expect(await a.countStaleImages({ ...scope, channel: 'empty' })).toBe(0);
+    // Without a model (tools): every row ranked, nothing stale.
+    const anyModel = new Database(db.driver, DIM);
+    expect(await anyModel.searchImages({ ...scope, embedding: query, k: 10 })).toHaveLength(8);
+    expect(await anyModel.countStaleImages(scope)).toBe(0);
+    // A process without a model never overwrites a stamped row with an unstamped vector.
+    expect(
+      await anyModel.upsertImage({
+        ...scope,
+        message: 'x',
+        file: 'f',
+        contentHash: 'two-1',
+        embedding: query,
+      }),
+    ).toEqual({ imageId: rows.b[0], duplicate: true, reindexed: false });
   });
 
   it('rejects embeddings of the wrong length, with NaN, or all zeros', async () => {

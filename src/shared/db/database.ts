@@ -74,6 +74,17 @@ export interface NewImage extends ChannelScope {
   embedding: ArrayLike<number>;
 }
 
+export interface UpsertedImage {
+  imageId: string;
+  /** The channel already held these bytes, embedded by this model: nothing changed. */
+  duplicate: boolean;
+  /**
+   * The channel held these bytes embedded by another (or an unknown) model: the row now has this
+   * model's embedding, same id, message and file.
+   */
+  reindexed: boolean;
+}
+
 export interface ImageHit {
   imageId: string;
   link: string | null;
@@ -94,6 +105,7 @@ export interface DatabaseInfo {
   kind: SqlDriver['kind'];
   pgvectorVersion: string;
   embeddingDim: number | undefined;
+  embeddingModel: string | undefined;
 }
 
 /** How image searches pick between an exact scan of the channel and the HNSW index. */
@@ -155,6 +167,12 @@ const LARGE_CHANNEL_CACHE_MAX = 10_000;
 export class Database {
   readonly #sql: SqlDriver;
   readonly embeddingDim: number | undefined;
+  /**
+   * Identity of the model whose embeddings this process writes and searches with (the worker's
+   * fingerprint of its CLIP files). Rows are stamped with it and searches rank only its rows;
+   * undefined (tools, tests): rows are written unstamped and searches rank every row.
+   */
+  readonly embeddingModel: string | undefined;
   readonly #search: Required<SearchOptions>;
   /** Channel key -> when it was last counted above exactMaxRows (counting a large one costs ms). */
   readonly #largeChannels = new Map<string, number>();
@@ -164,9 +182,17 @@ export class Database {
   /** Marks this process's index builds in pg_stat_activity. */
   readonly #buildTag = `vqclip-index-build:${randomUUID()}`;
 
-  constructor(driver: SqlDriver, embeddingDim: number | undefined, search: SearchOptions = {}) {
+  constructor(
+    driver: SqlDriver,
+    embeddingDim: number | undefined,
+    search: SearchOptions = {},
+    embeddingModel?: string,
+  ) {
     this.#sql = driver;
     this.embeddingDim = embeddingDim;
+    if (embeddingModel !== undefined && (embeddingModel.length === 0 || embeddingModel.length > 200))
+      throw new RangeError('embeddingModel must have 1 to 200 characters');
+    this.embeddingModel = embeddingModel;
     this.#search = { ...DefaultSearchOptions, ...search };
     const { exactMaxRows, efSearch, indexBuildMemory } = this.#search;
     if (!(Number.isInteger(exactMaxRows) || exactMaxRows === Number.POSITIVE_INFINITY) || exactMaxRows < 0)
@@ -184,6 +210,7 @@ export class Database {
       kind: this.#sql.kind,
       pgvectorVersion: this.#sql.pgvectorVersion,
       embeddingDim: this.embeddingDim,
+      embeddingModel: this.embeddingModel,
     };
   }
 
@@ -252,16 +279,21 @@ export class Database {
   // --- images ----------------------------------------------------------------------------------
 
   /**
-   * Indexes an image. When the channel already holds an image with the same content hash, nothing
-   * changes and the existing id is returned with `duplicate: true`.
+   * Indexes an image. When the channel already holds an image with the same content hash, embedded
+   * by this model, nothing changes and the existing id is returned with `duplicate: true`; embedded
+   * by another or an unknown model, that row takes the new embedding (`reindexed: true`): posting or
+   * uploading the same bytes again is how a stale row is re-indexed.
    */
-  async upsertImage(image: NewImage): Promise<{ imageId: string; duplicate: boolean }> {
+  async upsertImage(image: NewImage): Promise<UpsertedImage> {
     const vector = this.#vectorLiteral(image.embedding);
-    const inserted = await this.#sql.query<{ id: string }>(
-      `INSERT INTO images (platform, workspace, channel, message, file, link, content_hash, embedding)
-       VALUES ($1, $2, $3, $4, $5, $6, $7, $8::vector)
-       ON CONFLICT ON CONSTRAINT images_dedup DO NOTHING
-       RETURNING id::text AS id`,
+    // xmax is 0 on a row this statement inserted, and set on one it updated.
+    const written = await this.#sql.query<{ id: string; inserted: boolean }>(
+      `INSERT INTO images (platform, workspace, channel, message, file, link, content_hash, embedding, model)
+       VALUES ($1, $2, $3, $4, $5, $6, $7, $8::vector, $9)
+       ON CONFLICT ON CONSTRAINT images_dedup DO UPDATE
+         SET embedding = EXCLUDED.embedding, model = EXCLUDED.model, indexed_at = now()
+         WHERE EXCLUDED.model IS NOT NULL AND images.model IS DISTINCT FROM EXCLUDED.model
+       RETURNING id::text AS id, (xmax = 0) AS inserted`,
       [
         image.platform,
         image.workspace,
@@ -271,9 +303,11 @@ export class Database {
         image.link ?? null,
         image.contentHash,
         vector,
+        this.embeddingModel ?? null,
       ],
     );
-    if (inserted[0]) return { imageId: inserted[0].id, duplicate: false };
+    const row = written[0];
+    if (row) return { imageId: row.id, duplicate: false, reindexed: !row.inserted };
     const [existing] = await this.#sql.query<{ id: string }>(
       `SELECT id::text AS id FROM images
        WHERE platform = $1 AND workspace = $2 AND channel = $3 AND content_hash = $4`,
@@ -281,7 +315,7 @@ export class Database {
     );
     // Only possible if the duplicate was deleted between the two statements.
     if (!existing) throw new InternalError('image vanished during dedup');
-    return { imageId: existing.id, duplicate: true };
+    return { imageId: existing.id, duplicate: true, reindexed: false };
   }
 
   /**
@@ -322,6 +356,7 @@ export class Database {
       throw new RangeError('k must be in [1, 1000]');
     const vector = this.#vectorLiteral(query.embedding);
     const scope = [query.platform, query.workspace, query.channel];
+    const model = this.embeddingModel;
     const key = scope.join('\u0000');
     const { exactMaxRows, efSearch } = this.#search;
     // One transaction: SET LOCAL holds for the search only, on the pooled connection that runs it.
@@ -329,11 +364,13 @@ export class Database {
       const seen = this.#largeChannels.get(key);
       let large = seen !== undefined && Date.now() - seen < LARGE_CHANNEL_TTL_MS;
       if (!large && exactMaxRows !== Number.POSITIVE_INFINITY) {
+        // The rows that would be ranked: this model's.
         const [probe] = await tx.query<{ indexed: boolean; n: number }>(
           `SELECT to_regclass('${HNSW_INDEX}') IS NOT NULL AS indexed,
              (SELECT count(*)::int FROM (SELECT 1 FROM images
-               WHERE platform = $1 AND workspace = $2 AND channel = $3 LIMIT $4) AS upto) AS n`,
-          [...scope, exactMaxRows + 1],
+               WHERE platform = $1 AND workspace = $2 AND channel = $3${model === undefined ? '' : ' AND model = $5'}
+               LIMIT $4) AS upto) AS n`,
+          [...scope, exactMaxRows + 1, ...(model === undefined ? [] : [model])],
         );
         large = probe?.indexed === true && Number(probe.n) > exactMaxRows;
         if (large) {
@@ -349,7 +386,12 @@ export class Database {
           `SET LOCAL hnsw.ef_search = ${efSearch}; ${supportsIterativeScan(this.#sql.pgvectorVersion) ? ITERATIVE_SCAN_LOCAL_SQL : ''}`,
         );
       }
-      return tx.query<SearchRow>(large ? SEARCH_ANN_SQL : SEARCH_EXACT_SQL, [vector, ...scope, query.k]);
+      return tx.query<SearchRow>(searchSql(large, model !== undefined), [
+        vector,
+        ...scope,
+        query.k,
+        ...(model === undefined ? [] : [model]),
+      ]);
     });
     return rows.map((r) => ({
       imageId: r.id,
@@ -371,13 +413,39 @@ export class Database {
     const now = Date.now();
     if (now - this.#statisticsCheckedAt < STATISTICS_CHECK_MS) return;
     this.#statisticsCheckedAt = now;
-    if (await statisticsStale(tx)) await tx.exec('ANALYZE images (platform, workspace, channel)');
+    if (await statisticsStale(tx)) await tx.exec('ANALYZE images (platform, workspace, channel, model)');
   }
 
   #rememberLarge(key: string): void {
     // A bounded memo: forgetting costs one count, so dropping everything when full is enough.
     if (this.#largeChannels.size >= LARGE_CHANNEL_CACHE_MAX) this.#largeChannels.clear();
     this.#largeChannels.set(key, Date.now());
+  }
+
+  /**
+   * Images of a channel that searches leave out because another model (or, for rows older than
+   * migration 7, an unknown one) embedded them; 0 when this process has no embeddingModel. Ranges
+   * instead of `<>` so that the images_by_model btree answers it without reading the channel.
+   */
+  async countStaleImages(scope: ChannelScope): Promise<number> {
+    this.#requireImages();
+    if (this.embeddingModel === undefined) return 0;
+    const [row] = await this.#sql.query<{ n: number }>(
+      `SELECT count(*)::int AS n FROM images
+       WHERE platform = $1 AND workspace = $2 AND channel = $3
+         AND (model IS NULL OR model < $4 OR model > $4)`,
+      [scope.platform, scope.workspace, scope.channel, this.embeddingModel],
+    );
+    return Number(row?.n ?? 0);
+  }
+
+  /** Images per embedding model over the whole table (null: unknown, from before migration 7). */
+  async countImagesByModel(): Promise<{ model: string | null; images: number }[]> {
+    this.#requireImages();
+    const rows = await this.#sql.query<{ model: string | null; n: number }>(
+      'SELECT model, count(*)::int AS n FROM images GROUP BY model ORDER BY count(*) DESC, model',
+    );
+    return rows.map((r) => ({ model: r.model, images: Number(r.n) }));
   }
 
   async countImages(scope?: ChannelScope): Promise<number> {
@@ -605,23 +673,21 @@ type SearchRow = {
   d: number;
 };
 
-// $1 query vector, $2..$4 channel, $5 k. `+ 0` makes the sort key an expression the HNSW index cannot
-// supply, so the planner reads the channel's rows and sorts them: an exact top-k.
-const SEARCH_EXACT_SQL = `
+/**
+ * $1 query vector, $2..$4 channel, $5 k, $6 the embedding model when rows are filtered by it.
+ * Exact: `+ 0` makes the sort key an expression the HNSW index cannot supply, so the planner reads
+ * the channel's rows and sorts them (a top-k). Approximate: the plain form the index matches; the
+ * planner still picks a scan when it estimates the channel small (its statistics can be staler than
+ * our count).
+ */
+function searchSql(approximate: boolean, byModel: boolean): string {
+  return `
   SELECT id::text AS id, link, message, file, (embedding <=> $1::vector)::float8 AS d
   FROM images
-  WHERE platform = $2 AND workspace = $3 AND channel = $4
-  ORDER BY (embedding <=> $1::vector) + 0
+  WHERE platform = $2 AND workspace = $3 AND channel = $4${byModel ? ' AND model = $6' : ''}
+  ORDER BY ${approximate ? 'embedding <=> $1::vector' : '(embedding <=> $1::vector) + 0'}
   LIMIT $5`;
-
-// The plain form the HNSW index matches; the planner still picks a scan when it estimates the
-// channel small (its statistics can be staler than our count).
-const SEARCH_ANN_SQL = `
-  SELECT id::text AS id, link, message, file, (embedding <=> $1::vector)::float8 AS d
-  FROM images
-  WHERE platform = $2 AND workspace = $3 AND channel = $4
-  ORDER BY embedding <=> $1::vector
-  LIMIT $5`;
+}
 
 const SELECT_GENERATION = `
   SELECT id::text AS id, job_id, platform, workspace, channel, user_id, prompt, params,

@@ -20,6 +20,12 @@ export interface OpenDatabaseOptions {
    * `embedding_dimension_mismatch`. Processes that only record generations may leave it out.
    */
   embeddingDim?: number;
+  /**
+   * Identity of the model that makes the embeddings (the worker's fingerprint of its CLIP files):
+   * rows are stamped with it and searches rank only its rows, so that two checkpoints with the same
+   * dimension (random and pulled weights) never mix. Left out, nothing is filtered.
+   */
+  embeddingModel?: string;
   logger?: Logger;
   /** Exact-versus-index choice and HNSW settings of image searches. */
   search?: SearchOptions;
@@ -41,7 +47,7 @@ export async function openDatabase(
   try {
     const { applied, embeddingDim } = await migrate(driver, { embeddingDim: options.embeddingDim });
     if (applied.length > 0) options.logger?.info({ applied, kind: driver.kind }, 'database migrated');
-    const db = new Database(driver, embeddingDim, options.search);
+    const db = new Database(driver, embeddingDim, options.search, options.embeddingModel);
     if (embeddingDim !== undefined) {
       await db.prepareVectorIndex({
         ...options.vectorIndex,

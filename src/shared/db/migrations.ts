@@ -110,6 +110,18 @@ export const migrations: readonly Migration[] = [
       END
       $$;`,
   },
+  {
+    // Which model embedded each row (the worker's fingerprint of its CLIP files): two checkpoints of
+    // one architecture share the dimension, so the table alone cannot tell their vectors apart, and a
+    // search must rank only its own model's rows. Rows from before this migration are NULL (unknown).
+    // The index serves that filter and the count of the other rows.
+    id: 7,
+    name: 'images-model',
+    needsEmbeddingDim: true,
+    sql: () => `
+      ALTER TABLE images ADD COLUMN model text;
+      CREATE INDEX images_by_model ON images (platform, workspace, channel, model);`,
+  },
 ];
 
 const MIGRATION_LOCK = 0x76716370; // 'vqcp': any constant shared by every process of the project

@@ -13,13 +13,10 @@ export async function runSearch(
   const job = checkJob(searchJobSchema, data);
   ctx.signal?.throwIfAborted();
   const embedding = await models.classifier.embedTexts([job.query], ctx.signal);
-  const hits = await ctx.db.searchImages({
-    platform: job.platform,
-    workspace: job.workspace,
-    channel: job.channel,
-    embedding,
-    k: job.k,
-  });
+  const scope = { platform: job.platform, workspace: job.workspace, channel: job.channel };
+  const hits = await ctx.db.searchImages({ ...scope, embedding, k: job.k });
+  // Rows of another model are never ranked with this one's query: say how many were left out.
+  const staleImages = await ctx.db.countStaleImages(scope);
   return {
     hits: hits.map((h) => ({
       imageId: h.imageId,
@@ -28,5 +25,6 @@ export async function runSearch(
       message: h.message,
       file: h.file,
     })),
+    ...(staleImages > 0 ? { staleImages } : {}),
   };
 }

@@ -80,6 +80,12 @@ export interface WorkerModels {
   readonly device: Device;
   /** Length of CLIP's embeddings, the dimension of the search index. */
   readonly embeddingDim: number;
+  /**
+   * Which CLIP made them: the fingerprint of its config, weights and tokenizer that also keys the
+   * label-set cache (hashed once, at load). Stamped on indexed images so that searches never rank
+   * another model's vectors (random weights and pulled ones share the dimension).
+   */
+  readonly embeddingModel: string;
   /** Caps on images from users (classify, embed-image, init images, image prompts). */
   readonly imageLimits: ImageLimits;
   readonly sessionOptions: SessionOptions;
@@ -176,6 +182,7 @@ export async function loadModels(modelsDir: string, options: LoadModelsOptions =
       modelsDir,
       provider,
       embeddingDim: dim,
+      embeddingModel: classifier.model.modelKey.slice(0, 16),
       clipImageSize: classifier.encoders.imageSize,
       vqganCodebook: vqgan.config.n_embed,
     },
@@ -191,6 +198,7 @@ export async function loadModels(modelsDir: string, options: LoadModelsOptions =
     stepCache,
     device,
     embeddingDim: dim,
+    embeddingModel: classifier.model.modelKey,
     imageLimits: o.imageLimits ?? {},
     sessionOptions,
     async close() {

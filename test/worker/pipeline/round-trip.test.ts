@@ -165,7 +165,7 @@ describe('round trip through the queues to a worker process', () => {
         )
       ).jobId,
     );
-    expect(dup).toEqual({ imageId: ids[2], duplicate: true });
+    expect(dup).toEqual({ imageId: ids[2], duplicate: true, reindexed: false });
 
     const query = 'three noisy squares';
     const { jobId } = await client.submit('search', { query, ...a, k: 10 }, { userId: 'u2' });

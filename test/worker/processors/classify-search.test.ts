@@ -1,7 +1,7 @@
 // classify, embed-image and search processors in process (no Redis): tiny random CLIP from files,
 // blobs in memory, a real PGlite. Values are checked against the classifier's own unbatched path.
 import { beforeAll, describe, expect, it } from 'vitest';
-import type { Database } from '../../../src/shared/db/index.js';
+import { Database } from '../../../src/shared/db/index.js';
 import type { CodedError } from '../../../src/shared/errors.js';
 import { Classifier } from '../../../src/worker/classify/classifier.js';
 import { MemoryBlobs } from '../../../src/worker/processors/blobs.js';
@@ -173,7 +173,7 @@ describe('runEmbedImage and runSearch', () => {
         db,
       },
     );
-    expect(again).toEqual({ imageId: ids[0], duplicate: true });
+    expect(again).toEqual({ imageId: ids[0], duplicate: true, reindexed: false });
     const other = await runEmbedImage(
       models,
       { image: await put(bytes[1]!), ...chanB, message: 'x', file: 'y' },
@@ -216,6 +216,53 @@ describe('runEmbedImage and runSearch', () => {
     // B still holds its copy of that picture.
     const inB = await runSearch(models, { query, ...chanB, k: 10 }, { db });
     expect(inB.hits.map((h) => h.imageId)).toEqual([other.imageId]);
+  });
+
+  it("ranks only the worker's model's images, counts the others, and re-indexes one posted again", async () => {
+    const chan = { platform: 'slack', workspace: 'T1', channel: 'C-models' } as const;
+    // The worker's database is stamped with its model's fingerprint (loaded once with the weights).
+    expect(db.embeddingModel).toBe(models.embeddingModel);
+    expect(models.embeddingModel).toBe(models.classifier.model.modelKey);
+    // What a worker with other weights of the same shape wrote into the same table.
+    const otherWorker = new Database(db.driver, models.embeddingDim, {}, 'another-checkpoint');
+    const bytes = await Promise.all([21, 22, 23].map((s) => noisePng(40, 40, s)));
+    const mine = await runEmbedImage(
+      models,
+      { image: await put(bytes[0]!), ...chan, message: 'm0', file: 'f0' },
+      { blobs, db },
+    );
+    const theirs = [];
+    for (const [i, b] of bytes.slice(1).entries()) {
+      theirs.push(
+        await runEmbedImage(
+          models,
+          { image: await put(b), ...chan, message: `t${i}`, file: `t${i}` },
+          { blobs, db: otherWorker },
+        ),
+      );
+    }
+    const query = 'a photo of noise';
+    const result = await runSearch(models, { query, ...chan, k: 10 }, { db });
+    expect(result.hits.map((h) => h.imageId)).toEqual([mine.imageId]);
+    expect(result.staleImages).toBe(2);
+    // And the other way round: each model sees only its own rows.
+    expect((await runSearch(models, { query, ...chan, k: 10 }, { db: otherWorker })).staleImages).toBe(1);
+
+    // The same bytes indexed again by this worker: that row takes this model's embedding, same id.
+    const again = await runEmbedImage(
+      models,
+      { image: await put(bytes[1]!), ...chan, message: 'new message', file: 'new file' },
+      { blobs, db },
+    );
+    expect(again).toEqual({ imageId: theirs[0]!.imageId, duplicate: false, reindexed: true });
+    const after = await runSearch(models, { query, ...chan, k: 10 }, { db });
+    expect(after.hits.map((h) => h.imageId).sort()).toEqual([mine.imageId, theirs[0]!.imageId].sort());
+    expect(after.staleImages).toBe(1);
+    // The row keeps where it was posted; its vector is now this model's (cosine 1 to its own embedding).
+    const own = await models.classifier.embedImages([bytes[1]!]);
+    const [top] = await db.searchImages({ ...chan, embedding: own, k: 1 });
+    expect(top).toMatchObject({ imageId: theirs[0]!.imageId, message: 't0', file: 't0' });
+    expect(top!.score).toBeCloseTo(1, 5);
   });
 
   it('refuses bad search and index data', async () => {
