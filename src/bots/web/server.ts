@@ -116,6 +116,9 @@ function loadStatic(): { index: string; files: Map<string, string> } {
   return { index: readFileSync(new URL('index.html', dir), 'utf8'), files };
 }
 
+/** Library images in flight at once while re-indexing (the worker micro-batches them). */
+const REINDEX_CONCURRENCY = 4;
+
 export function blobUrl(key: string): string {
   return `/api/blobs/${encodeURIComponent(key)}`;
 }
@@ -402,7 +405,51 @@ export function createPlayground(options: PlaygroundOptions): Playground {
       const entry = entries.get(h.imageId);
       return entry ? [{ ...entryPayload(channel, entry), score: h.score }] : [];
     });
-    return c.json({ query: query.q, hits });
+    // Images another model embedded (e.g. before `models pull` replaced the random weights): the
+    // page offers to re-index them.
+    return c.json({ query: query.q, hits, staleImages: result.staleImages ?? 0 });
+  });
+
+  // The library keeps its files, so it can be embedded again by the worker's current model: each
+  // file goes through embed-image once more, which re-embeds a row of another model in place (same
+  // id) and leaves a current one alone. Every file is sent, since the page cannot tell which rows
+  // are stale; a few at a time, so that the worker can micro-batch them.
+  app.post('/api/library/:channel/reindex', async (c) => {
+    const channel = channelParam(c);
+    const entries = await library.list(channel);
+    const pending = [...entries];
+    const counts = { images: entries.length, reindexed: 0, unchanged: 0, failed: 0 };
+    const next = async (): Promise<void> => {
+      for (let entry = pending.shift(); entry; entry = pending.shift()) {
+        try {
+          const { bytes, contentType } = await library.readFile(channel, entry.file);
+          const image = await blobs.put(new Uint8Array(bytes), {
+            contentType,
+            ttlSeconds: o.uploadTtlSeconds,
+          });
+          try {
+            const result = await run(indexJobs, 'embed-image', {
+              image,
+              ...libraryScope(channel),
+              message: entry.file.split('.')[0]!,
+              file: entry.file,
+            });
+            // A row gone from the index meanwhile was added afresh, under a new id.
+            if (result.imageId !== entry.imageId)
+              await library.record(channel, { ...entry, imageId: result.imageId });
+            if (result.reindexed === true || result.imageId !== entry.imageId) counts.reindexed++;
+            else counts.unchanged++;
+          } finally {
+            await blobs.delete(image).catch(() => {});
+          }
+        } catch (error) {
+          counts.failed++;
+          logger.warn({ err: error, channel, file: entry.file }, 're-indexing a library image failed');
+        }
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(REINDEX_CONCURRENCY, entries.length) }, next));
+    return c.json(counts);
   });
 
   app.delete('/api/library/:channel/images/:imageId', async (c) => {

@@ -592,6 +592,74 @@ describe('library', () => {
     expect(((await (await request('/api/library/trip')).json()) as { images: unknown[] }).images).toEqual([]);
   });
 
+  it('re-indexes a channel whose images another model embedded, and says how many searches left out', async () => {
+    setup();
+    // A fake index that stamps rows with the worker's model, as the database does.
+    let model = 'random-weights';
+    const rows = new Map<string, { imageId: string; channel: string; model: string }>();
+    const embedded: EmbedImageJob[] = [];
+    serveJobs<EmbedImageJob, unknown>('embed-image', async (job) => {
+      embedded.push(job.data);
+      const key = `${job.data.channel}/${job.data.file}`;
+      const row = rows.get(key);
+      if (row?.model === model) return { imageId: row.imageId, duplicate: true, reindexed: false };
+      if (row) {
+        row.model = model;
+        return { imageId: row.imageId, duplicate: false, reindexed: true };
+      }
+      const imageId = `00000000-0000-4000-8000-00000000000${rows.size + 1}`;
+      rows.set(key, { imageId, channel: job.data.channel, model });
+      return { imageId, duplicate: false, reindexed: false };
+    });
+    serveJobs<SearchJob, unknown>('search', async (job) => {
+      const inChannel = [...rows.values()].filter((r) => r.channel === job.data.channel);
+      const hits = inChannel
+        .filter((r) => r.model === model)
+        .map((r) => ({ imageId: r.imageId, link: null, message: 'm', file: 'f', score: 0.5 }));
+      const staleImages = inChannel.length - hits.length;
+      return { hits, ...(staleImages > 0 ? { staleImages } : {}) };
+    });
+    for (const [name, png] of [
+      ['a.png', await tinyPng(10, 0, 0)],
+      ['b.png', await tinyPng(0, 10, 0)],
+      ['c.png', await tinyPng(0, 0, 10)],
+    ] as const) {
+      const res = await request(`/api/library/pets/images?name=${name}`, {
+        method: 'POST',
+        headers: { 'content-type': 'image/png' },
+        body: png,
+      });
+      expect(res.status).toBe(201);
+    }
+    const search = async () =>
+      (await (await request('/api/library/pets/search?q=cat')).json()) as {
+        hits: { name: string }[];
+        staleImages: number;
+      };
+    expect(await search()).toMatchObject({ hits: [{}, {}, {}], staleImages: 0 });
+
+    // `models pull` replaced the weights: the old rows are left out, and the page is told so.
+    model = 'pulled-weights';
+    expect(await search()).toMatchObject({ hits: [], staleImages: 3 });
+    // One file lost from disk: it cannot be embedded again, and is counted as failed.
+    const { images } = (await (await request('/api/library/pets')).json()) as { images: { file: string }[] };
+    await rm(join(libraryDir, 'pets', images[2]!.file));
+    const before = embedded.length;
+    const reindex = await request('/api/library/pets/reindex', { method: 'POST' });
+    expect(reindex.status).toBe(200);
+    expect(await reindex.json()).toEqual({ images: 3, reindexed: 2, unchanged: 0, failed: 1 });
+    // The files themselves went through embed-image again, to the same scope and names.
+    const again = embedded.slice(before);
+    expect(again.map((j) => j.file).sort()).toEqual([images[0]!.file, images[1]!.file].sort());
+    expect(again[0]).toMatchObject({ platform: 'web', workspace: 'local', channel: 'pets' });
+    expect(await search()).toMatchObject({ hits: [{}, {}], staleImages: 1 });
+    // Nothing left to do for the current ones.
+    const twice = await request('/api/library/pets/reindex', { method: 'POST' });
+    expect(await twice.json()).toEqual({ images: 3, reindexed: 0, unchanged: 2, failed: 1 });
+    // Upload blobs are not left behind.
+    expect(await producer.keys(`${prefix}:blob:*`)).toEqual([]);
+  });
+
   it('refuses bad channel names and non-image uploads, keeping no file', async () => {
     setup();
     serveJobs<EmbedImageJob, unknown>('embed-image', async () => {

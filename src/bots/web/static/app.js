@@ -264,6 +264,7 @@ async function refreshLibrary() {
 
 $('library-channel').addEventListener('change', () => {
   $('library-hits').replaceChildren();
+  showStale(0);
   refreshLibrary();
 });
 
@@ -295,6 +296,38 @@ $('library-upload').addEventListener('submit', async (e) => {
   await refreshLibrary();
 });
 
+// Images embedded by another model (e.g. the random weights before `models pull`) are left out of
+// searches; the library still has their files, so the worker can embed them again.
+function showStale(count) {
+  $('library-stale').hidden = count === 0;
+  $('library-stale-text').textContent =
+    count === 1
+      ? '1 image was indexed with another model and is left out of searches.'
+      : `${count} images were indexed with another model and are left out of searches.`;
+}
+
+$('library-reindex').addEventListener('click', async () => {
+  const status = $('library-status');
+  const button = $('library-reindex');
+  button.disabled = true;
+  setStatus(status, 'Re-indexing this channel with the current model…');
+  try {
+    const r = await api(`/api/library/${encodeURIComponent(channel())}/reindex`, { method: 'POST' });
+    setStatus(
+      status,
+      `Re-indexed ${r.reindexed} of ${r.images} ${r.images === 1 ? 'image' : 'images'}` +
+        (r.failed > 0 ? `; ${r.failed} failed.` : '.'),
+      r.failed > 0,
+    );
+    if (r.failed === 0) showStale(0);
+    await refreshLibrary();
+  } catch (err) {
+    setStatus(status, err.message, true);
+  } finally {
+    button.disabled = false;
+  }
+});
+
 $('library-search').addEventListener('submit', async (e) => {
   e.preventDefault();
   const q = $('library-query').value.trim();
@@ -307,6 +340,7 @@ $('library-search').addEventListener('submit', async (e) => {
       `/api/library/${encodeURIComponent(channel())}/search?q=${encodeURIComponent(q)}`,
     );
     hits.replaceChildren(...result.hits.map((h) => thumb(h, `${h.name} · ${h.score.toFixed(3)}`)));
+    showStale(result.staleImages ?? 0);
     setStatus(
       status,
       result.hits.length ? `${result.hits.length} matches, best first.` : 'No images in this channel yet.',
