@@ -536,7 +536,14 @@ export class Database {
     const rows = Number(row?.n ?? 0);
     if (rows <= autoBuildMaxRows) {
       const started = performance.now();
-      await this.ensureVectorIndex({ minRows: 0 });
+      try {
+        // False: another process's concurrent build got there first (Postgres).
+        if (!(await this.ensureVectorIndex({ minRows: 0 }))) return 'building';
+      } catch (err) {
+        // E.g. two workers starting together on Postgres, both building: the database still works.
+        logger?.warn({ err, index: HNSW_INDEX }, 'building the HNSW index at open failed');
+        return (await this.vectorIndexState()) === 'ready' ? 'ready' : 'missing';
+      }
       logger?.info(
         { index: HNSW_INDEX, rows, ms: Math.round(performance.now() - started) },
         'built the HNSW index of image embeddings',
