@@ -141,6 +141,20 @@ describe('migrations over the wire', () => {
       details: { expected: DIM, actual: 512 },
     });
   });
+
+  it('apply once when two processes open an empty database together', async () => {
+    await resetDatabase();
+    const logs = [collectingLogger(), collectingLogger()];
+    const both = await Promise.all(logs.map((logger) => open({ embeddingDim: DIM, logger })));
+    try {
+      const applied = logs.map((l) => l.lines.find((line) => line.msg === 'database migrated')?.applied);
+      expect(applied).toContainEqual(migrations.map((m) => m.id));
+      expect(applied).toContainEqual(undefined);
+      for (const db of both) expect(await db.vectorIndexState()).toBe('ready');
+    } finally {
+      await Promise.all(both.map((db) => db.close()));
+    }
+  });
 });
 
 describe('the Database over the wire', () => {
