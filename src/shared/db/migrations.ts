@@ -145,14 +145,16 @@ export async function migrate(
   if (wanted !== undefined && (!Number.isInteger(wanted) || wanted < 1 || wanted > 16_000)) {
     throw new RangeError(`embeddingDim must be an integer in [1, 16000], got ${wanted}`);
   }
-  await driver.exec(`
-    CREATE TABLE IF NOT EXISTS schema_migrations (
-      id integer PRIMARY KEY,
-      name text NOT NULL,
-      applied_at timestamptz NOT NULL DEFAULT now()
-    );`);
   return driver.transaction(async (tx) => {
     await tx.query('SELECT pg_advisory_xact_lock($1)', [MIGRATION_LOCK]);
+    // Under the lock: two sessions running CREATE TABLE IF NOT EXISTS at once can still collide on
+    // the catalog's unique index (IF NOT EXISTS is not concurrency-safe in Postgres).
+    await tx.query(`
+      CREATE TABLE IF NOT EXISTS schema_migrations (
+        id integer PRIMARY KEY,
+        name text NOT NULL,
+        applied_at timestamptz NOT NULL DEFAULT now()
+      )`);
     const done = new Set(
       (await tx.query<{ id: number }>('SELECT id FROM schema_migrations')).map((r) => Number(r.id)),
     );

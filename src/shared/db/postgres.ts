@@ -10,13 +10,25 @@ export interface PostgresOptions {
   logger?: Logger;
 }
 
+const EXTENSION_LOCK = 0x76716376; // 'vqcv': shared by every process of the project
+
 export async function openPostgres(url: string, options: PostgresOptions = {}): Promise<SqlDriver> {
   // The extension is created (and its version read) on a one-off connection before the pool exists.
   const setup = new pg.Client({ connectionString: url });
   await setup.connect();
   let version: string;
   try {
-    await setup.query('CREATE EXTENSION IF NOT EXISTS vector');
+    // Under an advisory lock: two workers starting together on an empty database would otherwise
+    // race CREATE EXTENSION IF NOT EXISTS, which is not concurrency-safe (duplicate key on the catalog).
+    await setup.query('BEGIN');
+    try {
+      await setup.query('SELECT pg_advisory_xact_lock($1)', [EXTENSION_LOCK]);
+      await setup.query('CREATE EXTENSION IF NOT EXISTS vector');
+      await setup.query('COMMIT');
+    } catch (error) {
+      await setup.query('ROLLBACK').catch(() => {});
+      throw error;
+    }
     const { rows } = await setup.query<{ extversion: string }>(
       "SELECT extversion FROM pg_extension WHERE extname = 'vector'",
     );
