@@ -16,6 +16,8 @@ export interface Config {
   queuePrefix: string;
   /** Absent: embedded PGlite in `${dataDir}/pglite`. */
   databaseUrl?: string;
+  /** Connections in the Postgres pool (DATABASE_URL only). @defaultValue 10 */
+  databasePoolSize: number;
   /** @defaultValue './data' */
   dataDir: string;
   /** @defaultValue './models' */
@@ -112,6 +114,7 @@ const envSchema = z.object({
       .default('vqclip'),
   ),
   DATABASE_URL: urlVar(/^postgres(ql)?$/),
+  DATABASE_POOL_SIZE: intVar(10, 1, 1000),
   DATA_DIR: stringWithDefault('./data'),
   MODELS_DIR: stringWithDefault('./models'),
   ORT_PROVIDERS: z.preprocess(
@@ -215,6 +218,7 @@ export function loadConfig(env: Env): Config {
     ...(e.REDIS_URL === undefined ? {} : { redisUrl: e.REDIS_URL }),
     queuePrefix: e.QUEUE_PREFIX,
     ...(e.DATABASE_URL === undefined ? {} : { databaseUrl: e.DATABASE_URL }),
+    databasePoolSize: e.DATABASE_POOL_SIZE,
     dataDir: e.DATA_DIR,
     modelsDir: e.MODELS_DIR,
     ortProviders: providers,

@@ -7,6 +7,7 @@ describe('loadConfig', () => {
     const c = loadConfig({});
     expect(c).toEqual({
       queuePrefix: 'vqclip',
+      databasePoolSize: 10,
       dataDir: './data',
       modelsDir: './models',
       ortProviders: ['cpu'],
@@ -35,6 +36,7 @@ describe('loadConfig', () => {
       REDIS_URL: 'redis://:secret@redis:6379/1',
       QUEUE_PREFIX: 'prod_1',
       DATABASE_URL: 'postgres://u:pw@db:5432/app',
+      DATABASE_POOL_SIZE: '4',
       DATA_DIR: '/var/data',
       MODELS_DIR: '',
       ORT_PROVIDERS: 'CUDA, cpu',
@@ -58,6 +60,7 @@ describe('loadConfig', () => {
     expect(c.redisUrl).toBe('redis://:secret@redis:6379/1');
     expect(c.queuePrefix).toBe('prod_1');
     expect(c.databaseUrl).toBe('postgres://u:pw@db:5432/app');
+    expect(c.databasePoolSize).toBe(4);
     expect(c.dataDir).toBe('/var/data');
     expect(c.modelsDir).toBe('./models');
     expect(c.ortProviders).toEqual(['cuda', 'cpu']);
@@ -86,6 +89,7 @@ describe('loadConfig', () => {
       loadConfig({
         REDIS_URL: 'http://localhost',
         DATABASE_URL: 'nope',
+        DATABASE_POOL_SIZE: '0',
         PORT: '70000',
         QUOTA_JOBS_PER_HOUR: 'many',
         QUOTA_LIGHT_CONCURRENT_JOBS: '-1',
@@ -105,6 +109,7 @@ describe('loadConfig', () => {
     const variables = (coded.details.problems as { variable: string }[]).map((p) => p.variable).sort();
     expect(variables).toEqual([
       'CLIP_IMAGE_PRECISION',
+      'DATABASE_POOL_SIZE',
       'DATABASE_URL',
       'LOG_LEVEL',
       'ORT_ALLOW_SPINNING',

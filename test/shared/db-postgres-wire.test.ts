@@ -240,6 +240,31 @@ describe('the Database over the wire', () => {
     for (const t of together) expect(t.map((h) => h.imageId)).toEqual(expected.map((e) => e.imageId));
   });
 
+  it('keeps to DATABASE_POOL_SIZE connections however many searches run at once', async () => {
+    for (let i = 0; i < 4; i++) await addImage(here, randomArray(rand, DIM));
+    const query = randomArray(rand, DIM);
+    const connectionsDuring = async (databasePoolSize: number | undefined) => {
+      let connections = 0;
+      const count = () => {
+        connections++;
+      };
+      server.addEventListener('connection', count);
+      const small = await openDatabase({ databaseUrl: url, databasePoolSize }, { embeddingDim: DIM });
+      try {
+        await Promise.all(
+          Array.from({ length: 8 }, () => small.searchImages({ ...here, embedding: query, k: 3 })),
+        );
+      } finally {
+        await small.close();
+        server.removeEventListener('connection', count);
+      }
+      return connections;
+    };
+    // openPostgres's one-off set-up client, then the pool.
+    expect(await connectionsDuring(2)).toBeLessThanOrEqual(3);
+    expect(await connectionsDuring(undefined)).toBeGreaterThan(3);
+  });
+
   it('walks the HNSW index for a large channel, with the iterative scan set for that search only', async () => {
     const scope = { platform: 'web', workspace: 'local', channel: 'hnsw' } as const;
     const query = randomArray(rand, DIM);

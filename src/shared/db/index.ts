@@ -38,11 +38,18 @@ export interface OpenDatabaseOptions {
  * `${dataDir}/pglite`); neither: PGlite in memory.
  */
 export async function openDatabase(
-  config: { databaseUrl?: string | undefined; dataDir?: string | undefined },
+  config: {
+    databaseUrl?: string | undefined;
+    dataDir?: string | undefined;
+    databasePoolSize?: number | undefined;
+  },
   options: OpenDatabaseOptions = {},
 ): Promise<Database> {
   const driver: SqlDriver = config.databaseUrl
-    ? await openPostgres(config.databaseUrl, options.logger ? { logger: options.logger } : {})
+    ? await openPostgres(config.databaseUrl, {
+        ...(options.logger === undefined ? {} : { logger: options.logger }),
+        ...(config.databasePoolSize === undefined ? {} : { maxConnections: config.databasePoolSize }),
+      })
     : await openPglite(config.dataDir === undefined ? undefined : join(config.dataDir, 'pglite'));
   try {
     const { applied, embeddingDim } = await migrate(driver, { embeddingDim: options.embeddingDim });
