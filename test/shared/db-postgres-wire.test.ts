@@ -15,6 +15,7 @@ import {
   type OpenDatabaseOptions,
   openDatabase,
 } from '../../src/shared/db/index.js';
+import { collectingLogger, cosine, hnswScans, imageAdder, insertRaw } from '../helpers/db.js';
 import { mulberry32, randomArray } from '../helpers/random.js';
 
 const DIM = 8;
@@ -42,52 +43,6 @@ function open(options: OpenDatabaseOptions = {}): Promise<Database> {
 const rand = mulberry32(4321);
 const here: ChannelScope = { platform: 'slack', workspace: 'T1', channel: 'C1' };
 const elsewhere: ChannelScope = { platform: 'slack', workspace: 'T1', channel: 'C2' };
-
-function cosine(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  let dot = 0;
-  let na = 0;
-  let nb = 0;
-  for (let i = 0; i < a.length; i++) {
-    dot += a[i]! * b[i]!;
-    na += a[i]! * a[i]!;
-    nb += b[i]! * b[i]!;
-  }
-  return dot / Math.sqrt(na * nb);
-}
-
-function collectingLogger() {
-  const lines: Record<string, unknown>[] = [];
-  const at =
-    (level: string) =>
-    (obj: object | string, msg?: string): void => {
-      lines.push(typeof obj === 'string' ? { level, msg: obj } : { level, ...obj, msg });
-    };
-  return { lines, debug: at('debug'), info: at('info'), warn: at('warn'), error: at('error') };
-}
-
-/** Scans of the HNSW index so far (statistics flushed first), to tell which path a search took. */
-async function hnswScans(on: Database): Promise<number> {
-  await on.driver.query('SELECT pg_stat_force_next_flush()');
-  const [row] = await on.driver.query<{ n: number }>(
-    `SELECT idx_scan::int AS n FROM pg_stat_user_indexes WHERE indexrelname = '${HNSW_INDEX}'`,
-  );
-  return Number(row?.n ?? 0);
-}
-
-/** Rows written with plain SQL, as an older release would have (no model). */
-async function insertRaw(on: Database, scope: ChannelScope, count: number) {
-  await on.driver.query(
-    `INSERT INTO images (platform, workspace, channel, message, file, content_hash, embedding)
-     SELECT $1, $2, $3, 'm', 'f', 'raw' || g, $4::vector FROM generate_series(1, $5::int) AS g`,
-    [
-      scope.platform,
-      scope.workspace,
-      scope.channel,
-      `[${Array.from(randomArray(rand, DIM)).join(',')}]`,
-      count,
-    ],
-  );
-}
 
 /** Back to an empty database (the server's PGlite lives for the whole file). */
 async function resetDatabase(): Promise<void> {
@@ -159,18 +114,9 @@ describe('migrations over the wire', () => {
 
 describe('the Database over the wire', () => {
   let db: Database;
-  let hashCounter = 0;
-  async function addImage(scope: ChannelScope, embedding: Float32Array, message = 'm', on: Database = db) {
-    hashCounter++;
-    const r = await on.upsertImage({
-      ...scope,
-      message,
-      file: `F${hashCounter}`,
-      link: `https://example.test/${hashCounter}`,
-      contentHash: `h${hashCounter}`,
-      embedding,
-    });
-    return { ...r, embedding };
+  const add = imageAdder();
+  function addImage(scope: ChannelScope, embedding: Float32Array, message = 'm', on: Database = db) {
+    return add(on, scope, embedding, message);
   }
 
   beforeAll(async () => {
@@ -418,7 +364,7 @@ describe('the HNSW index of an older table, on Postgres', () => {
     const old = await open();
     try {
       await migrate(old.driver, { embeddingDim: DIM, list: migrations.slice(0, 5) });
-      await insertRaw(old, here, rows);
+      await insertRaw(old, here, randomArray(rand, DIM), rows);
     } finally {
       await old.close();
     }

@@ -10,6 +10,7 @@ import {
   migrations,
   openDatabase,
 } from '../../src/shared/db/index.js';
+import { collectingLogger, cosine, hnswScans, imageAdder, insertRaw } from '../helpers/db.js';
 import { mulberry32, randomArray } from '../helpers/random.js';
 
 const DIM = 8;
@@ -26,61 +27,12 @@ const rand = mulberry32(1234);
 const here: ChannelScope = { platform: 'slack', workspace: 'T1', channel: 'C1' };
 const elsewhere: ChannelScope = { platform: 'slack', workspace: 'T1', channel: 'C2' };
 
-function cosine(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  let dot = 0;
-  let na = 0;
-  let nb = 0;
-  for (let i = 0; i < a.length; i++) {
-    dot += a[i]! * b[i]!;
-    na += a[i]! * a[i]!;
-    nb += b[i]! * b[i]!;
-  }
-  return dot / Math.sqrt(na * nb);
-}
-
-/** Scans of the HNSW index so far (statistics flushed first), to tell which path a search took. */
-async function hnswScans(on: Database = db): Promise<number> {
-  await on.driver.query('SELECT pg_stat_force_next_flush()');
-  const [row] = await on.driver.query<{ n: number }>(
-    "SELECT idx_scan::int AS n FROM pg_stat_user_indexes WHERE indexrelname = 'images_embedding_hnsw'",
-  );
-  return Number(row?.n ?? 0);
-}
-
 const STORAGE_SQL =
   "SELECT attstorage AS s FROM pg_attribute WHERE attrelid = 'images'::regclass AND attname = 'embedding'";
 
-/** Rows written with plain SQL, as an older release (or another tool) would have. */
-async function insertRaw(on: Database, scope: ChannelScope, embedding: Float32Array, count: number) {
-  await on.driver.query(
-    `INSERT INTO images (platform, workspace, channel, message, file, content_hash, embedding)
-     SELECT $1, $2, $3, 'm', 'f', 'raw' || g, $4::vector FROM generate_series(1, $5::int) AS g`,
-    [scope.platform, scope.workspace, scope.channel, `[${Array.from(embedding).join(',')}]`, count],
-  );
-}
-
-function collectingLogger() {
-  const lines: Record<string, unknown>[] = [];
-  const at =
-    (level: string) =>
-    (obj: object | string, msg?: string): void => {
-      lines.push(typeof obj === 'string' ? { level, msg: obj } : { level, ...obj, msg });
-    };
-  return { lines, debug: at('debug'), info: at('info'), warn: at('warn'), error: at('error') };
-}
-
-let hashCounter = 0;
-async function addImage(scope: ChannelScope, embedding: Float32Array, message = 'm') {
-  hashCounter++;
-  const r = await db.upsertImage({
-    ...scope,
-    message,
-    file: `F${hashCounter}`,
-    link: `https://example.test/${hashCounter}`,
-    contentHash: `h${hashCounter}`,
-    embedding,
-  });
-  return { ...r, embedding };
+const add = imageAdder();
+function addImage(scope: ChannelScope, embedding: Float32Array, message = 'm') {
+  return add(db, scope, embedding, message);
 }
 
 describe('migrations', () => {
@@ -337,10 +289,10 @@ describe('images', () => {
       expect(
         await planOf(`${filtered} ORDER BY (embedding <=> '${vector}'::vector) + 0 LIMIT 10`),
       ).not.toContain('images_embedding_hnsw');
-      const scansBefore = await hnswScans();
+      const scansBefore = await hnswScans(db);
       const exact = await db.searchImages({ ...scope, embedding: query, k: 10 });
       expect(exact.map((h) => h.imageId)).toEqual(expected.map((e) => e.imageId));
-      expect(await hnswScans()).toBe(scansBefore);
+      expect(await hnswScans(db)).toBe(scansBefore);
       // With exactMaxRows below the channel's size the search takes the index (the planner must walk
       // it here, as sorting is penalised; a 30-row channel would otherwise be sorted).
       const indexed = new Database(db.driver, DIM, { exactMaxRows: 10 });
@@ -349,7 +301,7 @@ describe('images', () => {
       );
       const hits = await indexed.searchImages({ ...scope, embedding: query, k: 10 });
       expect(hits.map((h) => h.imageId)).toEqual(expected.map((e) => e.imageId));
-      expect(await hnswScans()).toBe(scansBefore + 1);
+      expect(await hnswScans(db)).toBe(scansBefore + 1);
       // Without pgvector's iterative scan the filter runs on the first ef_search candidates only,
       // which are all in the other channels here: the reason every indexed search turns it on.
       await db.driver.exec("SET hnsw.iterative_scan = 'off'");
