@@ -16,7 +16,7 @@ import { QuotaLimiter } from '../shared/quota.js';
 import { type DirLock, lockDirectory } from '../worker/runtime/dir-lock.js';
 import { type LoadModelsOptions, loadModels, type WorkerModels } from '../worker/runtime/models.js';
 import { startWorker, type WorkerHandle } from '../worker/runtime/start-worker.js';
-import { workerSettings } from '../worker/runtime/worker-settings.js';
+import { modelSettings, workerSettings } from '../worker/runtime/worker-settings.js';
 import { ensureModels, hasRandomWeights } from './models-setup.js';
 import { type PrivateRedis, spawnRedis } from './redis-server.js';
 
@@ -98,14 +98,7 @@ export async function startStack(options: StackOptions): Promise<Stack> {
 
     say(`loading models from ${config.modelsDir}…`);
     const models: WorkerModels = await loadModels(config.modelsDir, {
-      providers: config.ortProviders,
-      intraOpThreads: config.ortIntraOpThreads,
-      interOpThreads: config.ortInterOpThreads,
-      allowSpinning: config.ortAllowSpinning,
-      imagePrecision: config.clipImagePrecision,
-      labelCacheDir: join(config.dataDir, 'label-cache'),
-      microBatch: env.microBatch,
-      batchWaitMs: env.batchWaitMs,
+      ...modelSettings(config),
       logger: child('worker:models'),
       ...options.models,
     });

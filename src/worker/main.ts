@@ -1,7 +1,6 @@
 // Worker process entry (`node --import tsx src/worker/main.ts`): reads the environment (the only
 // worker file that does), loads the models once, opens the database, serves the queues, and on
 // SIGTERM/SIGINT finishes or hands back its jobs before exiting. Run as many as you like.
-import { join } from 'node:path';
 import { pino } from 'pino';
 import { loadConfig, redactedConfig } from '../shared/config.js';
 import { openDatabase } from '../shared/db/index.js';
@@ -11,7 +10,7 @@ import { onShutdown } from '../shared/shutdown.js';
 import { type DirLock, lockDirectory } from './runtime/dir-lock.js';
 import { loadModels } from './runtime/models.js';
 import { startWorker } from './runtime/start-worker.js';
-import { workerSettings } from './runtime/worker-settings.js';
+import { modelSettings, workerSettings } from './runtime/worker-settings.js';
 
 async function main(): Promise<void> {
   const config = loadConfig(process.env);
@@ -44,14 +43,7 @@ async function main(): Promise<void> {
     await checkEvictionPolicy(connection, logger);
 
     const models = await loadModels(config.modelsDir, {
-      providers: config.ortProviders,
-      intraOpThreads: config.ortIntraOpThreads,
-      interOpThreads: config.ortInterOpThreads,
-      allowSpinning: config.ortAllowSpinning,
-      imagePrecision: config.clipImagePrecision,
-      labelCacheDir: join(config.dataDir, 'label-cache'),
-      microBatch: env.microBatch,
-      batchWaitMs: env.batchWaitMs,
+      ...modelSettings(config),
       logger: root.child({ name: 'worker:models' }),
     });
     resources.push(() => models.close());

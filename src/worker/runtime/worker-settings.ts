@@ -1,8 +1,24 @@
 // The one mapping from the shared configuration (its WORKER_* part included, validated in
-// shared/config.ts) to startWorker's queue and tuning options, so that every process that starts a
+// shared/config.ts) to loadModels' and startWorker's options, so that every process that starts a
 // worker (worker main, `npm start`) passes the same values.
+import { join } from 'node:path';
 import type { Config } from '../../shared/config.js';
+import type { LoadModelsOptions } from './models.js';
 import type { StartWorkerOptions } from './start-worker.js';
+
+/** loadModels' options from the configuration (the caller adds its logger). */
+export function modelSettings(config: Config) {
+  return {
+    providers: config.ortProviders,
+    intraOpThreads: config.ortIntraOpThreads,
+    interOpThreads: config.ortInterOpThreads,
+    allowSpinning: config.ortAllowSpinning,
+    imagePrecision: config.clipImagePrecision,
+    labelCacheDir: join(config.dataDir, 'label-cache'),
+    microBatch: config.worker.microBatch,
+    batchWaitMs: config.worker.batchWaitMs,
+  } satisfies LoadModelsOptions;
+}
 
 export function workerSettings(config: Config) {
   const w = config.worker;

@@ -6,7 +6,7 @@ import { describe, expect, it } from 'vitest';
 import { loadConfig } from '../../../src/shared/config.js';
 import type { ConfigError } from '../../../src/shared/errors.js';
 import { lockDirectory } from '../../../src/worker/runtime/dir-lock.js';
-import { workerSettings } from '../../../src/worker/runtime/worker-settings.js';
+import { modelSettings, workerSettings } from '../../../src/worker/runtime/worker-settings.js';
 import { tempDir } from '../../helpers/worker-process.js';
 
 describe('WORKER_* variables in the shared config', () => {
@@ -91,6 +91,29 @@ describe('workerSettings', () => {
       previewTtlSeconds: 60,
       imagineTimeBudgetMs: 1_200_000,
       shutdownGraceMs: 0,
+    });
+  });
+
+  it('maps the ORT, precision and micro-batch settings to loadModels options', () => {
+    const config = loadConfig({
+      DATA_DIR: '/srv/data',
+      ORT_PROVIDERS: 'cuda,cpu',
+      ORT_INTRA_OP_THREADS: '3',
+      ORT_INTER_OP_THREADS: '1',
+      ORT_ALLOW_SPINNING: 'true',
+      CLIP_IMAGE_PRECISION: 'int8',
+      WORKER_MICRO_BATCH: '8',
+      WORKER_BATCH_WAIT_MS: '2',
+    });
+    expect(modelSettings(config)).toEqual({
+      providers: ['cuda', 'cpu'],
+      intraOpThreads: 3,
+      interOpThreads: 1,
+      allowSpinning: true,
+      imagePrecision: 'int8',
+      labelCacheDir: join('/srv/data', 'label-cache'),
+      microBatch: 8,
+      batchWaitMs: 2,
     });
   });
 });
