@@ -3,27 +3,15 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { existsSync } from 'node:fs';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import sharp from 'sharp';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { freePort } from '../../src/app/redis-server.js';
+import { useProcessCleanup } from '../helpers/processes.js';
 
 const ROOT = new URL('../../', import.meta.url).pathname;
-const children: ChildProcess[] = [];
-const dirs: string[] = [];
-
-afterEach(async () => {
-  for (const child of children.splice(0)) {
-    if (child.exitCode === null && child.signalCode === null) {
-      child.kill('SIGKILL');
-      await once(child, 'exit');
-    }
-  }
-  await Promise.all(dirs.splice(0).map((d) => rm(d, { recursive: true, force: true })));
-});
+const cleanup = useProcessCleanup();
 
 interface Started {
   child: ChildProcess;
@@ -42,7 +30,7 @@ function startApp(env: Record<string, string>): Started {
     env: { ...base, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
-  children.push(child);
+  cleanup.track(child);
   let out = '';
   let err = '';
   const listeners = new Set<() => void>();
@@ -86,8 +74,7 @@ async function answers(url: string): Promise<boolean> {
 
 describe('npm start', () => {
   it('boots redis, models, worker and playground, serves the page, and stops cleanly on SIGINT', async () => {
-    const dir = await mkdtemp(join(tmpdir(), 'vqclip-start-'));
-    dirs.push(dir);
+    const dir = await cleanup.tempDir('vqclip-start-');
     const port = await freePort();
     const app = startApp({
       DATA_DIR: join(dir, 'data'),
@@ -138,8 +125,7 @@ describe('npm start', () => {
   });
 
   it('says how to install redis-server when it is missing', async () => {
-    const dir = await mkdtemp(join(tmpdir(), 'vqclip-start-'));
-    dirs.push(dir);
+    const dir = await cleanup.tempDir('vqclip-start-');
     const app = startApp({
       DATA_DIR: join(dir, 'data'),
       MODELS_DIR: join(dir, 'models'),

@@ -2,29 +2,16 @@
 // Redis it is given, needs no models, and exits cleanly on SIGTERM.
 import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { Queue } from 'bullmq';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { freePort } from '../../../src/app/redis-server.js';
 import { openConnection } from '../../../src/shared/queues.js';
+import { useProcessCleanup } from '../../helpers/processes.js';
 import { useRedis } from '../../helpers/redis.js';
 
 const ROOT = new URL('../../../', import.meta.url).pathname;
 const redis = useRedis();
-const children: ChildProcess[] = [];
-const dirs: string[] = [];
-
-afterEach(async () => {
-  for (const child of children.splice(0)) {
-    if (child.exitCode === null && child.signalCode === null) {
-      child.kill('SIGKILL');
-      await once(child, 'exit');
-    }
-  }
-  await Promise.all(dirs.splice(0).map((d) => rm(d, { recursive: true, force: true })));
-});
+const cleanup = useProcessCleanup();
 
 function start(env: Record<string, string>): { child: ChildProcess; stderr: () => string } {
   const base = { ...process.env };
@@ -34,7 +21,7 @@ function start(env: Record<string, string>): { child: ChildProcess; stderr: () =
     env: { ...base, LOG_LEVEL: 'warn', ...env },
     stdio: ['ignore', 'ignore', 'pipe'],
   });
-  children.push(child);
+  cleanup.track(child);
   let err = '';
   child.stderr!.on('data', (c: Buffer) => {
     err += c.toString();
@@ -57,8 +44,7 @@ async function waitUp(url: string, child: ChildProcess): Promise<void> {
 
 describe('playground process', () => {
   it('serves, enqueues into the given Redis, and stops on SIGTERM', async () => {
-    const dir = await mkdtemp(join(tmpdir(), 'vqclip-bot-'));
-    dirs.push(dir);
+    const dir = await cleanup.tempDir('vqclip-bot-');
     const port = await freePort();
     const prefix = `bot${port}`;
     const app = start({ REDIS_URL: redis.url, PORT: String(port), DATA_DIR: dir, QUEUE_PREFIX: prefix });
