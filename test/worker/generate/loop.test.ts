@@ -22,6 +22,19 @@ afterAll(async () => {
   await models.embedder.release();
 });
 
+/** The tiny models with a counter on text embedding: bad input must fail before any embedding. */
+function countingEmbeds() {
+  let n = 0;
+  const deps = {
+    ...models,
+    embedTexts: (t: readonly string[]) => {
+      n++;
+      return models.embedTexts(t);
+    },
+  };
+  return { deps, embedded: () => n };
+}
+
 /**
  * 32x32 with 2 full-image views (flips only) and no noise: the tiny random CLIP barely tells small
  * crops apart, so these settings keep the objective nearly deterministic and its descent visible.
@@ -167,20 +180,13 @@ describe('control', () => {
   });
 
   it('an already aborted signal stops before any work', async () => {
-    let embedded = 0;
-    const deps = {
-      ...models,
-      embedTexts: (t: readonly string[]) => {
-        embedded++;
-        return models.embedTexts(t);
-      },
-    };
+    const { deps, embedded } = countingEmbeds();
     const fresh = new StepGraphCache();
     await expectCode(
       runGeneration({ ...base, steps: 5 }, deps, { ...opts, cache: fresh, signal: AbortSignal.abort() }),
       'cancelled',
     );
-    expect(embedded).toBe(0);
+    expect(embedded()).toBe(0);
     expect(fresh.size).toBe(0);
   });
 
@@ -326,21 +332,14 @@ describe('bad input fails before any work', () => {
   ];
   for (const [name, change, code, message] of cases) {
     it(name, async () => {
-      let embedded = 0;
-      const deps = {
-        ...models,
-        embedTexts: (t: readonly string[]) => {
-          embedded++;
-          return models.embedTexts(t);
-        },
-      };
+      const { deps, embedded } = countingEmbeds();
       const fresh = new StepGraphCache();
       await expectCode(
         runGeneration({ ...base, steps: 5, ...change }, deps, { ...opts, cache: fresh }),
         code,
         message,
       );
-      expect(embedded).toBe(0);
+      expect(embedded()).toBe(0);
       expect(fresh.size).toBe(0);
     });
   }
