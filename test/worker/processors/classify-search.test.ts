@@ -2,13 +2,13 @@
 // blobs in memory, a real PGlite. Values are checked against the classifier's own unbatched path.
 import { beforeAll, describe, expect, it } from 'vitest';
 import { Database } from '../../../src/shared/db/index.js';
-import type { CodedError } from '../../../src/shared/errors.js';
 import { Classifier } from '../../../src/worker/classify/classifier.js';
 import { MemoryBlobs } from '../../../src/worker/processors/blobs.js';
 import { runClassify } from '../../../src/worker/processors/classify.js';
 import { runEmbedImage } from '../../../src/worker/processors/embed-image.js';
 import { runSearch } from '../../../src/worker/processors/search.js';
 import type { WorkerModels } from '../../../src/worker/runtime/models.js';
+import { codeOf } from '../../helpers/errors.js';
 import { useTinyWorker } from '../../helpers/tiny-worker.js';
 import { noisePng, pixelBombPng, truncatedPng } from '../../helpers/worker-process.js';
 
@@ -27,15 +27,6 @@ function dot(a: Float32Array, b: Float32Array): number {
   let s = 0;
   for (let i = 0; i < a.length; i++) s += a[i]! * b[i]!;
   return s;
-}
-
-async function codeOf(p: Promise<unknown>): Promise<string> {
-  try {
-    await p;
-  } catch (error) {
-    return (error as CodedError).code;
-  }
-  return 'resolved';
 }
 
 describe('runClassify', () => {

@@ -3,13 +3,13 @@
 // cancel within one step, the time budget and input errors.
 import { beforeAll, describe, expect, it } from 'vitest';
 import type { Database } from '../../../src/shared/db/index.js';
-import type { CodedError } from '../../../src/shared/errors.js';
 import { probeImage } from '../../../src/shared/image/decode.js';
 import type { ImagineJob, ImagineProgress } from '../../../src/shared/jobs.js';
 import { decodeState } from '../../../src/worker/generate/state.js';
 import { MemoryBlobs } from '../../../src/worker/processors/blobs.js';
 import { runImagine, seedForJob } from '../../../src/worker/processors/imagine.js';
 import type { WorkerModels } from '../../../src/worker/runtime/models.js';
+import { codeOf } from '../../helpers/errors.js';
 import { useTinyWorker } from '../../helpers/tiny-worker.js';
 import { noisePng, pixelBombPng } from '../../helpers/worker-process.js';
 
@@ -32,15 +32,6 @@ const job = (over: Partial<ImagineJob> = {}): ImagineJob => ({
   origin,
   ...over,
 });
-
-async function codeOf(p: Promise<unknown>): Promise<string> {
-  try {
-    await p;
-  } catch (error) {
-    return (error as CodedError).code;
-  }
-  return 'resolved';
-}
 
 describe('runImagine', () => {
   it('reports every step, stores previews and results, records the generation', async () => {
