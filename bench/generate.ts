@@ -18,7 +18,7 @@ import {
   vqganParameterShapes,
 } from '../src/worker/models/config.js';
 import type { WeightSource } from '../src/worker/models/params.js';
-import { drawTensor, initFor } from '../src/worker/models/random.js';
+import { drawTensor, type InitExtras, initExtras, initFor } from '../src/worker/models/random.js';
 import { ModelSession } from '../src/worker/onnx/session.js';
 import {
   type BenchModule,
@@ -69,6 +69,7 @@ function parseArgs(args: readonly string[]): Options {
 export class RandomWeights implements WeightSource {
   private readonly shapes: Map<string, readonly number[]>;
   private readonly cache = new Map<string, Float32Array>();
+  private readonly extras: InitExtras;
   bytes = 0;
 
   constructor(
@@ -77,6 +78,7 @@ export class RandomWeights implements WeightSource {
     private readonly seed: number,
   ) {
     this.shapes = new Map(shapes);
+    this.extras = initExtras(shapes);
   }
 
   get(name: string, expected?: readonly number[]): Float32Array {
@@ -86,14 +88,7 @@ export class RandomWeights implements WeightSource {
     if (!shape || (expected && expected.join(',') !== shape.join(','))) {
       throw new Error(`random ${this.model}: no tensor "${name}" of shape [${expected ?? ''}]`);
     }
-    const weight = name.endsWith('.bias') ? this.shapes.get(`${name.slice(0, -5)}.weight`) : undefined;
-    const biasFanIn = new Map<string, number>();
-    if (weight && weight.length >= 2)
-      biasFanIn.set(
-        name,
-        weight.slice(1).reduce((a, b) => a * b, 1),
-      );
-    const data = drawTensor(this.seed, name, shape, initFor(name, shape, this.model, { biasFanIn }));
+    const data = drawTensor(this.seed, name, shape, initFor(name, shape, this.model, this.extras));
     this.cache.set(name, data);
     this.bytes += data.byteLength;
     return data.slice();

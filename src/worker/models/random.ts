@@ -96,7 +96,8 @@ export interface InitExtras {
   readonly biasFanIn?: ReadonlyMap<string, number>;
 }
 
-function extrasFor(shapes: ParameterShapes, logitScale?: number): InitExtras {
+/** initFor's extras for a model's parameter list: each bias's fan-in from the weight beside it. */
+export function initExtras(shapes: ParameterShapes, logitScale?: number): InitExtras {
   const biasFanIn = new Map<string, number>();
   const byName = new Map(shapes);
   for (const [name] of shapes) {
@@ -132,7 +133,7 @@ export function* randomClipTensors(
   seed: number,
 ): Generator<readonly [name: string, shape: readonly number[], data: Float32Array]> {
   const shapes = clipParameterShapes(config);
-  const extra = extrasFor(shapes, config.logit_scale_init_value);
+  const extra = initExtras(shapes, config.logit_scale_init_value);
   for (const [name, shape] of shapes)
     yield [name, shape, drawTensor(seed, name, shape, initFor(name, shape, 'clip', extra))];
 }
@@ -143,7 +144,7 @@ export function* randomVqganTensors(
   seed: number,
 ): Generator<readonly [name: string, shape: readonly number[], data: Float32Array]> {
   const shapes = vqganParameterShapes(config);
-  const extra = extrasFor(shapes);
+  const extra = initExtras(shapes);
   for (const [name, shape] of shapes)
     yield [name, shape, drawTensor(seed, name, shape, initFor(name, shape, 'vqgan', extra))];
 }

@@ -15,7 +15,7 @@ import {
   vqganParameterShapes,
 } from '../../../src/worker/models/config.js';
 import type { WeightSource } from '../../../src/worker/models/params.js';
-import { drawTensor, initFor } from '../../../src/worker/models/random.js';
+import { drawTensor, type InitExtras, initExtras, initFor } from '../../../src/worker/models/random.js';
 
 export const TINY_VOCAB = 600;
 export const TINY_BOS = 598;
@@ -35,6 +35,8 @@ export const tinyVqgan: VqganConfig = tinyVqganConfig();
 export class LazyRandomWeights implements WeightSource {
   private readonly shapes: Map<string, readonly number[]>;
   private readonly cache = new Map<string, Float32Array>();
+  /** initFor's extras: a bias's init depends on the fan-in of the weight beside it. */
+  private readonly extras: InitExtras;
 
   constructor(
     private readonly model: 'clip' | 'vqgan',
@@ -43,6 +45,7 @@ export class LazyRandomWeights implements WeightSource {
     private readonly scales: Readonly<Record<string, number>> = {},
   ) {
     this.shapes = new Map(shapes);
+    this.extras = initExtras(shapes);
   }
 
   get(name: string, expectedShape?: readonly number[]): Float32Array {
@@ -53,15 +56,7 @@ export class LazyRandomWeights implements WeightSource {
     if (expectedShape && expectedShape.join(',') !== shape.join(',')) {
       throw new Error(`random ${this.model}: "${name}" is [${shape}], expected [${expectedShape}]`);
     }
-    // A bias's init depends on the fan-in of the weight beside it.
-    const weight = name.endsWith('.bias') ? this.shapes.get(`${name.slice(0, -5)}.weight`) : undefined;
-    const biasFanIn = new Map<string, number>();
-    if (weight && weight.length >= 2)
-      biasFanIn.set(
-        name,
-        weight.slice(1).reduce((a, b) => a * b, 1),
-      );
-    const data = drawTensor(this.seed, name, shape, initFor(name, shape, this.model, { biasFanIn }));
+    const data = drawTensor(this.seed, name, shape, initFor(name, shape, this.model, this.extras));
     const scale = this.scales[name];
     if (scale !== undefined) for (let i = 0; i < data.length; i++) data[i]! *= scale;
     this.cache.set(name, data);
