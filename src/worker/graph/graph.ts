@@ -3,6 +3,17 @@
 // that call `Graph.emit`; serialize.ts turns a finished graph into ONNX bytes for onnxruntime.
 
 export type DType = 'float32' | 'int64' | 'int32' | 'bool' | 'float16' | 'uint8' | 'int8';
+
+/** ONNX TensorProto.DataType codes. */
+export const ONNX_DTYPE: Record<DType, number> = {
+  float32: 1,
+  uint8: 2,
+  int8: 3,
+  int32: 6,
+  int64: 7,
+  bool: 9,
+  float16: 10,
+};
 export type Shape = readonly number[];
 export type TensorData = Float32Array | BigInt64Array | Int32Array | Uint8Array | Uint16Array | Int8Array;
 

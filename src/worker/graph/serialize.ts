@@ -3,10 +3,10 @@
 // dropped), so one Graph can serve several builds with different outputs.
 import protobuf from 'protobufjs';
 import {
-  type DType,
   type Graph,
   GraphError,
   type Initializer,
+  ONNX_DTYPE,
   type OnnxNode,
   type Tensor,
   type TensorData,
@@ -43,17 +43,6 @@ message ModelProto {
 
 const root = protobuf.parse(ONNX_SCHEMA, { keepCase: true }).root;
 const ModelProto = root.lookupType('onnx.ModelProto');
-
-/** ONNX TensorProto.DataType codes. */
-export const ONNX_DTYPE: Record<DType, number> = {
-  float32: 1,
-  uint8: 2,
-  int8: 3,
-  int32: 6,
-  int64: 7,
-  bool: 9,
-  float16: 10,
-};
 
 const ATTR_TYPE = { float: 1, int: 2, string: 3, floats: 6, ints: 7 } as const;
 

@@ -1,6 +1,6 @@
 // Elementwise ops with numpy broadcasting and their VJPs. A gradient flowing into a broadcast
 // input is summed back over the broadcast axes (sumToShape), so shapes stay static and exact.
-import { type DType, fmtShape, type Graph, GraphError, type Tensor } from '../graph.js';
+import { type DType, fmtShape, type Graph, GraphError, ONNX_DTYPE, type Tensor } from '../graph.js';
 import { reduceSum } from './reduce.js';
 import { reshape } from './shape.js';
 import { broadcastAxes, broadcastShapes, sameShape } from './shape-utils.js';
@@ -244,17 +244,8 @@ export function where(cond: Tensor, aIn: TensorLike, bIn: TensorLike): Tensor {
 
 /** Cast between dtypes; a cast to float32 from float32 passes the gradient, others carry none. */
 export function cast(x: Tensor, to: DType): Tensor {
-  const codes: Record<DType, number> = {
-    float32: 1,
-    uint8: 2,
-    int8: 3,
-    int32: 6,
-    int64: 7,
-    bool: 9,
-    float16: 10,
-  };
   return x.graph.emit('Cast', [x], {
-    attrs: { to: { type: 'int', value: codes[to] } },
+    attrs: { to: { type: 'int', value: ONNX_DTYPE[to] } },
     outputs: [{ shape: x.shape, dtype: to }],
     vjp: ([gy]) => [x.dtype === 'float32' && to === 'float32' ? gy : undefined],
   })[0]!;
