@@ -1,7 +1,3 @@
-// Graph-builder benchmark on the CPU execution provider: a 2048^3 GEMM as the machine's ceiling,
-// and a VQGAN-decoder-shaped conv stack (two ResNet blocks at 256x64x64) forward and forward +
-// backward to the input, reported as conv GFLOP/s and as ratios against the GEMM.
-import { mkdirSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import * as ort from 'onnxruntime-node';
 import {
@@ -29,6 +25,7 @@ import {
   spread,
   type Timing,
 } from './lib.js';
+import { cpuSessionOptions, profileKernels } from './ort-profile.js';
 
 // Settings from the issue: CPU, 2 intra-op threads (the machine has 2 cores), optimisation 'all'.
 const DEFAULTS = { threads: 2, gemmN: 2048, channels: 256, size: 64, blocks: 2, reps: 15, warmup: 2 };
@@ -65,22 +62,6 @@ function parseArgs(args: readonly string[]): Options {
     else o[m[1] as 'threads' | 'channels' | 'size' | 'blocks' | 'reps' | 'warmup'] = v;
   }
   return o;
-}
-
-/**
- * The options ModelSession (src/worker/onnx/session.ts) uses on CPU, with the thread count
- * fixed. Sessions are created here directly because profiling needs ORT's own options.
- */
-function sessionOptions(o: Options, profilePrefix?: string): ort.InferenceSession.SessionOptions {
-  return {
-    executionProviders: ['cpu'],
-    intraOpNumThreads: o.threads,
-    interOpNumThreads: 1,
-    executionMode: 'sequential',
-    graphOptimizationLevel: 'all',
-    logSeverityLevel: 3,
-    ...(profilePrefix !== undefined && { enableProfiling: true, profileFilePrefix: profilePrefix }),
-  };
 }
 
 interface Model {
@@ -209,7 +190,7 @@ async function timeModels(models: readonly Prepared[], o: Options): Promise<Meas
   try {
     for (const p of models) {
       const t0 = performance.now();
-      const session = await ort.InferenceSession.create(p.model.bytes, sessionOptions(o));
+      const session = await ort.InferenceSession.create(p.model.bytes, cpuSessionOptions(o.threads));
       sessions.push({ session, createMs: performance.now() - t0 });
     }
     const timings = await measureInterleaved(
@@ -227,43 +208,12 @@ async function timeModels(models: readonly Prepared[], o: Options): Promise<Meas
   }
 }
 
-interface ProfileEvent {
-  readonly cat: string;
-  readonly name: string;
-  readonly ts: number;
-  readonly dur: number;
-  readonly args?: { readonly op_name?: string };
-}
-
-/**
- * Runs the model with ORT's profiler on and returns kernel milliseconds per op type, averaged
- * over the runs after the first (the first pays for allocations and weight prepacking).
- */
+/** ORT profiler: kernel milliseconds per op type and run (runs after the first). */
 async function profileModel(p: Prepared, o: Options, dir: string): Promise<Record<string, number>> {
-  mkdirSync(dir, { recursive: true });
-  const base = p.name.replace(/[^A-Za-z0-9]+/g, '_');
-  const ours = () => readdirSync(dir).filter((f) => f.startsWith(`${base}_`) && f.endsWith('.json'));
-  // Keep only this run's profile (ORT stamps each file name with the time).
-  for (const f of ours()) rmSync(join(dir, f));
-  const session = await ort.InferenceSession.create(p.model.bytes, sessionOptions(o, join(dir, base)));
-  const runs = 4;
-  for (let i = 0; i < runs; i++) await session.run(p.feeds);
-  session.endProfiling();
-  await session.release();
-  const file = ours().sort().pop();
-  if (!file) return {};
-  const events = JSON.parse(readFileSync(join(dir, file), 'utf8')) as ProfileEvent[];
-  const starts = events
-    .filter((e) => e.name === 'model_run')
-    .map((e) => e.ts)
-    .sort((a, b) => a - b);
-  const after = starts[1] ?? 0;
-  const counted = Math.max(starts.length - 1, 1);
+  const tag = p.name.replace(/[^A-Za-z0-9]+/g, '_');
   const byOp: Record<string, number> = {};
-  for (const e of events) {
-    if (e.cat !== 'Node' || !e.name.endsWith('_kernel_time') || e.ts < after) continue;
-    const op = e.args?.op_name ?? '?';
-    byOp[op] = (byOp[op] ?? 0) + e.dur / 1000 / counted;
+  for (const k of await profileKernels(p.model.bytes, p.feeds, { threads: o.threads, dir, tag, runs: 4 })) {
+    byOp[k.op] = (byOp[k.op] ?? 0) + k.ms;
   }
   return byOp;
 }

@@ -1,14 +1,3 @@
-// Winograd prototype for the VQGAN decoder's stride-1 pad-1 3x3 convs: F(2x2,3x3) and F(4x4,3x3)
-// built from standard ONNX ops, against ORT's Conv (NCHWc direct kernel), forward and input
-// gradient (dx, the same construction on the flipped, transposed weights), interleaved per shape.
-//
-// Pipeline (the fastest of the variants tried, see bench/README.md):
-//   x [N,C,H,W] -> Conv 3-D over [N,1,C,H,W] with a*a fixed filters [1,a,a], stride [1,m,m], pads 1:
-//   V = B^T d B for every overlapping a x a tile, laid out [N, a*a, C, T] (no transpose needed)
-//   -> MatMul U [a*a, K, C] (G g G^T, computed at build time) x V -> M [N, a*a, K, T]
-//   -> MatMul A [m*m, a*a] (A^T m A as one matrix) -> [N, m*m*K, H/m, W/m]
-//   -> DepthToSpace (DCR, block m) -> y [N, K, H, W] -> + bias.
-import { mkdirSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { attr } from '../src/worker/graph/graph.js';
@@ -34,6 +23,7 @@ import {
   type Row,
   randn,
 } from './lib.js';
+import { cpuSessionOptions, profileKernels } from './ort-profile.js';
 
 /** Lavin & Gray's matrices: output tile m x m from an a x a input tile (a = m + 2). */
 interface WinogradMatrices {
@@ -246,16 +236,6 @@ function parseArgs(args: readonly string[]): Options {
   return o;
 }
 
-const sessionOptions = (o: Options, profilePrefix?: string): ort.InferenceSession.SessionOptions => ({
-  executionProviders: ['cpu'],
-  intraOpNumThreads: o.threads,
-  interOpNumThreads: 1,
-  executionMode: 'sequential',
-  graphOptimizationLevel: 'all',
-  logSeverityLevel: 3,
-  ...(profilePrefix !== undefined && { enableProfiling: true, profileFilePrefix: profilePrefix }),
-});
-
 interface Built {
   readonly fwd: Uint8Array;
   /** dx of sum(conv(x) * r) with r fed: only the backward conv (and a Mul) runs. */
@@ -302,34 +282,12 @@ function relErrors(a: Float32Array, ref: Float32Array): { l2: number; max: numbe
 }
 
 /** Kernel ms per node (ORT profiler, runs after the first), largest first. */
-async function profileKernels(bytes: Uint8Array, feeds: Record<string, ort.Tensor>, o: Options, tag: string) {
+async function profileByNode(bytes: Uint8Array, feeds: Record<string, ort.Tensor>, o: Options, tag: string) {
   const dir = join('bench', 'results', 'profiles');
-  mkdirSync(dir, { recursive: true });
-  const ours = () => readdirSync(dir).filter((f) => f.startsWith(`${tag}_`) && f.endsWith('.json'));
-  for (const f of ours()) rmSync(join(dir, f));
-  const session = await ort.InferenceSession.create(bytes, sessionOptions(o, join(dir, tag)));
-  const runs = 3;
-  for (let i = 0; i < runs; i++) await session.run(feeds);
-  session.endProfiling();
-  await session.release();
-  const file = ours().sort().pop();
-  if (!file) return '';
-  const events = JSON.parse(readFileSync(join(dir, file), 'utf8')) as {
-    cat: string;
-    name: string;
-    ts: number;
-    dur: number;
-    args?: { op_name?: string };
-  }[];
-  const starts = events
-    .filter((e) => e.name === 'model_run')
-    .map((e) => e.ts)
-    .sort((x, y) => x - y);
   const byNode = new Map<string, number>();
-  for (const e of events) {
-    if (e.cat !== 'Node' || !e.name.endsWith('_kernel_time') || e.ts < (starts[1] ?? 0)) continue;
-    const key = `${e.args?.op_name ?? '?'}(${e.name.replace(/_kernel_time$/, '')})`;
-    byNode.set(key, (byNode.get(key) ?? 0) + e.dur / 1000 / (runs - 1));
+  for (const k of await profileKernels(bytes, feeds, { threads: o.threads, dir, tag, runs: 3 })) {
+    const key = `${k.op}(${k.node})`;
+    byNode.set(key, (byNode.get(key) ?? 0) + k.ms);
   }
   return [...byNode]
     .sort((x, y) => y[1] - x[1])
@@ -367,7 +325,7 @@ export const winogradBench: BenchModule = {
           [m.fwd, fwdFeeds],
           [m.dx, dxFeeds],
         ] as const) {
-          const sess = await ort.InferenceSession.create(bytes, sessionOptions(o));
+          const sess = await ort.InferenceSession.create(bytes, cpuSessionOptions(o.threads));
           outputs.push(Object.values(await sess.run(f))[0]!.data as Float32Array);
           await sess.release();
         }
@@ -375,8 +333,8 @@ export const winogradBench: BenchModule = {
       const sessions: ort.InferenceSession[] = [];
       try {
         for (const m of models) {
-          sessions.push(await ort.InferenceSession.create(m.fwdTimed, sessionOptions(o)));
-          sessions.push(await ort.InferenceSession.create(m.dxTimed, sessionOptions(o)));
+          sessions.push(await ort.InferenceSession.create(m.fwdTimed, cpuSessionOptions(o.threads)));
+          sessions.push(await ort.InferenceSession.create(m.dxTimed, cpuSessionOptions(o.threads)));
         }
         const runs = sessions.map((sess, i) => () => sess.run(i % 2 === 0 ? fwdFeeds : dxFeeds));
         const timings = await measureInterleaved(runs, { warmup: o.warmup, reps: o.reps });
@@ -408,7 +366,7 @@ export const winogradBench: BenchModule = {
         for (const [vi, variant] of VARIANTS.entries()) {
           const tag = `winograd_${c}x${s}_${variant}`;
           notes.push(
-            `profile ${c}@${s} ${variant} fwd (kernel ms): ${await profileKernels(models[vi]!.fwd, { x: feeds.x }, o, tag)}`,
+            `profile ${c}@${s} ${variant} fwd (kernel ms): ${await profileByNode(models[vi]!.fwd, { x: feeds.x }, o, tag)}`,
           );
         }
       }
