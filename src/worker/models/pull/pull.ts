@@ -7,6 +7,7 @@ import { mkdir, readdir, readFile, rename, rm, rmdir, writeFile } from 'node:fs/
 import { join } from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
+import { lockDirectory } from '../../runtime/dir-lock.js';
 import { checkModelFolder, type ModelFolderCheck } from '../check.js';
 import {
   ModelConfigError,
@@ -143,38 +144,22 @@ async function install(staged: string, target: string, aside: string): Promise<v
 /** Takes OUT/.partial/lock so that two pulls into one folder do not interleave; returns the release. */
 async function lock(outDir: string): Promise<() => Promise<void>> {
   const stage = join(outDir, STAGE);
-  await mkdir(stage, { recursive: true });
-  const path = join(stage, 'lock');
-  for (let attempt = 0; attempt < 2; attempt++) {
-    try {
-      await writeFile(path, String(process.pid), { flag: 'wx' });
-      return async () => {
-        await rm(path, { force: true });
-        // Leave no empty .partial behind.
-        if ((await readdir(stage)).length === 0) await rmdir(stage).catch(() => {});
-      };
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
-      const pid = Number(await readFile(path, 'utf8').catch(() => ''));
-      if (Number.isInteger(pid) && pid > 0 && isAlive(pid)) {
-        throw new PullError(
-          'busy',
-          `another models pull (pid ${pid}) is writing ${outDir}; wait for it to finish`,
-        );
-      }
-      await rm(path, { force: true }); // stale: its process is gone
-    }
-  }
-  throw new PullError('busy', `cannot take ${path}`);
-}
-
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
+  const held = await lockDirectory(stage, {
+    name: 'lock',
+    ownPid: 'refuse',
+    busy: (pid) =>
+      pid === undefined
+        ? new PullError('busy', `cannot take ${join(stage, 'lock')}`)
+        : new PullError(
+            'busy',
+            `another models pull (pid ${pid}) is writing ${outDir}; wait for it to finish`,
+          ),
+  });
+  return async () => {
+    await held.release();
+    // Leave no empty .partial behind.
+    if ((await readdir(stage)).length === 0) await rmdir(stage).catch(() => {});
+  };
 }
 
 /** Runs `work` holding OUT/.partial/lock. */
