@@ -44,7 +44,8 @@ afterAll(async () => {
   await rm(dir, { recursive: true, force: true });
 });
 
-async function cli(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+/** runCli with `argv` as given, its output captured (no TTY, empty environment). */
+async function capture(argv: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
   let stdout = '';
   let stderr = '';
   const io: CliIo = {
@@ -57,8 +58,12 @@ async function cli(args: string[]): Promise<{ code: number; stdout: string; stde
     isTty: false,
     env: {},
   };
-  const code = await runCli([...args, '--models', modelsDir, '--data', dataDir], io);
+  const code = await runCli(argv, io);
   return { code, stdout, stderr };
+}
+
+function cli(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  return capture([...args, '--models', modelsDir, '--data', dataDir]);
 }
 
 function unit(v: ArrayLike<number>): Float32Array {
@@ -245,21 +250,7 @@ describe('vqclip db', () => {
        SELECT 'web', 'local', 'c', 'm', 'f', 'h' || g, '[1,2,3,4,5,6,7,8]'::vector FROM generate_series(1, 7) AS g`,
     );
     await old.close();
-    const run = async (args: string[]) => {
-      let stdout = '';
-      let stderr = '';
-      const code = await runCli([...args, '--data', data], {
-        stdout: (t) => {
-          stdout += t;
-        },
-        stderr: (t) => {
-          stderr += t;
-        },
-        isTty: false,
-        env: {},
-      });
-      return { code, stdout, stderr };
-    };
+    const run = (args: string[]) => capture([...args, '--data', data]);
     const before = await run(['db', 'status', '--json']);
     expect(before.code).toBe(0);
     // Status only looks: opening for it built nothing, small as the table is.
