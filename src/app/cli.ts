@@ -14,7 +14,7 @@ import {
   renderImagineResult,
 } from '../bots/core/render.js';
 import { libraryScope } from '../bots/web/library.js';
-import { openDatabase } from '../shared/db/index.js';
+import { type Database, type OpenDatabaseOptions, openDatabase } from '../shared/db/index.js';
 import { asCodedError, BadInputError, CodedError, ImageTooLargeError } from '../shared/errors.js';
 import { DefaultImageLimits } from '../shared/image/decode.js';
 import { type ImagineProgress, jobLimits, presets } from '../shared/jobs.js';
@@ -357,26 +357,36 @@ async function searchIndex(
   k: number,
   io: CliIo,
 ): Promise<{ hits: { path: string; score: number }[]; staleImages: number }> {
+  const options = { embeddingDim: models.embeddingDim, embeddingModel: models.embeddingModel };
+  return withDatabase(dataDir, io, options, async (db) => {
+    const result = await runSearch(
+      models,
+      { query, ...libraryScope(channel), k },
+      { db, ...(io.signal === undefined ? {} : { signal: io.signal }) },
+    );
+    return {
+      hits: result.hits.map((h) => ({
+        path: join(resolve(dataDir), 'library', channel, h.file),
+        score: h.score,
+      })),
+      staleImages: result.staleImages ?? 0,
+    };
+  });
+}
+
+/** Opens the database (DATABASE_URL, else PGlite in `dataDir` under its directory lock), runs `fn`, closes it. */
+async function withDatabase<T>(
+  dataDir: string,
+  io: CliIo,
+  options: OpenDatabaseOptions,
+  fn: (db: Database) => Promise<T>,
+): Promise<T> {
   const databaseUrl = io.env.DATABASE_URL || undefined;
   const lock = databaseUrl === undefined ? await lockDirectory(dataDir) : undefined;
   try {
-    const db = await openDatabase(
-      { dataDir, databaseUrl },
-      { embeddingDim: models.embeddingDim, embeddingModel: models.embeddingModel },
-    );
+    const db = await openDatabase({ dataDir, databaseUrl }, options);
     try {
-      const result = await runSearch(
-        models,
-        { query, ...libraryScope(channel), k },
-        { db, ...(io.signal === undefined ? {} : { signal: io.signal }) },
-      );
-      return {
-        hits: result.hits.map((h) => ({
-          path: join(resolve(dataDir), 'library', channel, h.file),
-          score: h.score,
-        })),
-        staleImages: result.staleImages ?? 0,
-      };
+      return await fn(db);
     } finally {
       await db.close();
     }
@@ -392,59 +402,47 @@ async function db(args: string[], io: CliIo): Promise<void> {
   if (positionals.length !== 1 || (action !== 'index' && action !== 'status'))
     throw new UsageError('db takes one of: status, index');
   const c = common(values, io.env);
-  const databaseUrl = io.env.DATABASE_URL || undefined;
-  const lock = databaseUrl === undefined ? await lockDirectory(c.dataDir) : undefined;
-  try {
-    // Nothing is built at open: `index` builds in the foreground, saying so first.
-    const database = await openDatabase(
-      { dataDir: c.dataDir, databaseUrl },
-      { vectorIndex: { autoBuildMaxRows: -1 } },
-    );
-    try {
-      if (database.embeddingDim === undefined) {
-        if (c.json) io.stdout(`${JSON.stringify({ images: 0, index: 'missing', embeddingDim: null })}\n`);
-        else io.stdout('no images table yet (a worker creates it with its model)\n');
-        return;
-      }
-      const images = await database.countImages();
-      // Which models embedded them: a search ranks only the current model's rows.
-      const models = await database.countImagesByModel();
-      let index = await database.vectorIndexState();
-      let seconds: number | undefined;
-      if (action === 'index' && index !== 'ready') {
-        if (index === 'building') {
-          throw new CodedError('unavailable', 'another process is building the HNSW index now');
-        }
-        if (!c.json) {
-          io.stderr(
-            `building the HNSW index over ${images} images${database.info.kind === 'pglite' ? ' (PGlite: minutes per 100k images)' : ' (concurrently)'}…\n`,
-          );
-        }
-        const started = performance.now();
-        await database.ensureVectorIndex({ minRows: 0 });
-        seconds = (performance.now() - started) / 1000;
-        index = await database.vectorIndexState();
-      }
-      if (c.json) {
-        io.stdout(
-          `${JSON.stringify({ images, index, embeddingDim: database.embeddingDim, models, ...(seconds === undefined ? {} : { seconds }) })}\n`,
-        );
-      } else {
-        io.stdout(`images: ${images}\nembedding dimension: ${database.embeddingDim}\nHNSW index: ${index}\n`);
-        for (const m of models) {
-          io.stdout(
-            `  ${m.images} embedded by ${m.model === null ? 'an unknown model (indexed before models were recorded)' : `model ${m.model.slice(0, 16)}`}\n`,
-          );
-        }
-        if (seconds !== undefined) io.stdout(`built in ${seconds.toFixed(1)} s\n`);
-        else if (index !== 'ready') io.stdout('build it with: npx vqclip db index\n');
-      }
-    } finally {
-      await database.close();
+  // Nothing is built at open: `index` builds in the foreground, saying so first.
+  await withDatabase(c.dataDir, io, { vectorIndex: { autoBuildMaxRows: -1 } }, async (database) => {
+    if (database.embeddingDim === undefined) {
+      if (c.json) io.stdout(`${JSON.stringify({ images: 0, index: 'missing', embeddingDim: null })}\n`);
+      else io.stdout('no images table yet (a worker creates it with its model)\n');
+      return;
     }
-  } finally {
-    await lock?.release();
-  }
+    const images = await database.countImages();
+    // Which models embedded them: a search ranks only the current model's rows.
+    const models = await database.countImagesByModel();
+    let index = await database.vectorIndexState();
+    let seconds: number | undefined;
+    if (action === 'index' && index !== 'ready') {
+      if (index === 'building') {
+        throw new CodedError('unavailable', 'another process is building the HNSW index now');
+      }
+      if (!c.json) {
+        io.stderr(
+          `building the HNSW index over ${images} images${database.info.kind === 'pglite' ? ' (PGlite: minutes per 100k images)' : ' (concurrently)'}…\n`,
+        );
+      }
+      const started = performance.now();
+      await database.ensureVectorIndex({ minRows: 0 });
+      seconds = (performance.now() - started) / 1000;
+      index = await database.vectorIndexState();
+    }
+    if (c.json) {
+      io.stdout(
+        `${JSON.stringify({ images, index, embeddingDim: database.embeddingDim, models, ...(seconds === undefined ? {} : { seconds }) })}\n`,
+      );
+    } else {
+      io.stdout(`images: ${images}\nembedding dimension: ${database.embeddingDim}\nHNSW index: ${index}\n`);
+      for (const m of models) {
+        io.stdout(
+          `  ${m.images} embedded by ${m.model === null ? 'an unknown model (indexed before models were recorded)' : `model ${m.model.slice(0, 16)}`}\n`,
+        );
+      }
+      if (seconds !== undefined) io.stdout(`built in ${seconds.toFixed(1)} s\n`);
+      else if (index !== 'ready') io.stdout('build it with: npx vqclip db index\n');
+    }
+  });
 }
 
 function unit(v: ArrayLike<number>): Float32Array {
