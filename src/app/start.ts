@@ -3,8 +3,7 @@
 // playground. Prints the URL; Ctrl-C (or SIGTERM) stops everything and exits 0.
 import { pino } from 'pino';
 import { loadConfig, redactedConfig } from '../shared/config.js';
-import { asCodedError } from '../shared/errors.js';
-import { onShutdown } from '../shared/shutdown.js';
+import { onShutdown, runMain } from '../shared/shutdown.js';
 import { RANDOM_WEIGHTS_BANNER } from './models-setup.js';
 import { startStack } from './stack.js';
 
@@ -31,9 +30,4 @@ async function main(): Promise<void> {
   say('press Ctrl-C to stop');
 }
 
-main().catch((error: unknown) => {
-  const coded = asCodedError(error);
-  console.error(`npm start: ${coded.message}`);
-  if (coded.code === 'internal' && error instanceof Error && error.stack) console.error(error.stack);
-  process.exitCode = 1;
-});
+runMain('npm start', main);

@@ -1,6 +1,7 @@
 // Signal handling shared by every process entry (worker main, playground main, `npm start`): the
 // first SIGINT/SIGTERM runs the closers in order, then exits; a second signal, or closers that take
 // longer than the timeout, force an exit with code 1 (a hung close must not leave a zombie service).
+import { asCodedError } from './errors.js';
 import type { Logger } from './logger.js';
 
 /** One step of a shutdown; a failure is logged and the next step still runs. */
@@ -97,4 +98,18 @@ export function onShutdown(
       for (const signal of signals) emitter.off(signal, onSignal);
     },
   };
+}
+
+/**
+ * Runs a process entry's `main`; a failure prints `name: message` on stderr (plain console: the
+ * logger may not exist yet, e.g. with a bad configuration), the stack for internal errors, and sets
+ * exit code 1.
+ */
+export function runMain(name: string, main: () => Promise<void>): void {
+  main().catch((error: unknown) => {
+    const coded = asCodedError(error);
+    console.error(`${name}: ${coded.message}`);
+    if (coded.code === 'internal' && error instanceof Error && error.stack) console.error(error.stack);
+    process.exitCode = 1;
+  });
 }

@@ -4,9 +4,8 @@
 import { pino } from 'pino';
 import { loadConfig, redactedConfig } from '../shared/config.js';
 import { openDatabase } from '../shared/db/index.js';
-import { asCodedError } from '../shared/errors.js';
 import { checkEvictionPolicy, createConnection, waitUntilReady } from '../shared/queues.js';
-import { onShutdown } from '../shared/shutdown.js';
+import { onShutdown, runMain } from '../shared/shutdown.js';
 import { type DirLock, lockDirectory } from './runtime/dir-lock.js';
 import { loadModels } from './runtime/models.js';
 import { startWorker } from './runtime/start-worker.js';
@@ -94,10 +93,4 @@ async function main(): Promise<void> {
   }
 }
 
-main().catch((error: unknown) => {
-  const coded = asCodedError(error);
-  // pino may not exist yet (bad configuration): plain stderr, the message says what to fix.
-  console.error(`worker: ${coded.message}`);
-  if (coded.code === 'internal' && error instanceof Error && error.stack) console.error(error.stack);
-  process.exitCode = 1;
-});
+runMain('worker', main);

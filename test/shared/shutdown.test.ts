@@ -1,7 +1,8 @@
 import { EventEmitter } from 'node:events';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
+import { CodedError } from '../../src/shared/errors.js';
 import type { Logger } from '../../src/shared/logger.js';
-import { type Closer, onShutdown } from '../../src/shared/shutdown.js';
+import { type Closer, onShutdown, runMain } from '../../src/shared/shutdown.js';
 
 function recorder() {
   const lines: string[] = [];
@@ -107,5 +108,33 @@ describe('onShutdown', () => {
     expect(r.emitter.listenerCount('SIGTERM')).toBe(0);
     r.emitter.emit('SIGTERM', 'SIGTERM');
     expect(handle.stopping).toBe(false);
+  });
+});
+
+describe('runMain', () => {
+  it("prints a failed main's message (the stack only for internal errors) and sets exit code 1", async () => {
+    const printed: string[] = [];
+    const spy = vi.spyOn(console, 'error').mockImplementation((line: unknown) => {
+      printed.push(String(line));
+    });
+    const before = process.exitCode;
+    try {
+      runMain('worker', async () => {
+        throw new CodedError('config_invalid', 'REDIS_URL must be a redis:// URL');
+      });
+      await vi.waitFor(() => expect(process.exitCode).toBe(1));
+      expect(printed).toEqual(['worker: REDIS_URL must be a redis:// URL']);
+      printed.length = 0;
+      process.exitCode = before;
+      runMain('npm start', async () => {
+        throw new Error('boom');
+      });
+      await vi.waitFor(() => expect(process.exitCode).toBe(1));
+      expect(printed[0]).toMatch(/^npm start: /);
+      expect(printed[1]).toMatch(/^Error: boom\n\s+at /);
+    } finally {
+      spy.mockRestore();
+      process.exitCode = before;
+    }
   });
 });

@@ -6,10 +6,9 @@ import { join } from 'node:path';
 import { pino } from 'pino';
 import { BlobStore } from '../../shared/blobs.js';
 import { loadConfig, redactedConfig } from '../../shared/config.js';
-import { asCodedError } from '../../shared/errors.js';
 import { checkEvictionPolicy, openConnection } from '../../shared/queues.js';
 import { QuotaLimiter } from '../../shared/quota.js';
-import { onShutdown } from '../../shared/shutdown.js';
+import { onShutdown, runMain } from '../../shared/shutdown.js';
 import { JobClient } from '../core/job-client.js';
 import { Library } from './library.js';
 import { startPlayground } from './server.js';
@@ -69,9 +68,4 @@ async function main(): Promise<void> {
   }
 }
 
-main().catch((error: unknown) => {
-  const coded = asCodedError(error);
-  console.error(`playground: ${coded.message}`);
-  if (coded.code === 'internal' && error instanceof Error && error.stack) console.error(error.stack);
-  process.exitCode = 1;
-});
+runMain('playground', main);
