@@ -18,6 +18,11 @@ export type ErrorCode =
   | 'model_missing'
   | 'embedding_dimension_mismatch'
   | 'config_invalid'
+  | 'host_not_allowed'
+  | 'download_failed'
+  | 'forbidden'
+  | 'missing_scope'
+  | 'no_image'
   | 'internal';
 
 export const errorCodes: readonly ErrorCode[] = [
@@ -35,6 +40,11 @@ export const errorCodes: readonly ErrorCode[] = [
   'model_missing',
   'embedding_dimension_mismatch',
   'config_invalid',
+  'host_not_allowed',
+  'download_failed',
+  'forbidden',
+  'missing_scope',
+  'no_image',
   'internal',
 ];
 
@@ -174,6 +184,43 @@ export class ConfigError extends CodedError<'config_invalid'> {
   constructor(problems: readonly { variable: string; message: string }[]) {
     const lines = problems.map((p) => `  ${p.variable}: ${p.message}`).join('\n');
     super('config_invalid', `invalid configuration:\n${lines}`, { details: { problems } });
+  }
+}
+
+/** A download from a host the platform's allow-list does not hold (never fetch what a user typed). */
+export class HostNotAllowedError extends CodedError<'host_not_allowed'> {
+  constructor(host: string, platform?: string) {
+    super('host_not_allowed', `downloads from ${host} are not allowed`, {
+      details: { host, ...(platform === undefined ? {} : { platform }) },
+    });
+  }
+}
+
+/** A download that failed on the way (status, timeout, connection): `reason` says which. */
+export class DownloadFailedError extends CodedError<'download_failed'> {
+  constructor(reason: string, details: ErrorDetails = {}, cause?: unknown) {
+    super('download_failed', `download failed: ${reason}`, { details: { reason, ...details }, cause });
+  }
+}
+
+/** The person may not do this (cancel someone else's job, change settings without the permission). */
+export class ForbiddenError extends CodedError<'forbidden'> {
+  constructor(reason: 'not_your_job' | 'admin_only' | string, details: ErrorDetails = {}) {
+    super('forbidden', `not allowed: ${reason}`, { details: { reason, ...details } });
+  }
+}
+
+/** The platform refused for want of an OAuth scope or permission the app was not given. */
+export class MissingScopeError extends CodedError<'missing_scope'> {
+  constructor(scope: string, details: ErrorDetails = {}) {
+    super('missing_scope', `the app lacks the ${scope} scope`, { details: { scope, ...details } });
+  }
+}
+
+/** The request needs an image and none was found where it looked (the message, the channel). */
+export class NoImageError extends CodedError<'no_image'> {
+  constructor(where: 'message' | 'channel' | 'request' = 'request') {
+    super('no_image', `no image in the ${where}`, { details: { where } });
   }
 }
 

@@ -56,15 +56,44 @@ const side = z
   .max(jobLimits.maxSide)
   .refine((v) => v % 16 === 0, 'must be a multiple of 16');
 
+/**
+ * Who asked and where: on every job kind (the bot core fills it in). The quota identity derives from
+ * it (quotaUserId), history rows record it, and a restarted bot finds its in-flight jobs by it.
+ */
 export const originSchema = z.strictObject({
   platform: z.enum(platforms),
+  /** Discord guild, Slack team; absent in DMs. */
   workspace: id().optional(),
   channel: id().optional(),
   user: id(),
-  /** Where the reply lives (interaction token id, message ts, ...), for logs and history. */
+  /** The platform message the request came from (a message id, a Slack ts), when there is one. */
+  message: id().optional(),
+  /**
+   * Where the reply lives, in the adapter's own words (a channel and message id, an interaction
+   * token id, a Slack ts): what a restarted bot needs to go on editing it.
+   */
   messageRef: id(500).optional(),
 });
 export type Origin = z.infer<typeof originSchema>;
+
+/** The quota identity of a person: platform-qualified, and per workspace where the platform has them. */
+export function quotaUserId(origin: Pick<Origin, 'platform' | 'workspace' | 'user'>): string {
+  return origin.workspace === undefined
+    ? `${origin.platform}:${origin.user}`
+    : `${origin.platform}:${origin.workspace}:${origin.user}`;
+}
+
+/**
+ * One channel of one workspace of one platform: the scope of indexed images and of searches. The
+ * same shape in every job that names a channel.
+ */
+export const channelScopeSchema = z.strictObject({
+  platform: z.enum(platforms),
+  workspace: id(),
+  channel: id(),
+});
+export type ChannelScope = z.infer<typeof channelScopeSchema>;
+const channelScope = channelScopeSchema.shape;
 
 export const presets = ['draft', 'normal', 'better'] as const;
 export type Preset = (typeof presets)[number];
@@ -85,6 +114,18 @@ export const imagineJobSchema = z.strictObject({
   preset: z.enum(presets).optional(),
   initImage: blobKeySchema.optional(),
   imagePrompts: z.array(blobKeySchema).max(jobLimits.imagePrompts).optional(),
+  /**
+   * Start from an earlier result's saved state (its latentBlob): `continue` resumes it (optimiser,
+   * step count and parameters; steps are added), `variation` starts a fresh optimiser from its latent
+   * (usually with a new seed). `job` names the parent, for history and replies.
+   */
+  from: z
+    .strictObject({
+      state: blobKeySchema,
+      mode: z.enum(['continue', 'variation']),
+      job: id().optional(),
+    })
+    .optional(),
   origin: originSchema,
 });
 export type ImagineJob = z.infer<typeof imagineJobSchema>;
@@ -106,40 +147,62 @@ export const classifyJobSchema = z.strictObject({
     .max(jobLimits.templates)
     .optional(),
   topK: z.number().int().min(1).max(jobLimits.maxTopK).optional(),
+  origin: originSchema.optional(),
 });
 export type ClassifyJob = z.infer<typeof classifyJobSchema>;
 
 export const embedImageJobSchema = z.strictObject({
   image: blobKeySchema,
-  platform: z.enum(platforms),
-  workspace: id(),
-  channel: id(),
+  ...channelScope,
   message: id(),
   file: id(),
   link: z.url().max(2000).optional(),
+  origin: originSchema.optional(),
 });
 export type EmbedImageJob = z.infer<typeof embedImageJobSchema>;
 
-export const searchJobSchema = z.strictObject({
-  query: z.string().trim().min(1).max(jobLimits.queryChars),
-  platform: z.enum(platforms),
-  workspace: id(),
-  channel: id(),
-  k: z.number().int().min(1).max(jobLimits.maxSearchK),
-});
+/** By text (`query`) or by example (`image`, a blob): exactly one of the two. */
+export const searchJobSchema = z
+  .strictObject({
+    query: z.string().trim().min(1).max(jobLimits.queryChars).optional(),
+    image: blobKeySchema.optional(),
+    ...channelScope,
+    k: z.number().int().min(1).max(jobLimits.maxSearchK),
+    /** Images the safety check flagged are left out unless this is true. @defaultValue false */
+    includeFlagged: z.boolean().optional(),
+    origin: originSchema.optional(),
+  })
+  .refine((s) => (s.query === undefined) !== (s.image === undefined), {
+    message: 'give either a query or an image',
+    path: ['query'],
+  });
 export type SearchJob = z.infer<typeof searchJobSchema>;
 
 /**
  * Removes one indexed image. The channel is part of the job, and the worker deletes only when the
  * image belongs to it: one channel cannot delete another's image by guessing its id.
  */
-export const deleteImageJobSchema = z.strictObject({
-  /** The id embed-image returned (a Postgres uuid). */
-  imageId: z.guid(),
-  platform: z.enum(platforms),
-  workspace: id(),
-  channel: id(),
-});
+export const deleteImageJobSchema = z
+  .strictObject({
+    /** The id embed-image returned (a Postgres uuid). */
+    imageId: z.guid().optional(),
+    /**
+     * A platform message: every image indexed from it goes (chat platforms report a deleted message,
+     * not our image id). With `file` too, only that attachment of it (an edit removed one file).
+     */
+    message: id().optional(),
+    file: id().optional(),
+    ...channelScope,
+    origin: originSchema.optional(),
+  })
+  .refine((d) => (d.imageId === undefined) !== (d.message === undefined), {
+    message: 'name either an image id or a message',
+    path: ['imageId'],
+  })
+  .refine((d) => d.file === undefined || d.message !== undefined, {
+    message: 'a file is named within a message',
+    path: ['file'],
+  });
 export type DeleteImageJob = z.infer<typeof deleteImageJobSchema>;
 
 const finite = z.number().refine(Number.isFinite, 'must be finite');
@@ -153,6 +216,19 @@ export const imagineParamsSchema = z.object({
 });
 export type ImagineParams = z.infer<typeof imagineParamsSchema>;
 
+/**
+ * The CLIP zero-shot safety check of an image (the worker's, from the image's embedding against the
+ * safety prompts): the best-scoring unsafe category, its score, and whether it passed the threshold.
+ */
+export const safetySchema = z.strictObject({
+  flagged: z.boolean(),
+  /** Probability mass on the unsafe prompts, 0..1. */
+  score: z.number().min(0).max(1),
+  /** The unsafe category that scored highest (`nudity`, `gore`, `violence`, ...). */
+  category: z.string().max(100).optional(),
+});
+export type Safety = z.infer<typeof safetySchema>;
+
 export const imagineResultSchema = z.strictObject({
   finalBlob: blobKeySchema,
   timelapseBlob: blobKeySchema.optional(),
@@ -164,6 +240,8 @@ export const imagineResultSchema = z.strictObject({
   lossLast: finite,
   /** Milliseconds per phase (e.g. load, steps, encode, total). */
   timings: z.record(z.string(), z.number()),
+  /** Absent: the worker runs no safety check. */
+  safety: safetySchema.optional(),
 });
 export type ImagineResult = z.infer<typeof imagineResultSchema>;
 
@@ -186,6 +264,8 @@ export const embedImageResultSchema = z.strictObject({
   duplicate: z.boolean(),
   /** The channel held these bytes embedded by another model: that row now has this model's embedding. */
   reindexed: z.boolean().optional(),
+  /** The safety check flagged the image (searches leave it out unless asked). */
+  flagged: z.boolean().optional(),
 });
 export type EmbedImageResult = z.infer<typeof embedImageResultSchema>;
 
@@ -197,8 +277,13 @@ export const searchResultSchema = z.strictObject({
       score: z.number(),
       message: z.string(),
       file: z.string(),
+      flagged: z.boolean().optional(),
+      /** Near-duplicates of this hit folded into it (cosine >= the collapse threshold). */
+      duplicates: z.number().int().min(0).optional(),
     }),
   ),
+  /** Even the best match scored low: say so rather than present weak matches as answers. */
+  lowConfidence: z.boolean().optional(),
   /**
    * Images of the channel left out because another (or an unknown) model embedded them: they need
    * re-indexing with the worker's current model.
@@ -210,6 +295,8 @@ export type SearchResult = z.infer<typeof searchResultSchema>;
 export const deleteImageResultSchema = z.strictObject({
   /** False when the channel held no such image (already deleted, or never there): deleting is idempotent. */
   deleted: z.boolean(),
+  /** How many rows went (a message can hold several images). */
+  count: z.number().int().min(0).optional(),
 });
 export type DeleteImageResult = z.infer<typeof deleteImageResultSchema>;
 

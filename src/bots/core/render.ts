@@ -139,6 +139,33 @@ const sentences: { readonly [C in ErrorCode]: (details: ErrorDetails, message: s
   embedding_dimension_mismatch: () =>
     'The image index was built with a different model. An operator needs to rebuild it.',
   config_invalid: () => 'The service is misconfigured. An operator needs to fix its settings.',
+  host_not_allowed: (d) => {
+    const platform = str(d, 'platform');
+    const where = platform ? ` uploaded to ${platformName(platform)}` : ' uploaded to this chat';
+    return `I can only read images${where}; links to other sites are not fetched. Please attach the image.`;
+  },
+  download_failed: (d) =>
+    str(d, 'reason') === 'timeout'
+      ? 'Downloading that image took too long. Please try again.'
+      : 'I could not download that image. Please try again, or upload it again.',
+  forbidden: (d) => {
+    const reason = str(d, 'reason');
+    if (reason === 'not_your_job')
+      return 'Only the person who started this job (or a moderator) can do that.';
+    if (reason === 'admin_only') return 'Only server or workspace admins can change these settings.';
+    return 'You are not allowed to do that.';
+  },
+  missing_scope: (d) => {
+    const scope = str(d, 'scope');
+    return `The app is missing the ${scope ? `\`${scope}\` ` : ''}permission for this. An admin needs to reinstall or re-invite it.`;
+  },
+  no_image: (d) => {
+    const where = str(d, 'where');
+    if (where === 'channel')
+      return 'I found no recent image in this channel. Post one, or attach it to the command.';
+    if (where === 'message') return 'That message has no image I can read.';
+    return 'This needs an image. Please attach one.';
+  },
   internal: () => 'Something went wrong on our side. Please try again.',
 };
 
@@ -154,7 +181,13 @@ export function httpStatusFor(code: ErrorCode): number {
     case 'bad_input':
     case 'prompt_too_long':
     case 'not_an_image':
+    case 'host_not_allowed':
+    case 'no_image':
       return 400;
+    case 'forbidden':
+      return 403;
+    case 'download_failed':
+      return 502;
     case 'image_too_large':
     case 'blob_too_large':
       return 413;
@@ -252,6 +285,10 @@ export function renderLabels(labels: readonly { label: string; prob: number }[])
   return labels
     .map((l) => `${truncate(l.label, 40).padEnd(width)}  ${probabilityBar(l.prob)}  ${formatPercent(l.prob)}`)
     .join('\n');
+}
+
+function platformName(platform: string): string {
+  return platform === 'discord' ? 'Discord' : platform === 'slack' ? 'Slack' : platform;
 }
 
 function truncate(text: string, max: number): string {

@@ -335,12 +335,19 @@ export class Database {
     return rows.length === 1;
   }
 
-  /** Removes the images of a chat message (when the message is deleted); returns how many. */
-  async deleteImagesOfMessage(scope: ChannelScope & { message: string }): Promise<number> {
+  /**
+   * Removes the images of a chat message (when the message is deleted), or only one file of it (an
+   * edit removed that attachment); returns how many.
+   */
+  async deleteImagesOfMessage(scope: ChannelScope & { message: string; file?: string }): Promise<number> {
     this.#requireImages();
+    const params = [scope.platform, scope.workspace, scope.channel, scope.message];
+    const byFile = scope.file === undefined ? '' : ' AND file = $5';
+    if (scope.file !== undefined) params.push(scope.file);
     const rows = await this.#sql.query(
-      `DELETE FROM images WHERE platform = $1 AND workspace = $2 AND channel = $3 AND message = $4 RETURNING id`,
-      [scope.platform, scope.workspace, scope.channel, scope.message],
+      `DELETE FROM images WHERE platform = $1 AND workspace = $2 AND channel = $3 AND message = $4${byFile}
+       RETURNING id`,
+      params,
     );
     return rows.length;
   }

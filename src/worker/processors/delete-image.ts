@@ -1,5 +1,5 @@
-// The delete-image job: removes one indexed image of the asking channel from the images table.
-// Idempotent (a second delete, or a retry after a lost reply, reports deleted: false) and scoped: the
+// The delete-image job: removes one indexed image, or every image of one platform message (or one
+// attachment of it), of the asking channel from the images table. Idempotent (a second delete, or a retry after a lost reply, reports deleted: false) and scoped: the
 // database deletes only when the id belongs to the job's channel. Callable without BullMQ.
 import { checkJob, type DeleteImageResult, deleteImageJobSchema } from '../../shared/jobs.js';
 import type { DbRunContext } from './context.js';
@@ -10,10 +10,15 @@ export async function runDeleteImage(
 ): Promise<DeleteImageResult> {
   const job = checkJob(deleteImageJobSchema, data);
   ctx.signal?.throwIfAborted();
-  const deleted = await ctx.db.deleteImage(job.imageId, {
-    platform: job.platform,
-    workspace: job.workspace,
-    channel: job.channel,
+  const scope = { platform: job.platform, workspace: job.workspace, channel: job.channel };
+  if (job.imageId !== undefined) {
+    const deleted = await ctx.db.deleteImage(job.imageId, scope);
+    return { deleted, count: deleted ? 1 : 0 };
+  }
+  const count = await ctx.db.deleteImagesOfMessage({
+    ...scope,
+    message: job.message!,
+    ...(job.file === undefined ? {} : { file: job.file }),
   });
-  return { deleted };
+  return { deleted: count > 0, count };
 }

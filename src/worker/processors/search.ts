@@ -1,6 +1,7 @@
 // The search job (/imagesearch): query text -> unit CLIP text embedding -> the k nearest images by
 // cosine within the asking channel, never across channels (the database filters by channel in the
 // same statement that ranks). Callable without BullMQ.
+import { BadInputError } from '../../shared/errors.js';
 import { checkJob, type SearchResult, searchJobSchema } from '../../shared/jobs.js';
 import type { WorkerModels } from '../runtime/models.js';
 import type { DbRunContext } from './context.js';
@@ -12,6 +13,7 @@ export async function runSearch(
 ): Promise<SearchResult> {
   const job = checkJob(searchJobSchema, data);
   ctx.signal?.throwIfAborted();
+  if (job.query === undefined) throw new BadInputError('search by image is not supported by this worker');
   const embedding = await models.classifier.embedTexts([job.query], ctx.signal);
   const scope = { platform: job.platform, workspace: job.workspace, channel: job.channel };
   const hits = await ctx.db.searchImages({ ...scope, embedding, k: job.k });
