@@ -1,74 +1,28 @@
-// The generation loop behind /imagine: validates and resolves a request, embeds its prompts, starts
+// The generation loop behind /imagine: resolves a request (request.ts), embeds its prompts, starts
 // a latent (seed, init image, saved latent or saved state), then runs the cached step graph and Adam
 // step by step as an async iterator of progress, previews and, last, the result (final PNG,
 // timelapse, and the state that Continue and Variations start from).
-import { BadInputError, CancelledError, CodedError, InternalError } from '../../shared/errors.js';
+import { CancelledError, CodedError, InternalError } from '../../shared/errors.js';
 import type { CoverLimits } from '../../shared/image/cover.js';
-import { parsePrompt, type WeightedPrompt } from '../../shared/prompt.js';
-import { vqganFactor } from '../models/vqgan.js';
 import type { SessionOptions } from '../onnx/session.js';
 import { type AdamState, adamClone, adamInit, adamStep } from './adam.js';
 import { makeCutouts } from './cutouts.js';
 import { decodeImage8, type EncodedImage, encodeImage, type ImageFormat, unitFloats } from './image.js';
 import { encodeLatent, type Latent, randomLatent } from './latent.js';
-import { type Device, type Preset, presetSettings } from './presets.js';
-import { Rng, randomSeed } from './rng.js';
+import type { Device } from './presets.js';
+import {
+  DefaultGenerateLimits,
+  type GenerateLimits,
+  type GenerateRequest,
+  resolveRequest,
+} from './request.js';
+import { Rng } from './rng.js';
 import type { GenerationParams, GenerationState } from './state.js';
 import { type GenerationModels, type StepFeeds, StepGraphCache } from './step-graph.js';
 import { type Timelapse, type TimelapseOptions, TimelapseRecorder } from './timelapse.js';
 
-export interface ImagePromptInput {
-  /** Encoded image bytes (any format sharp reads). */
-  readonly image: Uint8Array;
-  /** @defaultValue 1 */
-  readonly weight?: number;
-}
-
-/** Where the latent starts. */
-export type GenerateInit =
-  /** Random codebook entries drawn from the seed. */
-  | { readonly kind: 'random' }
-  /** An image through the VQGAN encoder; `weight` > 0 adds an MSE pull toward it that fades over `decaySteps`. */
-  | {
-      readonly kind: 'image';
-      readonly image: Uint8Array;
-      readonly weight?: number;
-      readonly decaySteps?: number;
-    }
-  /** A saved latent with a fresh optimiser (Variations: usually with a new seed). */
-  | { readonly kind: 'latent'; readonly latent: Latent }
-  /** A saved state: latent, optimiser, step count and parameters (Continue). */
-  | { readonly kind: 'state'; readonly state: GenerationState };
-
-export interface GenerateRequest {
-  /** Weighted prompt syntax: `a watercolor teacher:1 | blurry:-0.5`. */
-  readonly prompt: string;
-  readonly imagePrompts?: readonly ImagePromptInput[];
-  /** 32-bit unsigned seed. @defaultValue the state's seed when continuing, else random */
-  readonly seed?: number;
-  /** Picks steps, size and cutouts where not given. @defaultValue the state's preset, else 'normal' */
-  readonly preset?: Preset;
-  /** Steps of this run; when continuing, the steps added. */
-  readonly steps?: number;
-  /** Pixels, multiples of the VQGAN factor (16 for f16). Fixed by the latent when starting from one. */
-  readonly width?: number;
-  readonly height?: number;
-  readonly cutouts?: number;
-  /** @defaultValue 0.1 */
-  readonly lr?: number;
-  /** Per-step multiplicative learning-rate decay. @defaultValue 1 */
-  readonly lrDecay?: number;
-  /** Crop sizes favour small crops above 1. @defaultValue 1 */
-  readonly cutPow?: number;
-  /** Smallest crop side as a fraction of the image's short side. @defaultValue 0.25 */
-  readonly minCutFraction?: number;
-  /** Per-cutout Gaussian noise std is drawn uniformly from [0, noise]. @defaultValue 0.1 */
-  readonly noise?: number;
-  /** @defaultValue { kind: 'random' } */
-  readonly init?: GenerateInit;
-  /** Wall-clock budget of this run, setup included: it ends early, cleanly, with a full result. */
-  readonly timeBudgetMs?: number;
-}
+// The request types are part of generate()'s signature: its callers find them here too.
+export type { GenerateInit, GenerateLimits, GenerateRequest, ImagePromptInput } from './request.js';
 
 /** The models and the prompt embedders (ClipEmbedder in embed.ts, or anything equivalent). */
 export interface GenerateDeps extends GenerationModels {
@@ -77,30 +31,6 @@ export interface GenerateDeps extends GenerationModels {
   /** Embeddings [D] of planar [3, S, S] images in [0, 1]; needed only for image prompts. */
   embedImages?(pixels: readonly Float32Array[]): Promise<Float32Array[]>;
 }
-
-export interface GenerateLimits {
-  /** @defaultValue 1000 */
-  readonly maxSteps?: number;
-  /** @defaultValue 16 */
-  readonly minSide?: number;
-  /** @defaultValue 1024 */
-  readonly maxSide?: number;
-  /** @defaultValue 1024 * 1024 */
-  readonly maxPixels?: number;
-  /** @defaultValue 128 */
-  readonly maxCutouts?: number;
-  /** @defaultValue 8 */
-  readonly maxImagePrompts?: number;
-}
-
-export const DefaultGenerateLimits = {
-  maxSteps: 1000,
-  minSide: 16,
-  maxSide: 1024,
-  maxPixels: 1024 * 1024,
-  maxCutouts: 128,
-  maxImagePrompts: 8,
-} as const satisfies Required<GenerateLimits>;
 
 export interface GenerateOptions {
   readonly signal?: AbortSignal;
@@ -426,141 +356,4 @@ export async function runGeneration(
 function checkAbort(signal: AbortSignal | undefined): void {
   if (!signal?.aborted) return;
   throw signal.reason instanceof CodedError ? signal.reason : new CancelledError();
-}
-
-export interface GenerationPlan {
-  readonly params: GenerationParams;
-  readonly initImage?: Uint8Array;
-  readonly latent?: Latent;
-  readonly state?: GenerationState;
-}
-
-function bad(field: string, message: string): never {
-  throw new BadInputError(message, { field });
-}
-
-function checkInt(field: string, v: number, min: number, max: number): number {
-  if (!Number.isInteger(v) || v < min || v > max)
-    bad(field, `${field} must be a whole number from ${min} to ${max}, got ${v}`);
-  return v;
-}
-
-function checkNumber(field: string, v: number, min: number, max: number, minOpen = false): number {
-  if (!Number.isFinite(v) || v > max || (minOpen ? v <= min : v < min)) {
-    bad(field, `${field} must be ${minOpen ? 'above' : 'at least'} ${min} and at most ${max}, got ${v}`);
-  }
-  return v;
-}
-
-/** Validates the request and resolves every parameter (request, then saved state, then preset, then defaults). */
-export function resolveRequest(
-  request: GenerateRequest,
-  models: GenerationModels,
-  device: Device,
-  limits: Required<GenerateLimits>,
-): GenerationPlan {
-  const prompts: WeightedPrompt[] = parsePrompt(request.prompt);
-  const init = request.init ?? { kind: 'random' };
-  const state = init.kind === 'state' ? init.state : undefined;
-  const base = state?.params;
-  const preset = request.preset ?? base?.preset ?? 'normal';
-  if (!['draft', 'normal', 'better'].includes(preset)) bad('preset', `unknown preset "${preset}"`);
-  const ps = presetSettings(preset, device);
-  const vq = models.vqgan.config;
-  const f = vqganFactor(vq);
-
-  // A latent fixes the size.
-  const latent = init.kind === 'latent' ? init.latent : state?.latent;
-  let width = request.width ?? base?.width ?? ps.width;
-  let height = request.height ?? base?.height ?? ps.height;
-  if (latent) {
-    const [one, d, h, w] = latent.dims;
-    if (one !== 1 || d !== vq.embed_dim || latent.data.length !== d * h * w) {
-      bad(
-        'init',
-        `the saved latent [${latent.dims.join(', ')}] does not fit this VQGAN (embed_dim ${vq.embed_dim})`,
-      );
-    }
-    if (
-      (request.width !== undefined && request.width !== w * f) ||
-      (request.height !== undefined && request.height !== h * f)
-    ) {
-      bad('size', `a saved latent fixes the size to ${w * f}x${h * f}`);
-    }
-    width = w * f;
-    height = h * f;
-  }
-  for (const [field, v] of [
-    ['width', width],
-    ['height', height],
-  ] as const) {
-    checkInt(field, v, limits.minSide, limits.maxSide);
-    if (v % f !== 0) bad(field, `${field} must be a multiple of ${f}, got ${v}`);
-  }
-  if (width * height > limits.maxPixels) bad('size', `${width}x${height} exceeds ${limits.maxPixels} pixels`);
-  const runSteps = checkInt('steps', request.steps ?? ps.steps, 1, limits.maxSteps);
-  const cutouts = checkInt('cutouts', request.cutouts ?? base?.cutouts ?? ps.cutouts, 1, limits.maxCutouts);
-  const lr = checkNumber('lr', request.lr ?? base?.lr ?? 0.1, 0, 10, true);
-  const lrDecay = checkNumber('lrDecay', request.lrDecay ?? base?.lrDecay ?? 1, 0, 1, true);
-  const cutPow = checkNumber('cutPow', request.cutPow ?? base?.cutPow ?? 1, 0, 10, true);
-  const minCutFraction = checkNumber(
-    'minCutFraction',
-    request.minCutFraction ?? base?.minCutFraction ?? 0.25,
-    0,
-    1,
-    true,
-  );
-  const noise = checkNumber('noise', request.noise ?? base?.noise ?? 0.1, 0, 1);
-  const seed = checkInt('seed', request.seed ?? base?.seed ?? randomSeed(), 0, 2 ** 32 - 1);
-  if (request.timeBudgetMs !== undefined)
-    checkNumber('timeBudgetMs', request.timeBudgetMs, 0, Number.MAX_VALUE, true);
-
-  const imagePrompts = request.imagePrompts ?? [];
-  if (imagePrompts.length > limits.maxImagePrompts) {
-    bad(
-      'imagePrompts',
-      `at most ${limits.maxImagePrompts} image prompts are allowed, got ${imagePrompts.length}`,
-    );
-  }
-  const imagePromptWeights = imagePrompts.map((p, i) =>
-    checkNumber(`imagePrompts.${i}.weight`, p.weight ?? 1, -100, 100),
-  );
-
-  const startStep = state?.step ?? 0;
-  if (state) {
-    const n = state.latent.data.length;
-    if (state.adam.m.length !== n || state.adam.v.length !== n)
-      bad('init', 'the saved optimiser state does not match its latent');
-  }
-  const steps = startStep + runSteps;
-  let initWeight = base?.initWeight ?? 0;
-  let initDecaySteps = base?.initDecaySteps ?? steps;
-  if (init.kind === 'image') {
-    initWeight = checkNumber('init.weight', init.weight ?? 0, 0, 100);
-    initDecaySteps = checkInt('init.decaySteps', init.decaySteps ?? steps, 1, 1_000_000);
-  }
-  const params: GenerationParams = {
-    prompts,
-    imagePromptWeights,
-    seed,
-    steps,
-    width,
-    height,
-    cutouts,
-    lr,
-    lrDecay,
-    cutPow,
-    minCutFraction,
-    noise,
-    init: init.kind === 'state' ? (base?.init ?? 'latent') : init.kind,
-    initWeight,
-    initDecaySteps,
-    preset,
-  };
-  return {
-    params,
-    ...(init.kind === 'image' && { initImage: init.image }),
-    ...(init.kind === 'latent' && { latent: init.latent }),
-    ...(state && { state }),
-  };
 }

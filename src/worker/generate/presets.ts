@@ -3,7 +3,10 @@
 // models (ViT-B/32 + VQGAN f16_16384) on 2 threads of an idle Xeon: a step costs ~1.1 s + 0.14 s per
 // cutout at 128 px (1.53 s with 8, 4.81 s with 32) and 4.3 s with 8 cutouts at 256 px, so on 2 cores
 // draft takes ~1.5 min, normal ~3.5 min and better ~10 min, plus ~5 s to build the step graph once.
-export type Preset = 'draft' | 'normal' | 'better';
+import { type Preset, presets } from '../../shared/jobs.js';
+
+// The names are the job contract's (bots offer them, workers resolve them): one list for both.
+export type { Preset };
 export type Device = 'cpu' | 'cuda';
 
 export interface PresetSettings {
@@ -26,7 +29,7 @@ export const PRESETS = {
   },
 } as const satisfies Record<Device, Record<Preset, PresetSettings>>;
 
-export const presetNames: readonly Preset[] = ['draft', 'normal', 'better'];
+export const presetNames: readonly Preset[] = presets;
 
 export function presetSettings(preset: Preset, device: Device = 'cpu'): PresetSettings {
   return PRESETS[device][preset];

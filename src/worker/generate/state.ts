@@ -4,6 +4,7 @@
 // exact to the bit, so a continued run matches one uninterrupted run.
 import { z } from 'zod';
 import { BadInputError } from '../../shared/errors.js';
+import { type Preset, presets } from '../../shared/jobs.js';
 import type { AdamState } from './adam.js';
 import type { Latent } from './latent.js';
 
@@ -27,7 +28,7 @@ export interface GenerationParams {
   readonly initWeight: number;
   /** Steps over which the init-image weight falls linearly to zero. */
   readonly initDecaySteps: number;
-  readonly preset?: 'draft' | 'normal' | 'better' | undefined;
+  readonly preset?: Preset | undefined;
 }
 
 export interface GenerationState {
@@ -63,7 +64,7 @@ const paramsSchema = z.object({
   init: z.enum(['random', 'image', 'latent']),
   initWeight: z.number().min(0),
   initDecaySteps: z.number().int().min(0),
-  preset: z.enum(['draft', 'normal', 'better']).optional(),
+  preset: z.enum(presets).optional(),
 });
 
 const headerSchema = z.object({

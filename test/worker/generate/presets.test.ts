@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { DefaultGenerateLimits, resolveRequest } from '../../../src/worker/generate/loop.js';
 import { PRESETS, presetNames, presetSettings } from '../../../src/worker/generate/presets.js';
+import { DefaultGenerateLimits, resolveRequest } from '../../../src/worker/generate/request.js';
 import { tinyModels } from './tiny-models.js';
 
 describe('presets', () => {
