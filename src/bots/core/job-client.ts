@@ -9,7 +9,6 @@ import { isCancelRequested, requestCancel } from '../../shared/cancel.js';
 import {
   asCodedError,
   CancelledError,
-  type CodedError,
   InternalError,
   NotFoundError,
   parseSerializedError,
@@ -21,9 +20,7 @@ import {
   checkJob,
   type DeleteImageJob,
   type DeleteImageResult,
-  type ImagineProgress,
   imagineProgressSchema,
-  isJobKind,
   type JobData,
   type JobKind,
   type JobResult,
@@ -32,41 +29,12 @@ import {
 import { type Logger, silentLogger } from '../../shared/logger.js';
 import { defaultJobOptions, keys } from '../../shared/queues.js';
 import type { QuotaLimiter } from '../../shared/quota.js';
+import { type Following, JobFollower } from './follow.js';
+import { type JobRef, type JobStatus, type ProgressOf, parseJobRef } from './job-status.js';
 
-/** A job's public id: its queue and BullMQ id, `imagine:1f0c...`. Short enough for button ids. */
-export type JobRef<K extends JobKind = JobKind> = `${K}:${string}`;
-
-export function parseJobRef(ref: string): { kind: JobKind; id: string } {
-  const split = ref.lastIndexOf(':');
-  const kind = ref.slice(0, split);
-  const id = ref.slice(split + 1);
-  if (split < 1 || !isJobKind(kind) || id.length === 0)
-    throw new NotFoundError(`not a job id: ${ref}`, { ref });
-  return { kind, id };
-}
-
-export type ProgressOf<K extends JobKind> = K extends 'imagine' ? ImagineProgress : unknown;
-
-/** A job as the user sees it. Terminal states: completed and failed (cancelled is a failure code). */
-export type JobStatus<K extends JobKind = JobKind> =
-  | {
-      state: 'waiting';
-      /** Jobs ahead of this one in its queue (0: next to start). */
-      position: number;
-      /** Rough seconds until it finishes, from recent job durations; absent without history. */
-      etaSeconds?: number;
-    }
-  /** Failed an attempt and waits for its retry (backoff). */
-  | { state: 'retrying'; attemptsMade: number }
-  | { state: 'active'; progress?: ProgressOf<K>; attemptsMade: number }
-  | { state: 'completed'; result: JobResult<K> }
-  | { state: 'failed'; error: CodedError };
-
-export function isTerminal(
-  status: JobStatus,
-): status is Extract<JobStatus, { state: 'completed' | 'failed' }> {
-  return status.state === 'completed' || status.state === 'failed';
-}
+export type { Following } from './follow.js';
+export { isTerminal, type JobRef, type JobStatus, type ProgressOf, parseJobRef } from './job-status.js';
+export { LatestWins } from './latest-wins.js';
 
 export interface JobClientOptions {
   /** A producer connection (createConnection(url, 'producer')), shared by the queues; caller-owned. */
@@ -116,13 +84,6 @@ export interface SubmitOptions {
   priority?: number;
 }
 
-export interface Following<K extends JobKind = JobKind> {
-  /** Resolves with the terminal status after it has been delivered (never rejects). */
-  readonly done: Promise<JobStatus<K>>;
-  /** Stops following; `done` then never resolves unless it already has. */
-  stop(): void;
-}
-
 export type CancelOutcome = 'removed' | 'signalled' | 'finished' | 'not_found';
 
 // Jobs ahead of one job: the wait list is consumed from its tail, prioritized jobs only after it.
@@ -138,7 +99,6 @@ return {-1, active}
 `;
 
 const DURATION_SAMPLES = 20;
-const OTHER_EVENTS_MS = 250;
 const DURATION_CACHE_MS = 30_000;
 
 export class JobClient {
@@ -207,7 +167,8 @@ export class JobClient {
       throw new UnavailableError('the job queue is not reachable', { cause: error });
     }
     const jobId: JobRef<K> = `${kind}:${id}`;
-    const status = await this.status(jobId);
+    // Just added, so waiting (or already taken: position 0). One script call, not a full status read.
+    const status = await this.#waiting(kind, id);
     return { jobId, position: status.state === 'waiting' ? status.position : 0 };
   }
 
@@ -251,107 +212,20 @@ export class JobClient {
     options: { throttleMs?: number } = {},
   ): Following<K> {
     const { kind, id } = parseJobRef(jobId);
-    let stopped = false;
-    let lastKey = '';
-    let resolveDone!: (status: JobStatus<K>) => void;
-    const done = new Promise<JobStatus<K>>((resolve) => {
-      resolveDone = resolve;
+    const follower: JobFollower<K> = new JobFollower<K>({
+      jobId,
+      id,
+      status: (ref) => this.status(ref),
+      events: this.#queueEvents(kind),
+      onUpdate,
+      throttleMs: options.throttleMs ?? this.#opts.throttleMs,
+      pollMs: this.#opts.pollMs,
+      logger: this.#logger,
+      onEnd: () => this.#following.delete(stop),
     });
-    const throttle = new LatestWins<JobStatus<K>>(
-      options.throttleMs ?? this.#opts.throttleMs,
-      async (status) => {
-        if (!stopped || isTerminal(status)) await onUpdate(status);
-      },
-      this.#logger,
-    );
-
-    let reading = false;
-    let again = false;
-    let waiting = true;
-    const read = async (): Promise<void> => {
-      if (stopped) return;
-      if (reading) {
-        again = true;
-        return;
-      }
-      reading = true;
-      try {
-        do {
-          again = false;
-          let status: JobStatus<K>;
-          try {
-            status = await this.status(jobId);
-          } catch (error) {
-            this.#logger.warn({ err: error, jobId }, 'reading job status failed; retrying at the next poll');
-            return;
-          }
-          waiting = status.state === 'waiting' || status.state === 'retrying';
-          const key = statusKey(status);
-          if (key !== lastKey) {
-            lastKey = key;
-            throttle.push(status);
-          }
-          if (isTerminal(status)) {
-            finish();
-            await throttle.flush();
-            resolveDone(status);
-            return;
-          }
-        } while (again && !stopped);
-      } finally {
-        reading = false;
-      }
-    };
-
-    // Other jobs starting or ending move a waiting job up the queue; on a busy queue those events
-    // come by thousands, so they trigger at most one read per OTHER_EVENTS_MS.
-    let later: NodeJS.Timeout | undefined;
-    const onEvent = (args: { jobId: string }) => {
-      if (args.jobId === id) void read();
-      else if (waiting && !later) {
-        later = setTimeout(() => {
-          later = undefined;
-          void read();
-        }, OTHER_EVENTS_MS);
-      }
-    };
-    const eventNames = [
-      'active',
-      'progress',
-      'completed',
-      'failed',
-      'waiting',
-      'delayed',
-      'removed',
-      'stalled',
-    ] as const;
-    let events: QueueEvents | undefined;
-    const timer = setInterval(() => void read(), this.#opts.pollMs);
-    const finish = () => {
-      stopped = true;
-      clearInterval(timer);
-      clearTimeout(later);
-      for (const name of eventNames) events?.off(name, onEvent);
-      this.#following.delete(finish);
-    };
-    this.#following.add(finish);
-    this.#queueEvents(kind)
-      .then((qe) => {
-        if (stopped) return;
-        events = qe;
-        for (const name of eventNames) qe.on(name, onEvent);
-      })
-      .catch((error) => this.#logger.warn({ err: error }, 'no queue events; following by polling only'))
-      // The first read comes after subscribing, so no change between the two can be missed.
-      .finally(() => void read());
-
-    return {
-      done,
-      stop: () => {
-        finish();
-        throttle.cancel();
-      },
-    };
+    const stop = () => follower.stop();
+    this.#following.add(stop);
+    return follower;
   }
 
   /**
@@ -552,97 +426,5 @@ export class JobClient {
     }
     this.#durations.set(kind, { at: Date.now(), ms });
     return ms;
-  }
-}
-
-function statusKey(status: JobStatus): string {
-  return JSON.stringify(status);
-}
-
-/**
- * Delivers the latest pushed value at most once per interval: a value pushed while waiting replaces
- * the one not yet delivered. Deliveries never overlap; a slow one delays the next.
- */
-export class LatestWins<T> {
-  readonly #intervalMs: number;
-  readonly #deliver: (value: T) => void | Promise<void>;
-  readonly #logger: Logger;
-  readonly #now: () => number;
-  #pending: { value: T } | undefined;
-  #last = Number.NEGATIVE_INFINITY;
-  #timer: NodeJS.Timeout | undefined;
-  #delivering = false;
-  #idle: (() => void)[] = [];
-
-  constructor(
-    intervalMs: number,
-    deliver: (value: T) => void | Promise<void>,
-    logger: Logger = silentLogger,
-    now: () => number = Date.now,
-  ) {
-    this.#intervalMs = intervalMs;
-    this.#deliver = deliver;
-    this.#logger = logger;
-    this.#now = now;
-  }
-
-  push(value: T): void {
-    this.#pending = { value };
-    this.#schedule();
-  }
-
-  /** Resolves once every value pushed so far has been delivered (or dropped for a newer one). */
-  flush(): Promise<void> {
-    if (this.#isIdle()) return Promise.resolve();
-    return new Promise((resolve) => this.#idle.push(resolve));
-  }
-
-  /** Drops the pending value. */
-  cancel(): void {
-    this.#pending = undefined;
-    if (this.#timer) clearTimeout(this.#timer);
-    this.#timer = undefined;
-    this.#notifyIdle();
-  }
-
-  #isIdle(): boolean {
-    return this.#pending === undefined && !this.#delivering && this.#timer === undefined;
-  }
-
-  #schedule(): void {
-    if (this.#delivering || this.#timer || !this.#pending) return;
-    const wait = this.#last + this.#intervalMs - this.#now();
-    if (wait <= 0) {
-      void this.#deliverPending();
-      return;
-    }
-    this.#timer = setTimeout(() => {
-      this.#timer = undefined;
-      void this.#deliverPending();
-    }, wait);
-  }
-
-  async #deliverPending(): Promise<void> {
-    const pending = this.#pending;
-    if (!pending) return this.#notifyIdle();
-    this.#pending = undefined;
-    this.#delivering = true;
-    this.#last = this.#now();
-    try {
-      await this.#deliver(pending.value);
-    } catch (error) {
-      this.#logger.warn({ err: error }, 'update callback failed');
-    } finally {
-      this.#delivering = false;
-    }
-    this.#schedule();
-    this.#notifyIdle();
-  }
-
-  #notifyIdle(): void {
-    if (!this.#isIdle()) return;
-    const waiters = this.#idle;
-    this.#idle = [];
-    for (const resolve of waiters) resolve();
   }
 }

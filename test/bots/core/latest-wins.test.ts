@@ -1,5 +1,5 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import { LatestWins } from '../../../src/bots/core/job-client.js';
+import { LatestWins } from '../../../src/bots/core/latest-wins.js';
 
 beforeEach(() => {
   vi.useFakeTimers({ now: 0 });
@@ -36,9 +36,11 @@ describe('LatestWins', () => {
   it('never overlaps deliveries; a slow delivery delays the next', async () => {
     const seen: [number, string][] = [];
     let running = 0;
+    // Counted, not asserted in the callback: LatestWins catches and logs what a delivery throws.
+    let mostAtOnce = 0;
     const lw = new LatestWins<string>(100, async (v) => {
       running++;
-      expect(running).toBe(1);
+      mostAtOnce = Math.max(mostAtOnce, running);
       seen.push([Date.now(), v]);
       await new Promise((r) => setTimeout(r, 250));
       running--;
@@ -58,6 +60,7 @@ describe('LatestWins', () => {
     await vi.advanceTimersByTimeAsync(250);
     await flushed;
     expect(running).toBe(0);
+    expect(mostAtOnce).toBe(1);
   });
 
   it('flush waits for the pending value; cancel drops it', async () => {
