@@ -135,8 +135,10 @@ export function decodeState(bytes: Uint8Array): GenerationState {
   const n = h.latentDims.reduce((a, b) => a * b, 1);
   const floatsAt = Math.ceil((8 + headerLength) / 4) * 4;
   if (floatsAt + 3 * n * 4 + h.initPixels !== bytes.length) bad('size does not match the header');
-  // Copy out: the blob's buffer may be shared or unaligned.
-  const floats = new Float32Array(bytes.slice(floatsAt, floatsAt + 3 * n * 4).buffer);
+  // Copy out: the blob's buffer may be shared or unaligned. Not with bytes.slice: a Node Buffer's
+  // slice is a view, and its .buffer the whole (pooled) allocation.
+  const floats = new Float32Array(3 * n);
+  new Uint8Array(floats.buffer).set(bytes.subarray(floatsAt, floatsAt + 3 * n * 4));
   const { preset, ...rest } = h.params;
   return {
     version: 1,
@@ -144,6 +146,6 @@ export function decodeState(bytes: Uint8Array): GenerationState {
     step: h.step,
     latent: { data: floats.slice(0, n), dims: h.latentDims },
     adam: { m: floats.slice(n, 2 * n), v: floats.slice(2 * n, 3 * n), t: h.adamT },
-    ...(h.initPixels > 0 && { initPixels: bytes.slice(floatsAt + 3 * n * 4) }),
+    ...(h.initPixels > 0 && { initPixels: Uint8Array.from(bytes.subarray(floatsAt + 3 * n * 4)) }),
   };
 }

@@ -1,9 +1,9 @@
-// The imagine job: validate -> fetch init image and image prompts -> the VQGAN+CLIP loop, reporting
+// The imagine job: validate -> fetch init image (or saved state) and image prompts -> the loop, reporting
 // {step, steps, loss, etaSeconds, previewBlob} after every step -> final PNG, timelapse and saved
 // state as blobs -> the generation's row in the database. Callable without BullMQ (the CLI).
 import { createHash } from 'node:crypto';
 import type { Database } from '../../shared/db/index.js';
-import { asCodedError, InternalError } from '../../shared/errors.js';
+import { asCodedError, BadInputError, InternalError } from '../../shared/errors.js';
 import {
   checkJob,
   type ImagineJob,
@@ -12,11 +12,11 @@ import {
   imagineJobSchema,
 } from '../../shared/jobs.js';
 import { type Logger, silentLogger } from '../../shared/logger.js';
-import { type GenerateRequest, type GenerateResult, generate } from '../generate/loop.js';
+import { type GenerateInit, type GenerateRequest, type GenerateResult, generate } from '../generate/loop.js';
 import { randomSeed } from '../generate/rng.js';
-import { encodeState } from '../generate/state.js';
+import { decodeState, encodeState } from '../generate/state.js';
 import type { WorkerModels } from '../runtime/models.js';
-import { readBlob } from './blobs.js';
+import { type Blobs, readBlob } from './blobs.js';
 import type { RunContext } from './context.js';
 
 export interface ImagineContext extends RunContext {
@@ -62,9 +62,14 @@ export async function runImagine(
   const o = { ...DefaultImagineContext, ...ctx };
   const logger = ctx.logger ?? silentLogger;
   const job = checkJob(imagineJobSchema, data);
-  const seed = job.seed ?? (ctx.jobId === undefined ? randomSeed() : seedForJob(ctx.jobId));
   ctx.signal?.throwIfAborted();
-  const initImage = job.initImage === undefined ? undefined : await readBlob(ctx.blobs, job.initImage);
+  const init = await readInit(ctx.blobs, job);
+  // A continue keeps its state's seed, so that its cutouts and noise go on as one uninterrupted run's
+  // would; the job's seed (the bot always sets one) picks a variation's.
+  const seed =
+    init?.kind === 'state'
+      ? init.state.params.seed
+      : (job.seed ?? (ctx.jobId === undefined ? randomSeed() : seedForJob(ctx.jobId)));
   const imagePrompts = await Promise.all((job.imagePrompts ?? []).map((key) => readBlob(ctx.blobs, key)));
   const generationId = await recordStart(ctx.db, ctx.jobId, job, seed);
 
@@ -76,7 +81,7 @@ export async function runImagine(
     ...(job.size === undefined ? {} : { width: job.size.width, height: job.size.height }),
     ...(job.cutouts === undefined ? {} : { cutouts: job.cutouts }),
     ...(job.lr === undefined ? {} : { lr: job.lr }),
-    ...(initImage === undefined ? {} : { init: { kind: 'image', image: initImage } }),
+    ...(init === undefined ? {} : { init }),
     ...(imagePrompts.length === 0 ? {} : { imagePrompts: imagePrompts.map((image) => ({ image })) }),
     ...(ctx.timeBudgetMs === undefined ? {} : { timeBudgetMs: ctx.timeBudgetMs }),
   };
@@ -178,6 +183,21 @@ export async function runImagine(
     }
     throw error;
   }
+}
+
+/**
+ * Where the latent starts: an init image, or an earlier result's saved state (`from`, its latentBlob).
+ * Continue resumes the state (latent, optimiser, step count, parameters); a variation takes only its
+ * latent, with a fresh optimiser. A missing or expired blob is `blob_missing`, a corrupt one `bad_input`.
+ */
+async function readInit(blobs: Blobs, job: ImagineJob): Promise<GenerateInit | undefined> {
+  if (job.from !== undefined && job.initImage !== undefined) {
+    throw new BadInputError('a run starts from an init image or a saved state, not both', { field: 'from' });
+  }
+  if (job.initImage !== undefined) return { kind: 'image', image: await readBlob(blobs, job.initImage) };
+  if (job.from === undefined) return undefined;
+  const state = decodeState(await readBlob(blobs, job.from.state));
+  return job.from.mode === 'continue' ? { kind: 'state', state } : { kind: 'latent', latent: state.latent };
 }
 
 async function recordStart(

@@ -53,6 +53,18 @@ describe('generation state blobs', () => {
     expect(decodeState(padded.subarray(1, 1 + bytes.length))).toEqual(sample(false));
   });
 
+  it('read from a Node Buffer (what blob stores return), a view into a shared pool', () => {
+    for (const withInit of [false, true]) {
+      const bytes = encodeState(sample(withInit));
+      // Small Buffers share one pooled allocation: a view at an offset, whose slice() copies nothing.
+      const pooled = Buffer.from(bytes);
+      const back = decodeState(pooled);
+      expect(back).toEqual(sample(withInit));
+      pooled.fill(0);
+      expect(back).toEqual(sample(withInit));
+    }
+  });
+
   it('refuse what is not a state', () => {
     const good = encodeState(sample(false));
     const bad = [

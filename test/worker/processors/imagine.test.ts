@@ -1,8 +1,9 @@
 // The imagine processor in process (no Redis): tiny random models from files at 64x64 with one
 // cutout, blobs in memory, generations recorded in a real PGlite. Progress, previews, results,
-// cancel within one step, the time budget and input errors.
+// cancel within one step, the time budget, continue and variation from a saved state, input errors.
 import { beforeAll, describe, expect, it } from 'vitest';
 import type { Database } from '../../../src/shared/db/index.js';
+import type { CodedError } from '../../../src/shared/errors.js';
 import { probeImage } from '../../../src/shared/image/decode.js';
 import type { ImagineJob, ImagineProgress } from '../../../src/shared/jobs.js';
 import { decodeState } from '../../../src/worker/generate/state.js';
@@ -21,6 +22,14 @@ const blobs = new MemoryBlobs({ prefix: 'test' });
 beforeAll(() => {
   ({ models, db } = tiny);
 });
+
+/** The largest elementwise difference of two arrays of one length. */
+function maxAbsDiff(a: Float32Array, b: Float32Array): number {
+  expect(a.length).toBe(b.length);
+  let max = 0;
+  for (let i = 0; i < a.length; i++) max = Math.max(max, Math.abs(a[i]! - b[i]!));
+  return max;
+}
 
 const origin = { platform: 'discord', workspace: 'G1', channel: 'C1', user: 'U1' } as const;
 const job = (over: Partial<ImagineJob> = {}): ImagineJob => ({
@@ -150,5 +159,59 @@ describe('runImagine', () => {
     expect(await codeOf(runImagine(models, { ...job(), temperature: 2 }, { blobs }))).toBe('bad_input');
     // Prompt syntax is the loop's to check: every weight negative.
     expect(await codeOf(runImagine(models, job({ prompt: 'cat:-1' }), { blobs }))).toBe('bad_input');
+  });
+  it('continues a saved state and starts variations from its latent', async () => {
+    const parent = await runImagine(models, job({ steps: 3 }), { blobs });
+    const stateOf = async (key: string | undefined) => decodeState((await blobs.get(key!))!.bytes);
+    const saved = await stateOf(parent.latentBlob);
+    const from = (mode: 'continue' | 'variation') =>
+      ({ state: parent.latentBlob!, mode, job: 'imagine:parent' }) as const;
+
+    // Continue: its steps are added to the parent's count, and its first step scores the parent's
+    // final latent with the parent's seed, which is exactly the parent's final evaluation. The job's
+    // own seed does not break the continuation.
+    const steps: number[] = [];
+    const cont = await runImagine(models, job({ steps: 2, seed: 8, from: from('continue') }), {
+      blobs,
+      onProgress: (p) => {
+        steps.push(p.step);
+      },
+    });
+    expect(cont).toMatchObject({ steps: 5, seed: 7 });
+    expect([...new Set(steps)]).toEqual([4, 5]);
+    expect(cont.lossFirst).toBe(parent.lossLast);
+    expect((await stateOf(cont.latentBlob)).adam.t).toBe(saved.adam.t + 2);
+
+    // Variation: a fresh optimiser (and step count) from the parent's latent, with the job's seed.
+    // Adam's first step moves each value by at most lr (0.1), so one step stays that close to the
+    // parent's latent; a run from a random latent (codebook entries in U(-1, 1)) does not.
+    const variation = await runImagine(models, job({ steps: 1, seed: 8, from: from('variation') }), {
+      blobs,
+    });
+    expect(variation).toMatchObject({ steps: 1, seed: 8 });
+    const varied = await stateOf(variation.latentBlob);
+    expect(varied.adam.t).toBe(1);
+    const moved = maxAbsDiff(varied.latent.data, saved.latent.data);
+    expect(moved).toBeGreaterThan(0);
+    expect(moved).toBeLessThanOrEqual(0.1 + 1e-6);
+    const fresh = await stateOf((await runImagine(models, job({ steps: 1, seed: 8 }), { blobs })).latentBlob);
+    expect(maxAbsDiff(fresh.latent.data, saved.latent.data)).toBeGreaterThan(0.5);
+    // The job's seed draws other cutouts and noise than the parent's (a continue's first loss is the
+    // parent's last). The final PNG may still equal the parent's: a 0.1 move rarely changes which
+    // codebook entry the quantizer picks.
+    expect(variation.lossFirst).not.toBe(parent.lossLast);
+  });
+
+  it('refuses a missing, expired or corrupt saved state with coded errors', async () => {
+    const fromKey = (state: string) => job({ from: { state, mode: 'continue' } });
+    expect(await codeOf(runImagine(models, fromKey('test:blob:expired'), { blobs }))).toBe('blob_missing');
+    const png = await blobs.put(await noisePng(64, 64, 3), { contentType: 'image/png' });
+    expect(await codeOf(runImagine(models, fromKey(png), { blobs }))).toBe('bad_input');
+    const rejected = await runImagine(models, fromKey(png), { blobs }).catch((e: unknown) => e);
+    expect((rejected as CodedError).details).toMatchObject({ reason: 'bad_state' });
+    // An init image and a saved state both starting one latent: refused, not one silently ignored.
+    const parent = await runImagine(models, job({ steps: 1 }), { blobs });
+    const both = job({ initImage: png, from: { state: parent.latentBlob!, mode: 'variation' } });
+    expect(await codeOf(runImagine(models, both, { blobs }))).toBe('bad_input');
   });
 });
