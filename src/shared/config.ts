@@ -62,6 +62,32 @@ export interface Config {
   logLevel: LogLevel;
   /** Worker tuning (WORKER_*), for processes that run a worker; workerSettings() maps it to startWorker. */
   worker: WorkerConfig;
+  /** The CLIP zero-shot safety check of images (SAFETY_*). */
+  safety: SafetyConfig;
+}
+
+export type SafetyMode = 'off' | 'spoiler' | 'block';
+
+export interface SafetyConfig {
+  /**
+   * Whether workers compute the check (SAFETY_CHECK): on imagine results and indexed images, which
+   * searches then leave out unless asked. Off: no `safety` on results, nothing flagged.
+   * @defaultValue true
+   */
+  check: boolean;
+  /**
+   * How adapters present a flagged image (SAFETY_MODE): `spoiler` hides it behind a spoiler or
+   * blur, `block` withholds it with a sentence, `off` shows it as any other. Workers ignore it.
+   * @defaultValue 'spoiler'
+   */
+  mode: SafetyMode;
+  /** Flagged above this probability mass on the unsafe prompts, 0..1 (SAFETY_THRESHOLD). @defaultValue 0.5 */
+  threshold: number;
+  /**
+   * A JSON file of prompts (SAFETY_PROMPTS_FILE): `{ "categories": { "nudity": [...], ... },
+   * "safe": [...] }`, replacing the built-in ones (worker/classify/safety.ts). @defaultValue none
+   */
+  promptsFile?: string;
 }
 
 export interface WorkerConfig {
@@ -102,6 +128,8 @@ const optionalString = () => z.preprocess(unsetIfEmpty, z.string().optional());
 const stringWithDefault = (def: string) => z.preprocess(unsetIfEmpty, z.string().default(def));
 const intVar = (def: number, min: number, max: number) =>
   z.preprocess(unsetIfEmpty, z.coerce.number().int().min(min).max(max).default(def));
+const numberVar = (def: number, min: number, max: number) =>
+  z.preprocess(unsetIfEmpty, z.coerce.number().min(min).max(max).default(def));
 const urlVar = (protocols: RegExp) => z.preprocess(unsetIfEmpty, z.url({ protocol: protocols }).optional());
 
 const envSchema = z.object({
@@ -189,6 +217,19 @@ const envSchema = z.object({
       .default('true')
       .transform((v) => v === 'true' || v === '1'),
   ),
+  SAFETY_CHECK: z.preprocess(
+    (v) => (typeof unsetIfEmpty(v) === 'string' ? (v as string).toLowerCase() : undefined),
+    z
+      .enum(['on', 'off', 'true', 'false', '1', '0'], { error: 'must be on or off' })
+      .default('on')
+      .transform((v) => v === 'on' || v === 'true' || v === '1'),
+  ),
+  SAFETY_MODE: z.preprocess(
+    (v) => (typeof unsetIfEmpty(v) === 'string' ? (v as string).toLowerCase() : undefined),
+    z.enum(['off', 'spoiler', 'block'], { error: "must be 'off', 'spoiler' or 'block'" }).default('spoiler'),
+  ),
+  SAFETY_THRESHOLD: numberVar(0.5, 0, 1),
+  SAFETY_PROMPTS_FILE: optionalString(),
 });
 
 const urlHints: Record<string, string> = {
@@ -259,6 +300,12 @@ export function loadConfig(env: Env): Config {
       shutdownGraceMs: e.WORKER_SHUTDOWN_GRACE_MS,
       previewTtlSeconds: e.WORKER_PREVIEW_TTL_SECONDS,
       warmup: e.WORKER_WARMUP,
+    },
+    safety: {
+      check: e.SAFETY_CHECK,
+      mode: e.SAFETY_MODE,
+      threshold: e.SAFETY_THRESHOLD,
+      ...(e.SAFETY_PROMPTS_FILE === undefined ? {} : { promptsFile: e.SAFETY_PROMPTS_FILE }),
     },
   };
 }

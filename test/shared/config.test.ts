@@ -26,6 +26,7 @@ describe('loadConfig', () => {
       worker: expect.objectContaining({
         queues: ['imagine', 'classify', 'embed-image', 'search', 'delete-image'],
       }),
+      safety: { check: true, mode: 'spoiler', threshold: 0.5 },
     });
     expect('redisUrl' in c).toBe(false);
     expect('databaseUrl' in c).toBe(false);
@@ -76,6 +77,42 @@ describe('loadConfig', () => {
     expect(c.slack).toEqual({ botToken: 'xoxb-1', signingSecret: 'sign', appToken: 'xapp-1' });
     expect(c.port).toBe(8080);
     expect(c.logLevel).toBe('debug');
+  });
+
+  it('reads the safety settings: check on or off, presentation mode, threshold, prompts file', () => {
+    expect(
+      loadConfig({
+        SAFETY_CHECK: 'OFF',
+        SAFETY_MODE: 'Block',
+        SAFETY_THRESHOLD: '0.35',
+        SAFETY_PROMPTS_FILE: '/etc/vqclip/safety.json',
+      }).safety,
+    ).toEqual({ check: false, mode: 'block', threshold: 0.35, promptsFile: '/etc/vqclip/safety.json' });
+    expect(loadConfig({ SAFETY_CHECK: '1', SAFETY_MODE: 'off', SAFETY_THRESHOLD: '1' }).safety).toEqual({
+      check: true,
+      mode: 'off',
+      threshold: 1,
+    });
+    expect(loadConfig({ SAFETY_CHECK: '', SAFETY_THRESHOLD: ' ', SAFETY_PROMPTS_FILE: '' }).safety).toEqual({
+      check: true,
+      mode: 'spoiler',
+      threshold: 0.5,
+    });
+    let error: CodedError | undefined;
+    try {
+      loadConfig({ SAFETY_CHECK: 'maybe', SAFETY_MODE: 'blur', SAFETY_THRESHOLD: '1.5' });
+    } catch (e) {
+      error = e as CodedError;
+    }
+    const problems = (error?.details.problems ?? []) as { variable: string; message: string }[];
+    expect(problems.map((p) => p.variable).sort()).toEqual([
+      'SAFETY_CHECK',
+      'SAFETY_MODE',
+      'SAFETY_THRESHOLD',
+    ]);
+    expect(error?.message).toContain("SAFETY_MODE: must be 'off', 'spoiler' or 'block'");
+    expect(() => loadConfig({ SAFETY_THRESHOLD: 'half' })).toThrow(/SAFETY_THRESHOLD/);
+    expect(() => loadConfig({ SAFETY_THRESHOLD: '-0.1' })).toThrow(/SAFETY_THRESHOLD/);
   });
 
   it('always keeps cpu as the last provider', () => {
