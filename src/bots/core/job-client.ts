@@ -172,6 +172,19 @@ export class JobClient {
     return { jobId, position: status.state === 'waiting' ? status.position : 0 };
   }
 
+  /**
+   * The data a job was submitted with (validated again: Redis is a trust boundary), or undefined when
+   * the job is gone (trimmed after its retention) or its data no longer parses. Buttons that act on
+   * an earlier job (Re-roll, Variations, Cancel's ownership check) read it.
+   */
+  async data<K extends JobKind>(jobId: JobRef<K>): Promise<JobData<K> | undefined> {
+    const { kind, id } = parseJobRef(jobId);
+    const job = (await this.#queue(kind).getJob(id)) as Job | undefined;
+    if (!job) return undefined;
+    const parsed = jobSchemas[kind].data.safeParse(job.data);
+    return parsed.success ? (parsed.data as JobData<K>) : undefined;
+  }
+
   /** The job's current status, read from Redis. */
   async status<K extends JobKind>(jobId: JobRef<K>): Promise<JobStatus<K>> {
     const { kind: parsedKind, id } = parseJobRef(jobId);
