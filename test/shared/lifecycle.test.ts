@@ -5,7 +5,13 @@ import type { Logger } from '../../src/shared/logger.js';
 function recordingLogger(): Logger & { warnings: unknown[] } {
   const warnings: unknown[] = [];
   const noop = () => {};
-  return { warnings, warn: (obj: unknown) => warnings.push(obj), info: noop, error: noop, debug: noop } as never;
+  return {
+    warnings,
+    warn: (obj: unknown) => warnings.push(obj),
+    info: noop,
+    error: noop,
+    debug: noop,
+  } as never;
 }
 
 describe('UndoStack', () => {
