@@ -1,0 +1,192 @@
+// Requests from loose input: what a person typed or clicked (Discord options, Slack text with
+// `--flags`, the playground's form) becomes a validated imagine / classify / search job, with the same
+// checks and the same sentences on every surface. Pure apart from the seed, which is drawn here when
+// absent so that it can be shown before the job runs (and re-rolled).
+import { randomInt } from 'node:crypto';
+import { BadInputError } from '../../shared/errors.js';
+import {
+  type ChannelScope,
+  type ClassifyJob,
+  checkJob,
+  classifyJobSchema,
+  type ImagineJob,
+  imagineJobSchema,
+  jobLimits,
+  type Origin,
+  type Preset,
+  presets,
+  type SearchJob,
+  searchJobSchema,
+} from '../../shared/jobs.js';
+import { parsePrompt } from '../../shared/prompt.js';
+
+/** Loose values as platforms deliver them: numbers may come as strings, absent ones as null. */
+type Loose<T> = T | string | null | undefined;
+
+export interface ImagineInput {
+  prompt: string;
+  preset?: Loose<string>;
+  steps?: Loose<number>;
+  /** One side (`256`: square), `WxH` (`256x192`), or `{ width, height }`. */
+  size?: Loose<number> | { width?: Loose<number>; height?: Loose<number> };
+  seed?: Loose<number>;
+  cutouts?: Loose<number>;
+  /** Blob keys of images already ingested. */
+  initImage?: string;
+  imagePrompts?: readonly string[];
+  from?: ImagineJob['from'];
+}
+
+export interface RequestDefaults {
+  /** A workspace's default preset, used when the person names none. */
+  preset?: Preset;
+}
+
+/**
+ * Builds an imagine job. Throws a CodedError (bad_input with details.reason and the option named, or
+ * prompt_too_long) whose sentence render.ts knows: every adapter shows the same words.
+ */
+export function imagineRequest(
+  input: ImagineInput,
+  origin: Origin,
+  defaults: RequestDefaults = {},
+  drawSeed: () => number = () => randomInt(0, 2 ** 32 - 1),
+): ImagineJob {
+  const preset = optionalPreset(input.preset) ?? defaults.preset;
+  const steps = optionalInt('steps', input.steps, 1, jobLimits.maxSteps);
+  const cutouts = optionalInt('cutouts', input.cutouts, 1, jobLimits.maxCutouts);
+  const seed = optionalInt('seed', input.seed, 0, 2 ** 32 - 1) ?? drawSeed();
+  const size = parseSize(input.size);
+  const job = checkJob(imagineJobSchema, {
+    prompt: input.prompt,
+    seed,
+    ...(preset === undefined ? {} : { preset }),
+    ...(steps === undefined ? {} : { steps }),
+    ...(cutouts === undefined ? {} : { cutouts }),
+    ...(size === undefined ? {} : { size }),
+    ...(input.initImage === undefined ? {} : { initImage: input.initImage }),
+    ...(input.imagePrompts === undefined || input.imagePrompts.length === 0
+      ? {}
+      : { imagePrompts: [...input.imagePrompts] }),
+    ...(input.from === undefined ? {} : { from: input.from }),
+    origin,
+  });
+  // Syntax errors now, not after a wait in the queue.
+  parsePrompt(job.prompt);
+  return job;
+}
+
+export interface WhatisInput {
+  /** Blob key of the ingested image. */
+  image: string;
+  /** `cat, dog, human` or a list; absent or empty: the default vocabulary. */
+  labels?: string | readonly string[] | null;
+  topK?: Loose<number>;
+}
+
+export function whatisRequest(input: WhatisInput, origin: Origin): ClassifyJob {
+  const labels = parseLabels(input.labels);
+  const topK = optionalInt('topK', input.topK, 1, jobLimits.maxTopK) ?? 5;
+  return checkJob(classifyJobSchema, {
+    image: input.image,
+    topK,
+    ...(labels.length === 0 ? {} : { labels }),
+    origin,
+  });
+}
+
+/** Comma-separated labels, trimmed, empty ones and repeats dropped (first spelling kept). */
+export function parseLabels(labels: string | readonly string[] | null | undefined): string[] {
+  if (labels === null || labels === undefined) return [];
+  const list = typeof labels === 'string' ? labels.split(',') : labels;
+  const seen = new Set<string>();
+  const out: string[] = [];
+  for (const raw of list) {
+    const label = raw.trim().replace(/\s+/g, ' ');
+    if (label.length === 0 || seen.has(label.toLowerCase())) continue;
+    seen.add(label.toLowerCase());
+    out.push(label);
+  }
+  if (out.length > jobLimits.labels) {
+    throw new BadInputError(`at most ${jobLimits.labels} labels`, {
+      reason: 'too_many_labels',
+      max: jobLimits.labels,
+    });
+  }
+  const long = out.find((l) => l.length > jobLimits.labelChars);
+  if (long !== undefined) {
+    throw new BadInputError(`a label is longer than ${jobLimits.labelChars} characters`, {
+      issues: [
+        {
+          path: 'labels',
+          message: `"${long.slice(0, 30)}…" is longer than ${jobLimits.labelChars} characters`,
+        },
+      ],
+    });
+  }
+  return out;
+}
+
+export interface SearchInput {
+  query?: string | null;
+  /** Blob key of an example image (search by image, Find similar). */
+  image?: string;
+  k?: Loose<number>;
+  includeFlagged?: boolean;
+}
+
+export function searchRequest(input: SearchInput, scope: ChannelScope, origin: Origin): SearchJob {
+  const query = input.query?.trim();
+  const k = optionalInt('k', input.k, 1, jobLimits.maxSearchK) ?? 10;
+  if ((query === undefined || query === '') && input.image === undefined) {
+    throw new BadInputError('a search needs words or an image', { reason: 'empty_search' });
+  }
+  return checkJob(searchJobSchema, {
+    ...(query ? { query } : {}),
+    ...(input.image === undefined ? {} : { image: input.image }),
+    ...scope,
+    k,
+    ...(input.includeFlagged ? { includeFlagged: true } : {}),
+    origin,
+  });
+}
+
+function optionalPreset(value: Loose<string>): Preset | undefined {
+  if (value === null || value === undefined || value === '') return undefined;
+  const v = value.trim().toLowerCase();
+  if ((presets as readonly string[]).includes(v)) return v as Preset;
+  throw new BadInputError(`unknown preset ${value}`, {
+    issues: [{ path: 'preset', message: `must be one of ${presets.join(', ')}` }],
+  });
+}
+
+function optionalInt(name: string, value: Loose<number>, min: number, max: number): number | undefined {
+  if (value === null || value === undefined || value === '') return undefined;
+  const n = typeof value === 'number' ? value : Number(value.trim());
+  if (!Number.isInteger(n) || n < min || n > max) {
+    throw new BadInputError(`${name} must be a whole number from ${min} to ${max}`, {
+      issues: [{ path: name, message: `must be a whole number from ${min} to ${max}` }],
+    });
+  }
+  return n;
+}
+
+/** `256`, `256x192`, `256×192`, or an object; sides are checked by the job schema (multiples of 16). */
+export function parseSize(size: ImagineInput['size']): { width: number; height: number } | undefined {
+  if (size === null || size === undefined || size === '') return undefined;
+  if (typeof size === 'object') {
+    const width = optionalInt('width', size.width, 1, 100_000);
+    const height = optionalInt('height', size.height, 1, 100_000);
+    if (width === undefined && height === undefined) return undefined;
+    return { width: width ?? height!, height: height ?? width! };
+  }
+  if (typeof size === 'number') return { width: size, height: size };
+  const m = /^\s*(\d{1,5})\s*(?:[x×*]\s*(\d{1,5}))?\s*$/i.exec(size);
+  if (!m) {
+    throw new BadInputError(`size ${size} is not WIDTHxHEIGHT`, {
+      issues: [{ path: 'size', message: 'write one side (256) or WIDTHxHEIGHT (256x192)' }],
+    });
+  }
+  const width = Number(m[1]);
+  return { width, height: m[2] === undefined ? width : Number(m[2]) };
+}
