@@ -270,3 +270,24 @@ export function parseSerializedError(reason: string | undefined | null): CodedEr
   }
   return new InternalError(reason);
 }
+
+/**
+ * A CodedError that also keeps its module's finer reason (a weights file's `missing_tensor`, a
+ * pickle's `forbidden_global`). `code` picks the sentence a user sees and whether a job is retried;
+ * `reason`, also put in `details` so that it survives serialisation, says which failure it was, for
+ * logs and for code that handles one case. A module maps each of its reasons to one code in a table.
+ */
+export class ReasonedError<R extends string = string, C extends ErrorCode = ErrorCode> extends CodedError<C> {
+  readonly reason: R;
+
+  constructor(
+    code: C,
+    reason: R,
+    message: string,
+    options: { details?: ErrorDetails; cause?: unknown } = {},
+  ) {
+    super(code, message, { ...options, details: { ...options.details, reason } });
+    this.name = 'ReasonedError';
+    this.reason = reason;
+  }
+}

@@ -4,18 +4,26 @@
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { z } from 'zod';
+import { type ErrorCode, ReasonedError } from '../../shared/errors.js';
 
-export type ModelConfigErrorCode = 'missing_config' | 'bad_json' | 'unknown_model' | 'invalid_config';
+/** No config.json: the model is not installed. One we cannot build: the folder is misconfigured. */
+const modelConfigErrorCodes = {
+  missing_config: 'model_missing',
+  bad_json: 'config_invalid',
+  unknown_model: 'config_invalid',
+  invalid_config: 'config_invalid',
+} as const satisfies Record<string, ErrorCode>;
+
+export type ModelConfigErrorReason = keyof typeof modelConfigErrorCodes;
 
 /** A model folder whose config.json is absent, unreadable or not a config we can build. */
-export class ModelConfigError extends Error {
+export class ModelConfigError extends ReasonedError<
+  ModelConfigErrorReason,
+  (typeof modelConfigErrorCodes)[ModelConfigErrorReason]
+> {
   override readonly name = 'ModelConfigError';
-  constructor(
-    readonly code: ModelConfigErrorCode,
-    message: string,
-    options?: { cause?: unknown },
-  ) {
-    super(message, options);
+  constructor(reason: ModelConfigErrorReason, message: string, options: { cause?: unknown } = {}) {
+    super(modelConfigErrorCodes[reason], reason, message, options);
   }
 }
 

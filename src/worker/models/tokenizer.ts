@@ -5,18 +5,24 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Tokenizer } from '@huggingface/tokenizers';
 import { z } from 'zod';
+import { type ErrorCode, ReasonedError } from '../../shared/errors.js';
 
-export type TokenizerErrorCode = 'TOKENIZER_NOT_FOUND' | 'TOKENIZER_INVALID';
+// Also the vocab's fault when a prompt's token has no id: the text cannot be wrong, the vocab can.
+const tokenizerErrorCodes = {
+  TOKENIZER_NOT_FOUND: 'model_missing',
+  TOKENIZER_INVALID: 'config_invalid',
+} as const satisfies Record<string, ErrorCode>;
+
+export type TokenizerErrorReason = keyof typeof tokenizerErrorCodes;
 
 /** A tokenizer.json that is missing or that we cannot use; the message names the file and the problem. */
-export class TokenizerError extends Error {
+export class TokenizerError extends ReasonedError<
+  TokenizerErrorReason,
+  (typeof tokenizerErrorCodes)[TokenizerErrorReason]
+> {
   override readonly name = 'TokenizerError';
-  constructor(
-    readonly code: TokenizerErrorCode,
-    message: string,
-    options?: ErrorOptions,
-  ) {
-    super(message, options);
+  constructor(reason: TokenizerErrorReason, message: string, options: { cause?: unknown } = {}) {
+    super(tokenizerErrorCodes[reason], reason, message, options);
   }
 }
 

@@ -3,6 +3,7 @@
 // for compute; writes F32 or F16 one tensor at a time so a 600 MB model never sits in memory twice.
 import { closeSync, fstatSync, openSync, readSync, renameSync, rmSync, writeSync } from 'node:fs';
 import { endianness } from 'node:os';
+import { type ErrorCode, ReasonedError } from '../../shared/errors.js';
 
 /** Every dtype name the safetensors spec defines, with its size in bytes. */
 const DTYPE_BYTES = {
@@ -28,23 +29,30 @@ export type SafetensorsDType = keyof typeof DTYPE_BYTES;
 export const READABLE_DTYPES: readonly SafetensorsDType[] = ['F32', 'F16', 'BF16', 'F64'];
 export type WritableDType = 'F32' | 'F16';
 
-export type WeightsErrorCode =
-  | 'missing_tensor'
-  | 'shape_mismatch'
-  | 'truncated'
-  | 'bad_header'
-  | 'unsupported_dtype'
-  | 'io';
+/**
+ * A file that holds less than the model needs is a model not (fully) installed; one that is not what
+ * its config describes is a misconfiguration; an I/O failure on a file that was there (loadModels
+ * checks first), or one read after close (a shutdown racing a job), may pass on a retry.
+ */
+const weightsErrorCodes = {
+  missing_tensor: 'model_missing',
+  truncated: 'model_missing',
+  shape_mismatch: 'config_invalid',
+  bad_header: 'config_invalid',
+  unsupported_dtype: 'config_invalid',
+  io: 'internal',
+} as const satisfies Record<string, ErrorCode>;
+
+export type WeightsErrorReason = keyof typeof weightsErrorCodes;
 
 /** Anything wrong with a weights file; the message names the file and, where one is at fault, the tensor. */
-export class WeightsError extends Error {
+export class WeightsError extends ReasonedError<
+  WeightsErrorReason,
+  (typeof weightsErrorCodes)[WeightsErrorReason]
+> {
   override readonly name = 'WeightsError';
-  constructor(
-    readonly code: WeightsErrorCode,
-    message: string,
-    options?: { cause?: unknown },
-  ) {
-    super(message, options);
+  constructor(reason: WeightsErrorReason, message: string, options: { cause?: unknown } = {}) {
+    super(weightsErrorCodes[reason], reason, message, options);
   }
 }
 

@@ -2,6 +2,7 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
+import { asCodedError, type ErrorCode } from '../../../src/shared/errors.js';
 import {
   clipParameterShapes,
   clipVitB32Config,
@@ -197,7 +198,7 @@ describe('CLIP config parsing', () => {
         err = e;
       }
       expect(err, where).toBeInstanceOf(ModelConfigError);
-      expect((err as ModelConfigError).code).toBe('invalid_config');
+      expect((err as ModelConfigError).reason).toBe('invalid_config');
       expect((err as Error).message).toContain('x/config.json');
       expect((err as Error).message).toContain(where);
     }
@@ -246,15 +247,30 @@ describe('loadModelConfig', () => {
   });
 
   it('fails clearly on a missing, unparsable, unknown or invalid config', async () => {
-    const cases: [string, string | undefined, string, RegExp][] = [
-      ['none', undefined, 'missing_config', /none\/config\.json/],
-      ['broken', '{"model_type": "clip",', 'bad_json', /broken\/config\.json is not valid JSON/],
-      ['bert', '{"model_type": "bert"}', 'unknown_model', /"bert" is neither/],
-      ['badvq', '{"model_type": "vqgan", "ddconfig": {}}', 'invalid_config', /badvq.*ddconfig\.z_channels/s],
+    // The reason, and the code a user's sentence is chosen by: absent is not installed, the rest misconfigured.
+    const cases: [string, string | undefined, string, ErrorCode, RegExp][] = [
+      ['none', undefined, 'missing_config', 'model_missing', /none\/config\.json/],
+      [
+        'broken',
+        '{"model_type": "clip",',
+        'bad_json',
+        'config_invalid',
+        /broken\/config\.json is not valid JSON/,
+      ],
+      ['bert', '{"model_type": "bert"}', 'unknown_model', 'config_invalid', /"bert" is neither/],
+      [
+        'badvq',
+        '{"model_type": "vqgan", "ddconfig": {}}',
+        'invalid_config',
+        'config_invalid',
+        /badvq.*ddconfig\.z_channels/s,
+      ],
     ];
-    for (const [name, content, code, message] of cases) {
+    for (const [name, content, reason, code, message] of cases) {
       const err = await loadModelConfig(folder(name, content)).catch((e: unknown) => e);
       expect(err, name).toBeInstanceOf(ModelConfigError);
+      expect((err as ModelConfigError).reason, name).toBe(reason);
+      expect(asCodedError(err), name).toBe(err);
       expect((err as ModelConfigError).code, name).toBe(code);
       expect((err as Error).message, name).toMatch(message);
     }

@@ -466,15 +466,17 @@ describe('loading tokenizer.json from a model folder', () => {
   it('names the missing file', async () => {
     const d = await folderWith('empty', undefined);
     const err = await errorOf(ClipTokenizer.fromFolder(d));
-    expect(err.code).toBe('TOKENIZER_NOT_FOUND');
+    expect(err.reason).toBe('TOKENIZER_NOT_FOUND');
+    expect(err.code).toBe('model_missing');
     expect(err.message).toContain(join(d, 'tokenizer.json'));
-    expect((await errorOf(ClipTokenizer.fromFolder(join(dir, 'nope')))).code).toBe('TOKENIZER_NOT_FOUND');
+    expect((await errorOf(ClipTokenizer.fromFolder(join(dir, 'nope')))).reason).toBe('TOKENIZER_NOT_FOUND');
   });
 
   it('rejects a file that is not JSON', async () => {
     const d = await folderWith('garbage', '{"model": {"type": "BPE", ');
     const err = await errorOf(ClipTokenizer.fromFolder(d));
-    expect(err.code).toBe('TOKENIZER_INVALID');
+    expect(err.reason).toBe('TOKENIZER_INVALID');
+    expect(err.code).toBe('config_invalid');
     expect(err.message).toMatch(/tokenizer\.json: not valid JSON/);
   });
 
@@ -488,7 +490,7 @@ describe('loading tokenizer.json from a model folder', () => {
     ];
     for (const [name, json, re] of cases) {
       const err = await errorOf(ClipTokenizer.fromFolder(await folderWith(name, JSON.stringify(json))));
-      expect(err.code, name).toBe('TOKENIZER_INVALID');
+      expect(err.reason, name).toBe('TOKENIZER_INVALID');
       expect(err.message, name).toMatch(re);
     }
   });
@@ -501,7 +503,7 @@ describe('loading tokenizer.json from a model folder', () => {
     delete json.model.vocab['<|startoftext|>'];
     json.added_tokens = [];
     const err = await errorOf(ClipTokenizer.fromFolder(await folderWith('nospecial', JSON.stringify(json))));
-    expect(err.code).toBe('TOKENIZER_INVALID');
+    expect(err.reason).toBe('TOKENIZER_INVALID');
     expect(err.message).toContain('no id for <|startoftext|>');
   });
 

@@ -2,6 +2,7 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync, truncateSync, writeFile
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
+import { parseSerializedError, serializeError } from '../../../src/shared/errors.js';
 import {
   encodeSafetensors,
   toHalf,
@@ -87,7 +88,9 @@ describe('F32 round trip', () => {
     const w = Weights.fromFile(path);
     w.close();
     const err = weightsError(() => w.get('layer.bias'));
-    expect(err.code).toBe('io');
+    expect(err.reason).toBe('io');
+    // A shutdown closing the file under a running job: another attempt may well succeed.
+    expect([err.code, err.retryable]).toEqual(['internal', true]);
     expect(err.message).toContain('closed');
   });
 
@@ -106,7 +109,7 @@ describe('F32 round trip', () => {
     const err = weightsError(() =>
       encodeSafetensors([{ name: 'w', shape: [2, 2], data: new Float32Array(3) }]),
     );
-    expect(err.code).toBe('shape_mismatch');
+    expect(err.reason).toBe('shape_mismatch');
     expect(err.message).toContain('"w"');
   });
 });
@@ -190,7 +193,15 @@ describe('errors name the tensor and the file', () => {
 
   it('missing tensor', () => {
     const err = weightsError(() => Weights.fromBytes(bytes, 'clip/model.safetensors').get('layer.wieght'));
-    expect(err.code).toBe('missing_tensor');
+    expect(err.reason).toBe('missing_tensor');
+    // Part of the model is not there: the operator's sentence, not retried; the reason crosses Redis.
+    expect([err.code, err.retryable]).toEqual(['model_missing', false]);
+    const wire = parseSerializedError(serializeError(err));
+    expect([wire.code, wire.details.reason, wire.message]).toEqual([
+      'model_missing',
+      'missing_tensor',
+      err.message,
+    ]);
     expect(err.message).toContain('"layer.wieght"');
     expect(err.message).toContain('clip/model.safetensors');
     expect(err.message).toContain('"layer.weight"'); // the nearest names, as a hint
@@ -198,12 +209,15 @@ describe('errors name the tensor and the file', () => {
 
   it('shape mismatch names both shapes', () => {
     const err = weightsError(() => Weights.fromBytes(bytes).get('layer.weight', [3, 2]));
-    expect(err.code).toBe('shape_mismatch');
+    expect(err.reason).toBe('shape_mismatch');
+    expect(err.code).toBe('config_invalid');
     expect(err.message).toContain('"layer.weight"');
     expect(err.message).toContain('[2, 3]');
     expect(err.message).toContain('[3, 2]');
     // Same element count but another rank is a mismatch too.
-    expect(weightsError(() => Weights.fromBytes(bytes).get('layer.weight', [6])).code).toBe('shape_mismatch');
+    expect(weightsError(() => Weights.fromBytes(bytes).get('layer.weight', [6])).reason).toBe(
+      'shape_mismatch',
+    );
   });
 
   it('truncated data names the first tensor cut off', () => {
@@ -211,16 +225,16 @@ describe('errors name the tensor and the file', () => {
     writeFileSync(path, bytes);
     truncateSync(path, bytes.length - 5); // into layer.bias (the empty tensor takes no bytes)
     const err = weightsError(() => Weights.fromFile(path));
-    expect(err.code).toBe('truncated');
+    expect(err.reason).toBe('truncated');
     expect(err.message).toContain('"layer.bias"');
     expect(err.message).toContain(path);
     expect(err.message).toContain('5 missing');
   });
 
   it('a file cut inside the header or its length is truncated', () => {
-    expect(weightsError(() => Weights.fromBytes(bytes.subarray(0, 5))).code).toBe('truncated');
+    expect(weightsError(() => Weights.fromBytes(bytes.subarray(0, 5))).reason).toBe('truncated');
     const err = weightsError(() => Weights.fromBytes(bytes.subarray(0, 40)));
-    expect(err.code).toBe('truncated');
+    expect(err.reason).toBe('truncated');
     expect(err.message).toContain('header');
   });
 
@@ -263,7 +277,7 @@ describe('errors name the tensor and the file', () => {
     ];
     for (const [what, file, message] of cases) {
       const err = weightsError(() => Weights.fromBytes(file, 'bad.safetensors'));
-      expect(err.code, what).toBe('bad_header');
+      expect(err.reason, what).toBe('bad_header');
       expect(err.message, what).toContain(message);
       expect(err.message, what).toContain('bad.safetensors');
     }
@@ -273,7 +287,7 @@ describe('errors name the tensor and the file', () => {
     const file = new Uint8Array(64);
     new DataView(file.buffer).setBigUint64(0, 0x7fff_ffff_ffffn, true);
     const err = weightsError(() => Weights.fromBytes(file));
-    expect(err.code).toBe('bad_header');
+    expect(err.reason).toBe('bad_header');
     expect(err.message).toContain('exceeds');
   });
 
@@ -293,14 +307,14 @@ describe('errors name the tensor and the file', () => {
       ),
     );
     const err = weightsError(() => w.get('text_model.embeddings.position_ids'));
-    expect(err.code).toBe('unsupported_dtype');
+    expect(err.reason).toBe('unsupported_dtype');
     expect(err.message).toContain('"text_model.embeddings.position_ids" is I64');
     expect(Array.from(w.get('w'))).toEqual([5, 6]);
   });
 
   it('a missing file is an io error naming the path', () => {
     const err = weightsError(() => Weights.fromFile(join(dir, 'nope.safetensors')));
-    expect(err.code).toBe('io');
+    expect(err.reason).toBe('io');
     expect(err.message).toContain('nope.safetensors');
   });
 });

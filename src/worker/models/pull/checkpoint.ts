@@ -2,6 +2,7 @@
 // `{archive}/data/{key}` entry per storage), read without Python: the pickle through our data-only
 // reader, tensor bytes from the zip on demand, converted to float32 for the safetensors writer.
 import { closeSync, openSync, readSync } from 'node:fs';
+import { ReasonedError } from '../../../shared/errors.js';
 import { halfToFloat32 } from '../weights.js';
 import {
   type PickleValue,
@@ -13,16 +14,13 @@ import {
 } from './pickle.js';
 import { ZipError, ZipReader } from './zip.js';
 
-export type CheckpointErrorCode = 'not_torch_zip' | 'legacy_format' | 'no_state_dict' | 'bad_tensor';
+export type CheckpointErrorReason = 'not_torch_zip' | 'legacy_format' | 'no_state_dict' | 'bad_tensor';
 
-export class CheckpointError extends Error {
+/** A checkpoint we cannot read: every reason is the file's, so all are `bad_input`. */
+export class CheckpointError extends ReasonedError<CheckpointErrorReason, 'bad_input'> {
   override readonly name = 'CheckpointError';
-  constructor(
-    readonly code: CheckpointErrorCode,
-    message: string,
-    options?: { cause?: unknown },
-  ) {
-    super(message, options);
+  constructor(reason: CheckpointErrorReason, message: string, options: { cause?: unknown } = {}) {
+    super('bad_input', reason, message, options);
   }
 }
 
@@ -47,7 +45,7 @@ export class TorchCheckpoint {
     try {
       zip = ZipReader.open(path);
     } catch (err) {
-      if (err instanceof ZipError && err.code === 'not_zip' && startsWithLegacyMagic(path)) {
+      if (err instanceof ZipError && err.reason === 'not_zip' && startsWithLegacyMagic(path)) {
         throw new CheckpointError(
           'legacy_format',
           `${path} is in PyTorch's pre-1.6 format, which this reader does not support; load it in Python and ` +

@@ -5,25 +5,34 @@
 import { createHash, type Hash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { open, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { type ErrorCode, ReasonedError } from '../../../shared/errors.js';
 
-export type DownloadErrorCode =
-  | 'not_found'
-  | 'unauthorized'
-  | 'http_status'
-  | 'network'
-  | 'disk'
-  | 'size_mismatch'
-  | 'checksum';
+// As shared DownloadFailedError: `download_failed` with the reason in details. Writing the file is
+// not the download's failure. The URL stays out of details: a signed redirect can carry a token.
+const downloadErrorCodes = {
+  not_found: 'download_failed',
+  unauthorized: 'download_failed',
+  http_status: 'download_failed',
+  network: 'download_failed',
+  size_mismatch: 'download_failed',
+  checksum: 'download_failed',
+  disk: 'internal',
+} as const satisfies Record<string, ErrorCode>;
 
-export class DownloadError extends Error {
+export type DownloadErrorReason = keyof typeof downloadErrorCodes;
+
+export class DownloadError extends ReasonedError<
+  DownloadErrorReason,
+  (typeof downloadErrorCodes)[DownloadErrorReason]
+> {
   override readonly name = 'DownloadError';
   constructor(
-    readonly code: DownloadErrorCode,
+    reason: DownloadErrorReason,
     message: string,
     readonly url: string,
-    options?: { cause?: unknown },
+    options: { cause?: unknown } = {},
   ) {
-    super(message, options);
+    super(downloadErrorCodes[reason], reason, message, options);
   }
 }
 

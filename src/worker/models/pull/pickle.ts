@@ -2,16 +2,15 @@
 // around one): plain containers, numbers and strings, tensors as `_rebuild_tensor_v2` over storages
 // named by persistent ids. It never executes anything: a GLOBAL is looked up in a fixed table of names
 // we model as data, and anything else is refused with the name it asked for.
-export type PickleErrorCode = 'forbidden_global' | 'forbidden_call' | 'unsupported_opcode' | 'malformed';
+import { ReasonedError } from '../../../shared/errors.js';
 
-export class PickleError extends Error {
+export type PickleErrorReason = 'forbidden_global' | 'forbidden_call' | 'unsupported_opcode' | 'malformed';
+
+/** A pickle refused or unreadable: the file's fault, so `bad_input` whatever the reason. */
+export class PickleError extends ReasonedError<PickleErrorReason, 'bad_input'> {
   override readonly name = 'PickleError';
-  constructor(
-    readonly code: PickleErrorCode,
-    message: string,
-    options?: { cause?: unknown },
-  ) {
-    super(message, options);
+  constructor(reason: PickleErrorReason, message: string, options: { cause?: unknown } = {}) {
+    super('bad_input', reason, message, options);
   }
 }
 

@@ -7,6 +7,7 @@ import { mkdir, readdir, readFile, rename, rm, rmdir, writeFile } from 'node:fs/
 import { join } from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
+import { type ErrorCode, ReasonedError } from '../../../shared/errors.js';
 import { lockDirectory } from '../../runtime/dir-lock.js';
 import { checkModelFolder, type ModelFolderCheck } from '../check.js';
 import {
@@ -22,23 +23,24 @@ import { TorchCheckpoint } from './checkpoint.js';
 import { DownloadError, type DownloadOptions, type DownloadProgress, download } from './download.js';
 import { PyDict } from './pickle.js';
 
-export type PullErrorCode =
-  | 'no_safetensors'
-  | 'not_clip'
-  | 'bad_vqgan_config'
-  | 'unknown_vqgan'
-  | 'missing_tensor'
-  | 'invalid_model'
-  | 'busy';
+// The person pulling named the sources: one we cannot use is their input to fix. A folder that fails
+// its check after conversion is our converter's fault; another pull holding the lock passes.
+const pullErrorCodes = {
+  no_safetensors: 'bad_input',
+  not_clip: 'bad_input',
+  bad_vqgan_config: 'bad_input',
+  unknown_vqgan: 'bad_input',
+  missing_tensor: 'bad_input',
+  invalid_model: 'internal',
+  busy: 'unavailable',
+} as const satisfies Record<string, ErrorCode>;
 
-export class PullError extends Error {
+export type PullErrorReason = keyof typeof pullErrorCodes;
+
+export class PullError extends ReasonedError<PullErrorReason, (typeof pullErrorCodes)[PullErrorReason]> {
   override readonly name = 'PullError';
-  constructor(
-    readonly code: PullErrorCode,
-    message: string,
-    options?: { cause?: unknown },
-  ) {
-    super(message, options);
+  constructor(reason: PullErrorReason, message: string, options: { cause?: unknown } = {}) {
+    super(pullErrorCodes[reason], reason, message, options);
   }
 }
 
@@ -237,7 +239,7 @@ export async function pullClip(repo: string, options: PullOptions): Promise<Pull
       await download(`${base}/${file}`, dest, downloadOptions(o, `clip/${file}`, auth));
       return true;
     } catch (err) {
-      if (optional && err instanceof DownloadError && err.code === 'not_found') return false;
+      if (optional && err instanceof DownloadError && err.reason === 'not_found') return false;
       throw err;
     }
   };
@@ -275,7 +277,7 @@ export async function pullClip(repo: string, options: PullOptions): Promise<Pull
   try {
     await fetchFile('model.safetensors');
   } catch (err) {
-    if (err instanceof DownloadError && err.code === 'not_found') {
+    if (err instanceof DownloadError && err.reason === 'not_found') {
       throw new PullError(
         'no_safetensors',
         `${repo} has no model.safetensors at revision ${o.revision} (${err.url} answered 404), and only ` +

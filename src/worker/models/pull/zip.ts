@@ -2,17 +2,22 @@
 // aligned for mapping): the central directory is read once, entry bytes on demand from the file, so
 // a gigabyte checkpoint is never held in memory. Zip64 records are understood; compression is not.
 import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
+import { type ErrorCode, ReasonedError } from '../../../shared/errors.js';
 
-export type ZipErrorCode = 'not_zip' | 'compressed' | 'truncated' | 'io';
+/** What the file holds is its fault; failing to read it is ours (or the disk's). */
+const zipErrorCodes = {
+  not_zip: 'bad_input',
+  compressed: 'bad_input',
+  truncated: 'bad_input',
+  io: 'internal',
+} as const satisfies Record<string, ErrorCode>;
 
-export class ZipError extends Error {
+export type ZipErrorReason = keyof typeof zipErrorCodes;
+
+export class ZipError extends ReasonedError<ZipErrorReason, (typeof zipErrorCodes)[ZipErrorReason]> {
   override readonly name = 'ZipError';
-  constructor(
-    readonly code: ZipErrorCode,
-    message: string,
-    options?: { cause?: unknown },
-  ) {
-    super(message, options);
+  constructor(reason: ZipErrorReason, message: string, options: { cause?: unknown } = {}) {
+    super(zipErrorCodes[reason], reason, message, options);
   }
 }
 

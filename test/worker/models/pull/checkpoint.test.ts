@@ -42,7 +42,7 @@ describe('unpickle', () => {
     try {
       unpickle(evil);
     } catch (err) {
-      expect((err as PickleError).code).toBe('forbidden_global');
+      expect((err as PickleError).reason).toBe('forbidden_global');
     }
   });
 

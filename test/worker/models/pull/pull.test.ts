@@ -263,7 +263,7 @@ describe('pullClip', () => {
 
     const err = await pullClip(REPO, options(work)).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(DownloadError);
-    expect((err as DownloadError).code).toBe('network');
+    expect((err as DownloadError).reason).toBe('network');
     expect((err as Error).message).toMatch(/run the same command again to resume/);
     expect(existsSync(join(work, 'clip'))).toBe(false);
     // What reached the disk: at most what was sent (a stream that errors drops chunks not yet read).
@@ -290,7 +290,7 @@ describe('pullClip', () => {
 
     const missingRepo = await pullClip('nobody/nothing', options(work)).catch((e: unknown) => e);
     expect(missingRepo).toBeInstanceOf(DownloadError);
-    expect((missingRepo as DownloadError).code).toBe('not_found');
+    expect((missingRepo as DownloadError).reason).toBe('not_found');
     expect((missingRepo as Error).message).toBe(
       `${hf.url}/nobody/nothing/resolve/main/config.json: HTTP 404 Not Found`,
     );
@@ -298,7 +298,8 @@ describe('pullClip', () => {
     hf.routes.delete(`/${REPO}/resolve/main/model.safetensors`);
     const noWeights = await pullClip(REPO, options(work)).catch((e: unknown) => e);
     expect(noWeights).toBeInstanceOf(PullError);
-    expect((noWeights as PullError).code).toBe('no_safetensors');
+    expect((noWeights as PullError).reason).toBe('no_safetensors');
+    expect((noWeights as PullError).code).toBe('bad_input');
     expect((noWeights as Error).message).toMatch(/has no model\.safetensors at revision main/);
     expect((noWeights as Error).message).toMatch(/save_pretrained/);
 
@@ -310,7 +311,8 @@ describe('pullClip', () => {
     hf.routes.get(path)!.headers!['x-linked-etag'] = `"${'0'.repeat(64)}"`;
     const err = await pullClip(REPO, options(work)).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(DownloadError);
-    expect((err as DownloadError).code).toBe('checksum');
+    expect((err as DownloadError).reason).toBe('checksum');
+    expect((err as DownloadError).code).toBe('download_failed');
     expect(existsSync(join(work, '.partial', 'clip', 'model.safetensors.part'))).toBe(false);
     expect(existsSync(join(work, 'clip'))).toBe(false);
   });
@@ -328,7 +330,7 @@ describe('pullClip', () => {
       (e: unknown) => e,
     );
     expect(err).toBeInstanceOf(DownloadError);
-    expect((err as DownloadError).code).toBe('network');
+    expect((err as DownloadError).reason).toBe('network');
     expect((err as Error).message).toMatch(
       /cannot download http:\/\/127\.0\.0\.1:\d+\/.*config\.json: ECONNREFUSED/,
     );
@@ -355,7 +357,8 @@ describe('pullVqgan', () => {
     const vq = serveVqgan(readFileSync(join(FIXTURES, 'evil.ckpt')));
     const err = await pullVqgan(vq, options(work)).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(PickleError);
-    expect((err as PickleError).code).toBe('forbidden_global');
+    expect((err as PickleError).reason).toBe('forbidden_global');
+    expect((err as PickleError).code).toBe('bad_input');
     expect((err as Error).message).toMatch(/asks for posix\.system/);
     expect(readFileSync(join(work, 'vqgan', 'model.safetensors')).equals(before)).toBe(true);
     // Nothing of it is kept for a rerun, and no lock or staging folder is left behind.
@@ -417,16 +420,20 @@ describe('download', () => {
     );
     cdn.routes.set('/file.bin', { body });
     await expect(download(url(), join(work, 'a.bin'), { size: 5 })).rejects.toMatchObject({
-      code: 'size_mismatch',
+      reason: 'size_mismatch',
     });
     const err = await download(url(), join(work, 'no', 'such', 'dir', 'a.bin')).catch((e: unknown) => e);
-    expect(err).toMatchObject({ code: 'disk' });
+    // The disk is not the download's failure.
+    expect(err).toMatchObject({ reason: 'disk', code: 'internal' });
     expect((err as Error).message).toMatch(/^cannot write .*a\.bin/);
   });
 
   it('lets one pull at a time write a folder', async () => {
     await withPullLock(work, async () => {
-      await expect(withPullLock(work, async () => 1)).rejects.toMatchObject({ code: 'busy' });
+      await expect(withPullLock(work, async () => 1)).rejects.toMatchObject({
+        reason: 'busy',
+        code: 'unavailable',
+      });
     });
     // The lock went with its holder; a lock left by a live process is honoured, a dead one's is not.
     expect(existsSync(join(work, '.partial'))).toBe(false);
