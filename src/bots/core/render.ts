@@ -79,9 +79,42 @@ const promptProblems: Record<string, string> = {
   no_positive_weight: 'At least one part of the prompt needs a positive weight.',
 };
 
+// Chat flag problems come from src/bots/core/flags.ts as details.reason. Only flag-shaped names are
+// quoted (flags.ts makes them so; details from elsewhere could hold markup).
+const FLAG_NAME = /^--[\w-]{1,40}$/;
+const quoteFlag = (v: unknown): string | undefined =>
+  typeof v === 'string' && FLAG_NAME.test(v) ? `\`${v}\`` : undefined;
+const flagName = (d: ErrorDetails, key: string): string | undefined => quoteFlag(d[key]);
+const flagProblems: Record<string, (d: ErrorDetails) => string> = {
+  unknown_flag: (d) => {
+    const suggestion = flagName(d, 'suggestion');
+    const known = Array.isArray(d.known) ? d.known.map(quoteFlag).filter((k) => k !== undefined) : [];
+    const hint = suggestion
+      ? ` Did you mean ${suggestion}?`
+      : known.length > 0
+        ? ` The flags here are ${known.join(', ')}.`
+        : '';
+    return `There is no ${flagName(d, 'flag') ?? 'such'} flag.${hint}`;
+  },
+  missing_value: (d) => {
+    const expected = str(d, 'expected');
+    return `${flagName(d, 'flag') ?? 'A flag'} needs a value${expected ? `: ${expected}` : ''}.`;
+  },
+  bad_value: (d) => {
+    const expected = str(d, 'expected');
+    const flag = flagName(d, 'flag') ?? 'A flag';
+    return expected ? `${flag} takes ${expected}.` : `${flag} has a value it cannot take.`;
+  },
+  repeated_flag: (d) => `${flagName(d, 'flag') ?? 'A flag'} is given more than once; keep one.`,
+  unclosed_quote: (d) => `The value of ${flagName(d, 'flag') ?? 'a flag'} opens a quote that never closes.`,
+};
+
 const sentences: { readonly [C in ErrorCode]: (details: ErrorDetails, message: string) => string } = {
   bad_input: (d, message) => {
     const reason = str(d, 'reason');
+    const flagProblem =
+      reason !== undefined && Object.hasOwn(flagProblems, reason) ? flagProblems[reason] : undefined;
+    if (flagProblem) return flagProblem(d);
     if (reason !== undefined && promptProblems[reason]) {
       const segment = str(d, 'segment');
       return `${promptProblems[reason]}${segment ? ` (at "${truncate(segment, 60)}")` : ''}`;
