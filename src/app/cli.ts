@@ -7,11 +7,12 @@ import { extname, join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import {
-  formatPercent,
-  probabilityBar,
   renderError,
   renderImagineProgress,
   renderImagineResult,
+  renderLabels,
+  renderSearchHits,
+  renderStaleNote,
 } from '../bots/core/render.js';
 import { libraryScope } from '../bots/web/library.js';
 import { type Database, type OpenDatabaseOptions, openDatabase } from '../shared/db/index.js';
@@ -257,10 +258,7 @@ async function whatis(args: string[], io: CliIo): Promise<void> {
     if (c.json) {
       io.stdout(`${JSON.stringify({ file, labels: result.labels })}\n`);
     } else {
-      const width = Math.max(...result.labels.map((l) => l.label.length));
-      for (const l of result.labels) {
-        io.stdout(`${l.label.padEnd(width)}  ${probabilityBar(l.prob)}  ${formatPercent(l.prob)}\n`);
-      }
+      io.stdout(`${renderLabels(result.labels)}\n`);
     }
   } finally {
     await models.close();
@@ -302,17 +300,16 @@ async function search(args: string[], io: CliIo): Promise<void> {
   } finally {
     await models.close();
   }
-  if (staleImages > 0 && !c.json) {
-    io.stderr(
-      `${staleImages} ${staleImages === 1 ? 'image of this channel was' : 'images of this channel were'} indexed with another model and left out: re-index them (the playground's Re-index button, or upload them again)\n`,
-    );
+  const stale = renderStaleNote(staleImages);
+  if (stale && !c.json) {
+    io.stderr(`${stale} Re-index them (the playground's Re-index button, or upload them again).\n`);
   }
   if (c.json) {
     io.stdout(`${JSON.stringify({ query, hits, ...(staleImages > 0 ? { staleImages } : {}) })}\n`);
   } else if (hits.length === 0) {
     io.stdout('no images\n');
   } else {
-    for (const h of hits) io.stdout(`${h.score.toFixed(3)}  ${h.path}\n`);
+    io.stdout(`${renderSearchHits(hits.map((h) => ({ score: h.score, name: h.path })))}\n`);
   }
 }
 

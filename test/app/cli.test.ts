@@ -232,7 +232,9 @@ describe('vqclip search --json', () => {
     expect(report.hits.map((h) => h.path.split('/').at(-1)).sort()).toEqual(['blue.png', 'red.png']);
     expect(report.staleImages).toBe(1);
     const text = await cli(['search', 'a red square', '--channel', 'holiday']);
-    expect(text.stderr).toContain('1 image of this channel was indexed with another model');
+    expect(text.stderr).toContain(
+      '1 image was indexed with another model and is left out of searches. Re-index them',
+    );
     expect(report.hits[0]!.path).toBe(
       join(dataDir, 'library', 'holiday', report.hits[0]!.path.split('/').at(-1)!),
     );

@@ -320,6 +320,30 @@ export function renderLabels(labels: readonly { label: string; prob: number }[])
     .join('\n');
 }
 
+/** The note for a search that left out images embedded by another model; undefined when none were. */
+export function renderStaleNote(staleImages: number | undefined): string | undefined {
+  if (!staleImages) return undefined;
+  return staleImages === 1
+    ? '1 image was indexed with another model and is left out of searches.'
+    : `${staleImages} images were indexed with another model and are left out of searches.`;
+}
+
+/** The line above search results: how many matched, and a plain word when even the best is weak. */
+export function renderSearchSummary(result: { hits: readonly unknown[]; lowConfidence?: boolean }): string {
+  if (result.hits.length === 0) return 'No matching images in this channel yet.';
+  const count = `${result.hits.length} ${result.hits.length === 1 ? 'match' : 'matches'}, best first.`;
+  return result.lowConfidence ? `${count} Low confidence: none of them matches well.` : count;
+}
+
+/** Search hits as text lines (`0.312  name`), for the CLI and plain-text replies. */
+export function renderSearchHits(
+  hits: readonly { score: number; name: string; duplicates?: number }[],
+): string {
+  return hits
+    .map((h) => `${h.score.toFixed(3)}  ${h.name}${h.duplicates ? ` (+${h.duplicates} similar)` : ''}`)
+    .join('\n');
+}
+
 function platformName(platform: string): string {
   return platform === 'discord' ? 'Discord' : platform === 'slack' ? 'Slack' : platform;
 }

@@ -32,14 +32,14 @@ export interface ImagineInput {
   seed?: Loose<number>;
   cutouts?: Loose<number>;
   /** Blob keys of images already ingested. */
-  initImage?: string;
-  imagePrompts?: readonly string[];
-  from?: ImagineJob['from'];
+  initImage?: string | undefined;
+  imagePrompts?: readonly string[] | undefined;
+  from?: ImagineJob['from'] | undefined;
 }
 
 export interface RequestDefaults {
   /** A workspace's default preset, used when the person names none. */
-  preset?: Preset;
+  preset?: Preset | undefined;
 }
 
 /**
@@ -52,12 +52,14 @@ export function imagineRequest(
   defaults: RequestDefaults = {},
   drawSeed: () => number = () => randomInt(0, 2 ** 32 - 1),
 ): ImagineJob {
-  const preset = optionalPreset(input.preset) ?? defaults.preset;
-  const steps = optionalInt('steps', input.steps, 1, jobLimits.maxSteps);
-  const cutouts = optionalInt('cutouts', input.cutouts, 1, jobLimits.maxCutouts);
-  const seed = optionalInt('seed', input.seed, 0, 2 ** 32 - 1) ?? drawSeed();
-  const size = parseSize(input.size);
-  const job = checkJob(imagineJobSchema, {
+  // Every problem at once: a person fixing one option should not meet the next only on a retry.
+  const problems = new Problems();
+  const preset = problems.check(() => optionalPreset(input.preset)) ?? defaults.preset;
+  const steps = problems.check(() => optionalInt('steps', input.steps, 1, jobLimits.maxSteps));
+  const cutouts = problems.check(() => optionalInt('cutouts', input.cutouts, 1, jobLimits.maxCutouts));
+  const seed = problems.check(() => optionalInt('seed', input.seed, 0, 2 ** 32 - 1)) ?? drawSeed();
+  const size = problems.check(() => parseSize(input.size));
+  const job = problems.checkJob(imagineJobSchema, {
     prompt: input.prompt,
     seed,
     ...(preset === undefined ? {} : { preset }),
@@ -71,6 +73,8 @@ export function imagineRequest(
     ...(input.from === undefined ? {} : { from: input.from }),
     origin,
   });
+  problems.throwIfAny();
+  if (!job) throw new BadInputError('That request is not valid.');
   // Syntax errors now, not after a wait in the queue.
   parsePrompt(job.prompt);
   return job;
@@ -80,7 +84,7 @@ export interface WhatisInput {
   /** Blob key of the ingested image. */
   image: string;
   /** `cat, dog, human` or a list; absent or empty: the default vocabulary. */
-  labels?: string | readonly string[] | null;
+  labels?: string | readonly string[] | null | undefined;
   topK?: Loose<number>;
 }
 
@@ -128,11 +132,11 @@ export function parseLabels(labels: string | readonly string[] | null | undefine
 }
 
 export interface SearchInput {
-  query?: string | null;
+  query?: string | null | undefined;
   /** Blob key of an example image (search by image, Find similar). */
-  image?: string;
+  image?: string | undefined;
   k?: Loose<number>;
-  includeFlagged?: boolean;
+  includeFlagged?: boolean | undefined;
 }
 
 export function searchRequest(input: SearchInput, scope: ChannelScope, origin: Origin): SearchJob {
@@ -149,6 +153,42 @@ export function searchRequest(input: SearchInput, scope: ChannelScope, origin: O
     ...(input.includeFlagged ? { includeFlagged: true } : {}),
     origin,
   });
+}
+
+type Issue = { path: string; message: string };
+
+/** Collects the issues of several checks into one BadInputError (prompt_too_long passes through). */
+class Problems {
+  readonly #issues: Issue[] = [];
+
+  check<T>(fn: () => T): T | undefined {
+    try {
+      return fn();
+    } catch (error) {
+      this.#absorb(error);
+      return undefined;
+    }
+  }
+
+  checkJob<S extends Parameters<typeof checkJob>[0]>(
+    schema: S,
+    data: unknown,
+  ): ReturnType<typeof checkJob<S>> | undefined {
+    // Fields already refused above are left out of `data`, so the schema does not report them twice.
+    return this.check(() => checkJob(schema, data));
+  }
+
+  throwIfAny(): void {
+    if (this.#issues.length === 0) return;
+    const text = this.#issues.map((i) => `${i.path}: ${i.message}`).join('; ');
+    throw new BadInputError(`invalid request: ${text}`, { issues: this.#issues });
+  }
+
+  #absorb(error: unknown): void {
+    const coded = error as { code?: string; details?: { issues?: unknown } };
+    if (coded?.code !== 'bad_input' || !Array.isArray(coded.details?.issues)) throw error;
+    this.#issues.push(...(coded.details.issues as Issue[]));
+  }
 }
 
 function optionalPreset(value: Loose<string>): Preset | undefined {

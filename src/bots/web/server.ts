@@ -1,7 +1,6 @@
 // The local playground: one page (Imagine with live previews over server-sent events, What is this,
 // a searchable image Library) and the JSON API behind it, plus the bull-board dashboard at /admin.
 // Like the chat adapters it is thin: validate (zod), enqueue through the JobClient, follow, render.
-import { randomInt } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
 import { serve } from '@hono/node-server';
@@ -12,20 +11,21 @@ import { z } from 'zod';
 import type { BlobStore } from '../../shared/blobs.js';
 import { asCodedError, BadInputError, NotFoundError, UnavailableError } from '../../shared/errors.js';
 import {
-  checkJob,
-  type ImagineJob,
   type ImagineResult,
-  imagineJobSchema,
   type JobData,
   type JobKind,
   type JobResult,
   jobLimits,
+  type Origin,
   presets,
 } from '../../shared/jobs.js';
 import { type Logger, silentLogger } from '../../shared/logger.js';
-import { parsePrompt } from '../../shared/prompt.js';
-import { isTerminal, type JobClient, type JobRef, type JobStatus, parseJobRef } from '../core/job-client.js';
-import { httpStatusFor, renderStatus } from '../core/render.js';
+import type { JobClient, JobRef, JobStatus } from '../core/job-client.js';
+import { parseJobRef } from '../core/job-status.js';
+import { formatPercent, httpStatusFor, renderSearchSummary, renderStaleNote } from '../core/render.js';
+import { JobRunner, type ReplySurface } from '../core/reply.js';
+import { imagineRequest, searchRequest, whatisRequest } from '../core/requests.js';
+import { type JobView, viewOf } from '../core/view.js';
 import { type AdminBoard, createAdminBoard } from './admin.js';
 import { errorBody, readBody, readJson, readQuery } from './http.js';
 import { channelNameSchema, type Library, type LibraryEntry, libraryScope } from './library.js';
@@ -127,38 +127,44 @@ function fileUrl(channel: string, file: string): string {
   return `/api/library/${channel}/files/${file}`;
 }
 
-/** What the page receives for a job status (the same object over SSE and GET /api/jobs/:id). */
-export function statusPayload(status: JobStatus): Record<string, unknown> {
-  const text = renderStatus(status);
-  switch (status.state) {
-    case 'waiting':
-      return { state: status.state, text, position: status.position, etaSeconds: status.etaSeconds };
-    case 'retrying':
-      return { state: status.state, text, attemptsMade: status.attemptsMade };
-    case 'active': {
-      const p = status.progress as { previewBlob?: string } | undefined;
+// The page's API names states as BullMQ does (waiting, active, completed, failed); the view model's
+// names are the surfaces' (queued, running, done, failed).
+const apiStates = { queued: 'waiting', running: 'active', done: 'completed', failed: 'failed' } as const;
+
+/** What the page receives for a job (the same object over SSE and GET /api/jobs/:id), from the core's view. */
+export function viewPayload(view: JobView): Record<string, unknown> {
+  const state = view.state === 'running' && view.retrying ? 'retrying' : apiStates[view.state];
+  switch (view.state) {
+    case 'queued':
+      return { state, text: view.text, position: view.position, etaSeconds: view.etaSeconds };
+    case 'running': {
+      const { state: _s, jobId: _j, retrying: _r, ...progress } = view;
       return {
-        state: status.state,
-        text,
-        ...(typeof p === 'object' && p !== null ? p : {}),
-        ...(p?.previewBlob ? { previewUrl: blobUrl(p.previewBlob) } : {}),
+        state,
+        ...progress,
+        ...(view.previewBlob ? { previewUrl: blobUrl(view.previewBlob) } : {}),
       };
     }
-    case 'completed': {
-      const r = status.result as Partial<ImagineResult>;
+    case 'done': {
+      const r = view.result as Partial<ImagineResult>;
       return {
-        state: status.state,
-        text,
+        state,
+        text: view.text,
         result: {
-          ...status.result,
+          ...view.result,
           ...(r.finalBlob ? { finalUrl: blobUrl(r.finalBlob) } : {}),
           ...(r.timelapseBlob ? { timelapseUrl: blobUrl(r.timelapseBlob) } : {}),
         },
       };
     }
     case 'failed':
-      return { state: status.state, text, code: status.error.code };
+      return { state, text: view.text, code: view.code };
   }
+}
+
+/** The payload of a status read from Redis. */
+export function statusPayload(jobId: JobRef, status: JobStatus): Record<string, unknown> {
+  return viewPayload(viewOf(jobId, status));
 }
 
 function jobRefParam(c: Context): JobRef {
@@ -178,6 +184,11 @@ export function createPlayground(options: PlaygroundOptions): Playground {
   const logger = o.logger ?? silentLogger;
   const jobs = o.jobs;
   const indexJobs = o.indexJobs ?? jobs;
+  // A reloaded page shows a result again: no posted markers, no in-flight index.
+  const runner = new JobRunner({ jobs, throttleMs: o.followThrottleMs, logger });
+  // The person at the keyboard: userId is their quota identity already (`web:local`).
+  const origin: Origin = { platform: 'web', user: o.userId };
+  const userId = o.userId;
   const { blobs, library } = o;
   const page = loadStatic();
   const streams = new Set<() => void>();
@@ -245,19 +256,18 @@ export function createPlayground(options: PlaygroundOptions): Playground {
 
   app.post('/api/imagine', async (c) => {
     const body = await readJson(c, imagineBodySchema, o.maxJsonBytes);
-    const width = body.width ?? body.height;
-    const height = body.height ?? body.width;
-    const data: ImagineJob = checkJob(imagineJobSchema, {
-      prompt: body.prompt,
-      // A seed chosen here is known before the job runs, so the page can show it and re-roll.
-      seed: body.seed ?? randomInt(0, 2 ** 32 - 1),
-      ...(body.steps === undefined ? {} : { steps: body.steps }),
-      ...(body.preset === undefined ? {} : { preset: body.preset }),
-      ...(width === undefined || height === undefined ? {} : { size: { width, height } }),
-      origin: { platform: 'web', user: o.userId },
-    });
-    parsePrompt(data.prompt); // syntax errors before queueing, not after a wait
-    const { jobId, position } = await jobs.submit('imagine', data, { userId: o.userId });
+    // The seed is drawn by the core when absent, so the page can show it and re-roll.
+    const data = imagineRequest(
+      {
+        prompt: body.prompt,
+        seed: body.seed,
+        steps: body.steps,
+        preset: body.preset,
+        size: { width: body.width, height: body.height },
+      },
+      origin,
+    );
+    const { jobId, position } = await jobs.submit('imagine', data, { userId });
     return c.json(
       { jobId, position, seed: data.seed, eventsUrl: `/api/jobs/${encodeURIComponent(jobId)}/events` },
       202,
@@ -265,13 +275,15 @@ export function createPlayground(options: PlaygroundOptions): Playground {
   });
 
   app.get('/api/jobs/:jobId', async (c) => {
-    const status = await jobs.status(jobRefParam(c));
+    const jobId = jobRefParam(c);
+    const status = await jobs.status(jobId);
     const missing = status.state === 'failed' && status.error.code === 'not_found';
-    return c.json(statusPayload(status), missing ? 404 : 200);
+    return c.json(statusPayload(jobId, status), missing ? 404 : 200);
   });
 
   app.post('/api/jobs/:jobId/cancel', async (c) => c.json({ outcome: await jobs.cancel(jobRefParam(c)) }));
 
+  // The event stream is a ReplySurface of the core's run loop.
   app.get('/api/jobs/:jobId/events', (c) => {
     const jobId = jobRefParam(c);
     return streamSSE(c, async (stream) => {
@@ -280,22 +292,23 @@ export function createPlayground(options: PlaygroundOptions): Playground {
         end = resolve;
       });
       let seq = 0;
-      const following = jobs.follow(
-        jobId,
-        async (status) => {
-          const event = isTerminal(status) ? (status.state === 'completed' ? 'done' : 'failed') : 'status';
-          await stream.writeSSE({ event, id: String(++seq), data: JSON.stringify(statusPayload(status)) });
-        },
-        { throttleMs: o.followThrottleMs },
-      );
+      const send = (event: string, view: JobView) =>
+        stream.writeSSE({ event, id: String(++seq), data: JSON.stringify(viewPayload(view)) });
+      const surface: ReplySurface = {
+        ack: (view) => send('status', view),
+        progress: (view) => send('status', view),
+        final: (view) => send('done', view),
+        fail: (view) => send('failed', view),
+      };
+      const run = runner.follow(jobId, surface, { exactlyOnce: false });
       const heartbeat = setInterval(() => void stream.write(': ping\n\n').catch(() => {}), o.heartbeatMs);
       streams.add(end);
       stream.onAbort(end);
       try {
-        await Promise.race([following.done, ended]);
+        await Promise.race([run.done, ended]);
       } finally {
         clearInterval(heartbeat);
-        following.stop();
+        run.stop();
         streams.delete(end);
       }
     });
@@ -330,24 +343,16 @@ export function createPlayground(options: PlaygroundOptions): Playground {
   }
 
   async function run<K extends JobKind>(client: JobClient, kind: K, data: JobData<K>): Promise<JobResult<K>> {
-    const { jobId } = await client.submit(kind, data, { userId: o.userId });
+    const { jobId } = await client.submit(kind, data, { userId });
     return client.result(jobId, { timeoutMs: o.waitTimeoutMs });
   }
 
   app.post('/api/whatis', async (c) => {
     const query = readQuery(c, whatisQuerySchema);
-    const labels = query.labels
-      ?.split(',')
-      .map((l) => l.trim())
-      .filter((l) => l.length > 0);
     const result = await withUpload(c, (image) =>
-      run(jobs, 'classify', {
-        image,
-        topK: query.topK ?? 5,
-        ...(labels && labels.length > 0 ? { labels } : {}),
-      }),
+      run(jobs, 'classify', whatisRequest({ image, labels: query.labels, topK: query.topK }, origin)),
     );
-    return c.json(result);
+    return c.json({ labels: result.labels.map((l) => ({ ...l, percent: formatPercent(l.prob) })) });
   });
 
   // --- library ---------------------------------------------------------------------------------------
@@ -397,7 +402,11 @@ export function createPlayground(options: PlaygroundOptions): Playground {
   app.get('/api/library/:channel/search', async (c) => {
     const channel = channelParam(c);
     const query = readQuery(c, searchQuerySchema);
-    const result = await run(jobs, 'search', { query: query.q, ...libraryScope(channel), k: query.k });
+    const result = await run(
+      jobs,
+      'search',
+      searchRequest({ query: query.q, k: query.k }, libraryScope(channel), origin),
+    );
     // The manifest is what the page can show: an index row without a file (deleted while the index
     // lagged) is left out.
     const entries = new Map((await library.list(channel)).map((e) => [e.imageId, e]));
@@ -407,7 +416,17 @@ export function createPlayground(options: PlaygroundOptions): Playground {
     });
     // Images another model embedded (e.g. before `models pull` replaced the random weights): the
     // page offers to re-index them.
-    return c.json({ query: query.q, hits, staleImages: result.staleImages ?? 0 });
+    const staleImages = result.staleImages ?? 0;
+    return c.json({
+      query: query.q,
+      hits,
+      staleImages,
+      summary: renderSearchSummary({
+        hits,
+        ...(result.lowConfidence === undefined ? {} : { lowConfidence: result.lowConfidence }),
+      }),
+      ...(staleImages > 0 ? { staleText: renderStaleNote(staleImages) } : {}),
+    });
   });
 
   // The library keeps its files, so it can be embedded again by the worker's current model: each
@@ -460,8 +479,8 @@ export function createPlayground(options: PlaygroundOptions): Playground {
     // Index first: if that fails the image stays visible and the user can retry (deleting is
     // idempotent, so a retry after a lost reply is fine).
     await indexJobs.deleteImage(
-      { imageId, ...libraryScope(channel) },
-      { userId: o.userId, timeoutMs: o.waitTimeoutMs },
+      { imageId, ...libraryScope(channel), origin },
+      { userId, timeoutMs: o.waitTimeoutMs },
     );
     await library.remove(channel, imageId);
     return c.json({ deleted: imageId });

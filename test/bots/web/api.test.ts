@@ -466,8 +466,8 @@ describe('what is this', () => {
     expect(res.status).toBe(200);
     expect(await res.json()).toEqual({
       labels: [
-        { label: 'grass', prob: 0.75 },
-        { label: 'sky', prob: 0.25 },
+        { label: 'grass', prob: 0.75, percent: '75.0%' },
+        { label: 'sky', prob: 0.25, percent: '25.0%' },
       ],
     });
     expect(await blobs.get(uploadKey)).toBeUndefined();
@@ -539,14 +539,22 @@ describe('library', () => {
 
     const search = (await (await request('/api/library/holiday/search?q=red&k=5')).json()) as {
       hits: { name: string; score: number }[];
+      summary: string;
     };
     expect(search.hits.map((h) => h.name)).toEqual(['red.png', 'blue.png']);
+    expect(search.summary).toBe('2 matches, best first.');
     expect(search.hits[0]!.score).toBe(1);
 
     const del = await request(`/api/library/holiday/images/${red.imageId}`, { method: 'DELETE' });
     expect(del.status).toBe(200);
     expect(deleted).toEqual([
-      { imageId: red.imageId, platform: 'web', workspace: 'local', channel: 'holiday' },
+      {
+        imageId: red.imageId,
+        platform: 'web',
+        workspace: 'local',
+        channel: 'holiday',
+        origin: { platform: 'web', user: 'web:local' },
+      },
     ]);
     const after = (await (await request('/api/library/holiday')).json()) as { images: { name: string }[] };
     expect(after.images.map((i) => i.name)).toEqual(['blue.png']);

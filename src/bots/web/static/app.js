@@ -189,10 +189,10 @@ $('whatis-form').addEventListener('submit', async (e) => {
       headers: { 'content-type': file.type || 'application/octet-stream' },
       body: file,
     });
-    for (const { label, prob } of result.labels) {
+    // The percentages are the core's (render.ts formatPercent), as in the chat replies.
+    for (const { label, prob, percent } of result.labels) {
       const li = document.createElement('li');
-      const pct = (prob * 100).toFixed(1);
-      li.textContent = `${label} — ${pct}%`;
+      li.textContent = `${label} — ${percent}`;
       const bar = document.createElement('div');
       bar.className = 'bar';
       const fill = document.createElement('span');
@@ -298,12 +298,10 @@ $('library-upload').addEventListener('submit', async (e) => {
 
 // Images embedded by another model (e.g. the random weights before `models pull`) are left out of
 // searches; the library still has their files, so the worker can embed them again.
-function showStale(count) {
+// The sentence comes from the core (render.ts renderStaleNote).
+function showStale(count, text) {
   $('library-stale').hidden = count === 0;
-  $('library-stale-text').textContent =
-    count === 1
-      ? '1 image was indexed with another model and is left out of searches.'
-      : `${count} images were indexed with another model and are left out of searches.`;
+  $('library-stale-text').textContent = text ?? '';
 }
 
 $('library-reindex').addEventListener('click', async () => {
@@ -340,11 +338,8 @@ $('library-search').addEventListener('submit', async (e) => {
       `/api/library/${encodeURIComponent(channel())}/search?q=${encodeURIComponent(q)}`,
     );
     hits.replaceChildren(...result.hits.map((h) => thumb(h, `${h.name} · ${h.score.toFixed(3)}`)));
-    showStale(result.staleImages ?? 0);
-    setStatus(
-      status,
-      result.hits.length ? `${result.hits.length} matches, best first.` : 'No images in this channel yet.',
-    );
+    showStale(result.staleImages ?? 0, result.staleText);
+    setStatus(status, result.summary);
   } catch (err) {
     setStatus(status, err.message, true);
   }
