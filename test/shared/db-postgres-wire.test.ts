@@ -67,7 +67,7 @@ describe('migrations over the wire', () => {
     const second = await open({ embeddingDim: DIM, logger: logs });
     try {
       expect(logs.lines).toContainEqual(
-        expect.objectContaining({ msg: 'database migrated', applied: [4, 5, 6, 7], kind: 'postgres' }),
+        expect.objectContaining({ msg: 'database migrated', applied: [4, 5, 6, 7, 8], kind: 'postgres' }),
       );
       expect(second.embeddingDim).toBe(DIM);
       // Made while empty: the index is there from the start.
@@ -273,10 +273,47 @@ describe('the Database over the wire', () => {
       imageId: first.imageId,
       duplicate: true,
       reindexed: false,
+      flagged: false,
     });
     const other = await db.upsertImage({ ...elsewhere, ...base });
     expect(other.duplicate).toBe(false);
     expect(other.imageId).not.toBe(first.imageId);
+  });
+
+  it('keeps the safety flag, filters by it, leaves out the query bytes, returns embeddings', async () => {
+    const scope = { platform: 'slack', workspace: 'T1', channel: 'flags' } as const;
+    const base = { ...scope, message: 'm', file: 'f' };
+    const query = randomArray(rand, DIM);
+    const e = { bad: query.map((v) => v + 0.001), self: query, other: randomArray(rand, DIM) };
+    const bad = await db.upsertImage({ ...base, contentHash: 'bad', embedding: e.bad, flagged: true });
+    const self = await db.upsertImage({ ...base, contentHash: 'self', embedding: e.self, flagged: false });
+    const other = await db.upsertImage({ ...base, contentHash: 'other', embedding: e.other });
+    expect([bad.flagged, self.flagged, other.flagged]).toEqual([true, false, false]);
+    const ids = async (q: Partial<Parameters<Database['searchImages']>[0]> = {}) =>
+      (await db.searchImages({ ...scope, embedding: query, k: 10, ...q })).map((h) => h.imageId);
+    expect(await ids()).toEqual([self.imageId, other.imageId]);
+    expect(await ids({ includeFlagged: true })).toEqual([self.imageId, bad.imageId, other.imageId]);
+    const hits = await db.searchImages({
+      ...scope,
+      embedding: query,
+      k: 10,
+      includeFlagged: true,
+      excludeContentHash: 'self',
+      withEmbeddings: true,
+    });
+    expect(hits.map((h) => [h.imageId, h.flagged])).toEqual([
+      [bad.imageId, true],
+      [other.imageId, false],
+    ]);
+    expect(Array.from(hits[0]!.embedding!)).toEqual(Array.from(e.bad));
+    // The latest verdict wins on a duplicate.
+    expect(await db.upsertImage({ ...base, contentHash: 'bad', embedding: e.bad, flagged: false })).toEqual({
+      imageId: bad.imageId,
+      duplicate: true,
+      reindexed: false,
+      flagged: false,
+    });
+    expect(await ids()).toEqual([self.imageId, bad.imageId, other.imageId]);
   });
 
   it('deletes by id, by message, and only within the given channel', async () => {
@@ -324,7 +361,7 @@ describe('the Database over the wire', () => {
     // The same bytes indexed by model a: b's row takes a's embedding, same id.
     expect(
       await a.upsertImage({ ...scope, message: 'x', file: 'f', contentHash: 'two-1', embedding: query }),
-    ).toEqual({ imageId: ids.b[0], duplicate: false, reindexed: true });
+    ).toEqual({ imageId: ids.b[0], duplicate: false, reindexed: true, flagged: false });
     expect(await a.countStaleImages(scope)).toBe(3);
     const byModel = await a.countImagesByModel();
     expect(byModel).toContainEqual({ model: 'model-a', images: 5 });

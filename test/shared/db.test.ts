@@ -102,6 +102,9 @@ describe('migrations', () => {
       // Rows from before models were recorded: model unknown, left out of searches and counted.
       const models = await reopened.driver.query<{ model: string | null }>('SELECT model FROM images');
       expect(models.map((r) => r.model)).toEqual([null, null, null]);
+      // Never checked: not flagged (migration 8's default), so searches of their model keep them.
+      const flags = await reopened.driver.query<{ flagged: boolean }>('SELECT flagged FROM images');
+      expect(flags.map((r) => r.flagged)).toEqual([false, false, false]);
       expect(await reopened.countStaleImages(here)).toBe(3);
       expect(await reopened.searchImages({ ...here, embedding: before, k: 10 })).toEqual([]);
       expect(await reopened.countImagesByModel()).toEqual([{ model: null, images: 3 }]);
@@ -126,7 +129,7 @@ describe('migrations', () => {
       );
       expect(
         await reopened.upsertImage({ ...here, message: 'm', file: 'f', contentHash: 'raw1', embedding: e }),
-      ).toEqual({ imageId: raw1!.id, duplicate: false, reindexed: true });
+      ).toEqual({ imageId: raw1!.id, duplicate: false, reindexed: true, flagged: false });
       expect(await reopened.countStaleImages(here)).toBe(2);
       expect(await reopened.countImagesByModel()).toEqual([
         { model: 'clip-a', images: 2 },
@@ -320,7 +323,7 @@ describe('images', () => {
     const first = await db.upsertImage({ ...here, ...base });
     const again = await db.upsertImage({ ...here, ...base, message: 'M2', file: 'F2' });
     expect(first.duplicate).toBe(false);
-    expect(again).toEqual({ imageId: first.imageId, duplicate: true, reindexed: false });
+    expect(again).toEqual({ imageId: first.imageId, duplicate: true, reindexed: false, flagged: false });
     const other = await db.upsertImage({ ...elsewhere, ...base });
     expect(other.duplicate).toBe(false);
     expect(other.imageId).not.toBe(first.imageId);
@@ -377,7 +380,7 @@ describe('images', () => {
     // The same bytes from the same model: a duplicate; stamping is per row, not per database.
     expect(
       await a.upsertImage({ ...scope, message: 'x', file: 'f', contentHash: 'two-0', embedding: query }),
-    ).toEqual({ imageId: rows.a[0], duplicate: true, reindexed: false });
+    ).toEqual({ imageId: rows.a[0], duplicate: true, reindexed: false, flagged: false });
     for (const exactMaxRows of [2000, 0]) {
       // 0: every channel counts as large, so the search takes the index form.
       const onA = new Database(db.driver, DIM, { exactMaxRows }, 'model-a');
@@ -400,7 +403,116 @@ describe('images', () => {
         contentHash: 'two-1',
         embedding: query,
       }),
-    ).toEqual({ imageId: rows.b[0], duplicate: true, reindexed: false });
+    ).toEqual({ imageId: rows.b[0], duplicate: true, reindexed: false, flagged: false });
+  });
+
+  it('stores the safety flag, leaves flagged images out unless asked, and keeps the latest verdict', async () => {
+    const scope = { platform: 'slack', workspace: 'T1', channel: 'flags' } as const;
+    const query = randomArray(rand, DIM);
+    const near = (spread: number) => query.map((v) => v + spread * (rand() - 0.5));
+    const base = { ...scope, message: 'm', file: 'f' };
+    const e = { bad: near(0.01), ok: near(0.5), unchecked: near(1) };
+    const bad = await db.upsertImage({ ...base, contentHash: 'bad', embedding: e.bad, flagged: true });
+    const ok = await db.upsertImage({ ...base, contentHash: 'ok', embedding: e.ok, flagged: false });
+    const unchecked = await db.upsertImage({ ...base, contentHash: 'unchecked', embedding: e.unchecked });
+    expect([bad.flagged, ok.flagged, unchecked.flagged]).toEqual([true, false, false]);
+    const search = async (on: Database, includeFlagged?: boolean) =>
+      (
+        await on.searchImages({
+          ...scope,
+          embedding: query,
+          k: 10,
+          ...(includeFlagged === undefined ? {} : { includeFlagged }),
+        })
+      ).map((h) => ({ id: h.imageId, flagged: h.flagged }));
+    // Exactly and through the HNSW index (sorting penalised, so that the planner walks the index even
+    // for three rows): the filter holds on both paths.
+    for (const exactMaxRows of [2000, 0]) {
+      const on = new Database(db.driver, DIM, { exactMaxRows });
+      if (exactMaxRows === 0) await db.driver.exec('SET enable_sort = off');
+      const before = await hnswScans(db);
+      expect(await search(on)).toEqual([
+        { id: ok.imageId, flagged: false },
+        { id: unchecked.imageId, flagged: false },
+      ]);
+      expect(await search(on, false)).toHaveLength(2);
+      // The flagged one sits right on the query: first when included, and marked.
+      expect(await search(on, true)).toEqual([
+        { id: bad.imageId, flagged: true },
+        { id: ok.imageId, flagged: false },
+        { id: unchecked.imageId, flagged: false },
+      ]);
+      expect(await hnswScans(db)).toBe(before + (exactMaxRows === 0 ? 3 : 0));
+      await db.driver.exec('RESET enable_sort');
+    }
+    // The same bytes again: a duplicate whose flag takes the new verdict; no verdict keeps the flag.
+    expect(await db.upsertImage({ ...base, contentHash: 'bad', embedding: e.bad, flagged: false })).toEqual({
+      imageId: bad.imageId,
+      duplicate: true,
+      reindexed: false,
+      flagged: false,
+    });
+    expect(
+      await db.upsertImage({ ...base, contentHash: 'unchecked', embedding: e.unchecked, flagged: true }),
+    ).toMatchObject({ imageId: unchecked.imageId, duplicate: true, flagged: true });
+    expect(await db.upsertImage({ ...base, contentHash: 'unchecked', embedding: e.unchecked })).toMatchObject(
+      {
+        duplicate: true,
+        flagged: true,
+      },
+    );
+    expect((await search(db)).map((h) => h.id)).toEqual([bad.imageId, ok.imageId]);
+    // Re-indexed by another model: the new verdict with the new embedding, or the old flag without one.
+    const other = new Database(db.driver, DIM, {}, 'model-flags');
+    expect(await other.upsertImage({ ...base, contentHash: 'ok', embedding: e.ok, flagged: true })).toEqual({
+      imageId: ok.imageId,
+      duplicate: false,
+      reindexed: true,
+      flagged: true,
+    });
+    expect(await other.upsertImage({ ...base, contentHash: 'unchecked', embedding: e.unchecked })).toEqual({
+      imageId: unchecked.imageId,
+      duplicate: false,
+      reindexed: true,
+      flagged: true,
+    });
+  });
+
+  it("leaves out the query's own bytes and returns the stored embeddings when asked", async () => {
+    const scope = { platform: 'slack', workspace: 'T1', channel: 'by-image' } as const;
+    const base = { ...scope, message: 'm', file: 'f' };
+    const e = randomArray(rand, DIM);
+    const copy = e.map((v) => v + 0.001);
+    const self = await db.upsertImage({ ...base, contentHash: 'query-bytes', embedding: e });
+    const recompressed = await db.upsertImage({ ...base, contentHash: 'recompressed', embedding: copy });
+    const other = await db.upsertImage({ ...base, contentHash: 'other', embedding: randomArray(rand, DIM) });
+    const all = await db.searchImages({ ...scope, embedding: e, k: 10 });
+    expect(all.map((h) => h.imageId).slice(0, 2)).toEqual([self.imageId, recompressed.imageId]);
+    expect(all.every((h) => !('embedding' in h))).toBe(true);
+    for (const exactMaxRows of [2000, 0]) {
+      const on = new Database(db.driver, DIM, { exactMaxRows });
+      if (exactMaxRows === 0) await db.driver.exec('SET enable_sort = off');
+      const before = await hnswScans(db);
+      const hits = await on.searchImages({
+        ...scope,
+        embedding: e,
+        k: 10,
+        excludeContentHash: 'query-bytes',
+        withEmbeddings: true,
+      });
+      expect(hits.map((h) => h.imageId)).toEqual([recompressed.imageId, other.imageId]);
+      // float32 survives pgvector's text form bit for bit.
+      expect(Array.from(hits[0]!.embedding!)).toEqual(Array.from(copy));
+      expect(hits[0]!.score).toBeCloseTo(cosine(e, copy), 6);
+      expect(await hnswScans(db)).toBe(before + (exactMaxRows === 0 ? 1 : 0));
+      await db.driver.exec('RESET enable_sort');
+    }
+    // Another channel's copy of the same bytes is another image, never this channel's to leave out.
+    expect(
+      (await db.searchImages({ ...elsewhere, embedding: e, k: 100, excludeContentHash: 'query-bytes' })).some(
+        (h) => h.imageId === self.imageId,
+      ),
+    ).toBe(false);
   });
 
   it('rejects embeddings of the wrong length, with NaN, or all zeros', async () => {

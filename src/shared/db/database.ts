@@ -72,6 +72,11 @@ export interface NewImage extends ChannelScope {
   /** Hash of the image bytes (or pixels): the same image posted twice in a channel is indexed once. */
   contentHash: string;
   embedding: ArrayLike<number>;
+  /**
+   * The safety check's verdict; left out (check off): a new row is not flagged and an existing one
+   * keeps its flag.
+   */
+  flagged?: boolean;
 }
 
 export interface UpsertedImage {
@@ -83,6 +88,8 @@ export interface UpsertedImage {
    * model's embedding, same id, message and file.
    */
   reindexed: boolean;
+  /** The row's flag after the write: searches leave it out unless they include flagged images. */
+  flagged: boolean;
 }
 
 export interface ImageHit {
@@ -92,6 +99,23 @@ export interface ImageHit {
   file: string;
   /** Cosine similarity in [-1, 1]. */
   score: number;
+  /** The safety check flagged it (only in searches that include flagged images). */
+  flagged: boolean;
+  /** The stored embedding, when the search asked for it (`withEmbeddings`). */
+  embedding?: Float32Array;
+}
+
+/** An image search within one channel. */
+export interface ImageQuery extends ChannelScope {
+  embedding: ArrayLike<number>;
+  /** 1 to 1000. */
+  k: number;
+  /** Also rank images the safety check flagged. @defaultValue false */
+  includeFlagged?: boolean;
+  /** Leave out the channel's image with these bytes (a search by that very image). */
+  excludeContentHash?: string;
+  /** Return each hit's stored embedding (e.g. to fold near-duplicates). @defaultValue false */
+  withEmbeddings?: boolean;
 }
 
 export interface ChannelState {
@@ -282,18 +306,21 @@ export class Database {
    * Indexes an image. When the channel already holds an image with the same content hash, embedded
    * by this model, nothing changes and the existing id is returned with `duplicate: true`; embedded
    * by another or an unknown model, that row takes the new embedding (`reindexed: true`): posting or
-   * uploading the same bytes again is how a stale row is re-indexed.
+   * uploading the same bytes again is how a stale row is re-indexed. A given `flagged` is stored in
+   * every case (the latest check wins, also on a duplicate).
    */
   async upsertImage(image: NewImage): Promise<UpsertedImage> {
     const vector = this.#vectorLiteral(image.embedding);
+    const flagged = image.flagged ?? null;
     // xmax is 0 on a row this statement inserted, and set on one it updated.
-    const written = await this.#sql.query<{ id: string; inserted: boolean }>(
-      `INSERT INTO images (platform, workspace, channel, message, file, link, content_hash, embedding, model)
-       VALUES ($1, $2, $3, $4, $5, $6, $7, $8::vector, $9)
+    const written = await this.#sql.query<{ id: string; inserted: boolean; flagged: boolean }>(
+      `INSERT INTO images (platform, workspace, channel, message, file, link, content_hash, embedding, model, flagged)
+       VALUES ($1, $2, $3, $4, $5, $6, $7, $8::vector, $9, COALESCE($10::boolean, false))
        ON CONFLICT ON CONSTRAINT images_dedup DO UPDATE
-         SET embedding = EXCLUDED.embedding, model = EXCLUDED.model, indexed_at = now()
+         SET embedding = EXCLUDED.embedding, model = EXCLUDED.model, indexed_at = now(),
+             flagged = COALESCE($10::boolean, images.flagged)
          WHERE EXCLUDED.model IS NOT NULL AND images.model IS DISTINCT FROM EXCLUDED.model
-       RETURNING id::text AS id, (xmax = 0) AS inserted`,
+       RETURNING id::text AS id, (xmax = 0) AS inserted, flagged`,
       [
         image.platform,
         image.workspace,
@@ -304,18 +331,24 @@ export class Database {
         image.contentHash,
         vector,
         this.embeddingModel ?? null,
+        flagged,
       ],
     );
     const row = written[0];
-    if (row) return { imageId: row.id, duplicate: false, reindexed: !row.inserted };
-    const [existing] = await this.#sql.query<{ id: string }>(
-      `SELECT id::text AS id FROM images
+    if (row) return { imageId: row.id, duplicate: false, reindexed: !row.inserted, flagged: row.flagged };
+    const [existing] = await this.#sql.query<{ id: string; flagged: boolean }>(
+      `SELECT id::text AS id, flagged FROM images
        WHERE platform = $1 AND workspace = $2 AND channel = $3 AND content_hash = $4`,
       [image.platform, image.workspace, image.channel, image.contentHash],
     );
     // Only possible if the duplicate was deleted between the two statements.
     if (!existing) throw new InternalError('image vanished during dedup');
-    return { imageId: existing.id, duplicate: true, reindexed: false };
+    // A separate write, and only on a change: a re-post of unchanged bytes stays a read. This is
+    // how rows from before the check (or from another threshold or prompt set) get their flag.
+    if (flagged !== null && existing.flagged !== flagged) {
+      await this.#sql.query('UPDATE images SET flagged = $2 WHERE id = $1::uuid', [existing.id, flagged]);
+    }
+    return { imageId: existing.id, duplicate: true, reindexed: false, flagged: flagged ?? existing.flagged };
   }
 
   /**
@@ -356,9 +389,10 @@ export class Database {
    * The k images of one channel closest to `embedding` by cosine, best first. Channels of at most
    * `exactMaxRows` images are ranked exactly; larger ones through the HNSW index when it exists
    * (approximate: see bench/README.md for the measured recall), with pgvector's iterative scan so
-   * that the channel filter cannot starve the result.
+   * that the channel filter cannot starve the result. Flagged images are left out unless
+   * `includeFlagged`.
    */
-  async searchImages(query: ChannelScope & { embedding: ArrayLike<number>; k: number }): Promise<ImageHit[]> {
+  async searchImages(query: ImageQuery): Promise<ImageHit[]> {
     if (!Number.isInteger(query.k) || query.k < 1 || query.k > 1000)
       throw new RangeError('k must be in [1, 1000]');
     const vector = this.#vectorLiteral(query.embedding);
@@ -393,12 +427,16 @@ export class Database {
           `SET LOCAL hnsw.ef_search = ${efSearch}; ${supportsIterativeScan(this.#sql.pgvectorVersion) ? ITERATIVE_SCAN_LOCAL_SQL : ''}`,
         );
       }
-      return tx.query<SearchRow>(searchSql(large, model !== undefined), [
+      const { sql, params } = searchSql(large, {
         vector,
-        ...scope,
-        query.k,
-        ...(model === undefined ? [] : [model]),
-      ]);
+        scope,
+        k: query.k,
+        model,
+        includeFlagged: query.includeFlagged === true,
+        excludeContentHash: query.excludeContentHash,
+        withEmbeddings: query.withEmbeddings === true,
+      });
+      return tx.query<SearchRow>(sql, params);
     });
     return rows.map((r) => ({
       imageId: r.id,
@@ -406,6 +444,8 @@ export class Database {
       message: r.message,
       file: r.file,
       score: 1 - Number(r.d),
+      flagged: r.flagged,
+      ...(r.e === undefined ? {} : { embedding: parseVector(r.e) }),
     }));
   }
 
@@ -685,22 +725,55 @@ type SearchRow = {
   message: string;
   file: string;
   d: number;
+  flagged: boolean;
+  /** pgvector's text form, with withEmbeddings. */
+  e?: string;
 };
 
 /**
- * $1 query vector, $2..$4 channel, $5 k, $6 the embedding model when rows are filtered by it.
+ * $1 query vector, $2..$4 channel, $5 k, then the optional filters (model, content hash).
  * Exact: `+ 0` makes the sort key an expression the HNSW index cannot supply, so the planner reads
  * the channel's rows and sorts them (a top-k). Approximate: the plain form the index matches; the
  * planner still picks a scan when it estimates the channel small (its statistics can be staler than
- * our count).
+ * our count). The extra filters are plain row conditions: the iterative index scan keeps going
+ * until k rows pass them.
  */
-function searchSql(approximate: boolean, byModel: boolean): string {
-  return `
-  SELECT id::text AS id, link, message, file, (embedding <=> $1::vector)::float8 AS d
+function searchSql(
+  approximate: boolean,
+  q: {
+    vector: string;
+    scope: readonly string[];
+    k: number;
+    model: string | undefined;
+    includeFlagged: boolean;
+    excludeContentHash: string | undefined;
+    withEmbeddings: boolean;
+  },
+): { sql: string; params: unknown[] } {
+  const params: unknown[] = [q.vector, ...q.scope, q.k];
+  const where = ['platform = $2', 'workspace = $3', 'channel = $4'];
+  if (q.model !== undefined) {
+    params.push(q.model);
+    where.push(`model = $${params.length}`);
+  }
+  if (!q.includeFlagged) where.push('NOT flagged');
+  if (q.excludeContentHash !== undefined) {
+    params.push(q.excludeContentHash);
+    where.push(`content_hash <> $${params.length}`);
+  }
+  const sql = `
+  SELECT id::text AS id, link, message, file, (embedding <=> $1::vector)::float8 AS d, flagged${q.withEmbeddings ? ', embedding::text AS e' : ''}
   FROM images
-  WHERE platform = $2 AND workspace = $3 AND channel = $4${byModel ? ' AND model = $6' : ''}
+  WHERE ${where.join(' AND ')}
   ORDER BY ${approximate ? 'embedding <=> $1::vector' : '(embedding <=> $1::vector) + 0'}
   LIMIT $5`;
+  return { sql, params };
+}
+
+/** pgvector's text form `[1,2.5,...]` back to numbers. */
+function parseVector(text: string): Float32Array {
+  const body = text.trim().slice(1, -1);
+  return body.length === 0 ? new Float32Array(0) : Float32Array.from(body.split(','), Number);
 }
 
 const SELECT_GENERATION = `

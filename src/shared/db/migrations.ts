@@ -122,6 +122,15 @@ export const migrations: readonly Migration[] = [
       ALTER TABLE images ADD COLUMN model text;
       CREATE INDEX images_by_model ON images (platform, workspace, channel, model);`,
   },
+  {
+    // The worker's CLIP safety check of each image: searches leave flagged rows out unless asked.
+    // A constant default adds the column without rewriting the table (Postgres 11+); rows from
+    // before were never checked and count as not flagged until their bytes are indexed again.
+    id: 8,
+    name: 'images-flagged',
+    needsEmbeddingDim: true,
+    sql: () => 'ALTER TABLE images ADD COLUMN flagged boolean NOT NULL DEFAULT false;',
+  },
 ];
 
 const MIGRATION_LOCK = 0x76716370; // 'vqcp': any constant shared by every process of the project
