@@ -235,7 +235,8 @@ describe('round trip through the queues to a worker process', () => {
 
   it('micro-batching: classify jobs enqueued together share session runs', async () => {
     const n = 8;
-    const image = await putPng(await noisePng(32, 32, 41));
+    const bytes = await noisePng(32, 32, 41);
+    const image = await putPng(bytes);
     const queue = queues.get('classify')!;
     const logsBefore = worker.logs.length;
     const jobs = await queue.addBulk(
@@ -261,8 +262,23 @@ describe('round trip through the queues to a worker process', () => {
     const batches = imageBatches();
     expect(batches.reduce((s, b) => s + b, 0)).toBe(n);
     expect(batches.length).toBeLessThan(n);
-    // The same image scores the same against the shared labels in every job.
-    for (const r of results) expect(r.labels.find((l) => l.label === 'cat')).toBeDefined();
+    // The same image scores the same against the shared labels in every job, whatever batch its
+    // encode ran in. Each job's softmax also covers its own third label, so the probabilities compared
+    // are cat's and dog's renormalised over the two: those only the image's embedding decides.
+    const shared = results.map((r, i) => {
+      expect(r.labels.map((l) => l.label).sort()).toEqual(['cat', 'dog', `thing ${i}`]);
+      const p = (label: string) => r.labels.find((l) => l.label === label)!.prob;
+      return [p('cat'), p('dog')].map((v) => v / (p('cat') + p('dog')));
+    });
+    for (const [i, s] of shared.entries()) {
+      expect(s[0], `job ${i}: cat`).toBeCloseTo(shared[0]![0]!, 5);
+      expect(s[1], `job ${i}: dog`).toBeCloseTo(shared[0]![1]!, 5);
+    }
+    // And they are the model's, as run here without batching.
+    const alone = await reference.classify(bytes, { labels: ['cat', 'dog', 'thing 0'] });
+    for (const l of results[0]!.labels) {
+      expect(l.prob, l.label).toBeCloseTo(alone.predictions.find((p) => p.label === l.label)!.probability, 5);
+    }
   });
 });
 
