@@ -4,15 +4,14 @@
 // one place that wires the bot side and the worker side together, so it lives outside both.
 import { join } from 'node:path';
 import type { Redis } from 'ioredis';
-import { JobClient } from '../bots/core/job-client.js';
+import { createBotServices } from '../bots/core/services.js';
 import { Library } from '../bots/web/library.js';
 import { type RunningPlayground, startPlayground } from '../bots/web/server.js';
-import { BlobStore } from '../shared/blobs.js';
 import type { Config } from '../shared/config.js';
 import { type Database, openDatabase } from '../shared/db/index.js';
+import { UndoStack } from '../shared/lifecycle.js';
 import type { Logger } from '../shared/logger.js';
 import { checkEvictionPolicy, createConnection, openConnection, waitUntilReady } from '../shared/queues.js';
-import { QuotaLimiter } from '../shared/quota.js';
 import { type DirLock, lockDirectory } from '../worker/runtime/dir-lock.js';
 import { type LoadModelsOptions, loadModels, type WorkerModels } from '../worker/runtime/models.js';
 import { startWorker, type WorkerHandle } from '../worker/runtime/start-worker.js';
@@ -55,23 +54,15 @@ export async function startStack(options: StackOptions): Promise<Stack> {
   const env = config.worker;
   const say = options.say ?? (() => {});
   const child = (name: string): Logger => logger.child?.({ name }) ?? logger;
-  // Undo list: each acquired resource pushes its release; a failure half-way releases what exists.
-  const undo: { name: string; run: () => Promise<unknown> }[] = [];
-  const release = async () => {
-    for (const step of undo.splice(0).reverse()) {
-      try {
-        await step.run();
-      } catch (error) {
-        logger.warn({ err: error, step: step.name }, 'shutdown step failed');
-      }
-    }
-  };
+  // Each acquired resource registers its release; a failure half-way releases what exists.
+  const undo = new UndoStack(logger);
+  const release = () => undo.release();
 
   try {
     if (config.databaseUrl === undefined) {
       // PGlite serves one process: a second `npm start` or worker on this DATA_DIR must refuse.
       const lock: DirLock = await lockDirectory(config.dataDir);
-      undo.push({ name: 'lock', run: () => lock.release() });
+      undo.push('lock', () => lock.release());
     }
 
     let redis: PrivateRedis | undefined;
@@ -79,7 +70,7 @@ export async function startStack(options: StackOptions): Promise<Stack> {
     if (redisUrl === undefined) {
       say('starting a private redis-server (set REDIS_URL to use your own)…');
       redis = await spawnRedis();
-      undo.push({ name: 'redis-server', run: () => redis!.stop() });
+      undo.push('redis-server', () => redis!.stop());
       redisUrl = redis.url;
     }
 
@@ -89,12 +80,12 @@ export async function startStack(options: StackOptions): Promise<Stack> {
 
     const workerConnection: Redis = createConnection(redisUrl, 'worker');
     workerConnection.on('error', (err) => logger.warn({ err: err.message }, 'redis connection error'));
-    undo.push({ name: 'worker connection', run: () => workerConnection.quit() });
+    undo.push('worker connection', () => workerConnection.quit());
     await waitUntilReady(workerConnection);
     await checkEvictionPolicy(workerConnection, logger);
     const producer = await openConnection(redisUrl);
     producer.on('error', (err) => logger.warn({ err: err.message }, 'redis connection error'));
-    undo.push({ name: 'producer connection', run: () => producer.quit() });
+    undo.push('producer connection', () => producer.quit());
 
     say(`loading models from ${config.modelsDir}…`);
     const models: WorkerModels = await loadModels(config.modelsDir, {
@@ -102,14 +93,14 @@ export async function startStack(options: StackOptions): Promise<Stack> {
       logger: child('worker:models'),
       ...options.models,
     });
-    undo.push({ name: 'models', run: () => models.close() });
+    undo.push('models', () => models.close());
 
     const db = await openDatabase(config, {
       embeddingDim: models.embeddingDim,
       embeddingModel: models.embeddingModel,
       logger: child('db'),
     });
-    undo.push({ name: 'database', run: () => db.close() });
+    undo.push('database', () => db.close());
 
     const worker = await startWorker({
       connection: workerConnection,
@@ -119,7 +110,7 @@ export async function startStack(options: StackOptions): Promise<Stack> {
       logger,
     });
     // With a private Redis nobody else could pick a handed-back job up: stop running jobs at once.
-    undo.push({ name: 'worker', run: () => worker.close(redis ? { graceMs: 0 } : {}) });
+    undo.push('worker', () => worker.close(redis ? { graceMs: 0 } : {}));
 
     if (env.warmup && env.queues.includes('classify')) {
       // In the background: the page works meanwhile; the embeddings are cached on disk for next time.
@@ -131,34 +122,15 @@ export async function startStack(options: StackOptions): Promise<Stack> {
         .catch((err: unknown) => logger.warn({ err }, 'default vocabulary warm-up failed'));
     }
 
-    const blobs = new BlobStore({
-      connection: producer,
-      prefix: config.queuePrefix,
-      ttlSeconds: config.blobs.ttlSeconds,
-      maxBytes: config.blobs.maxBytes,
-    });
-    const quota = new QuotaLimiter({
-      connection: producer,
-      prefix: config.queuePrefix,
-      budgets: config.quota,
-    });
-    const jobs = new JobClient({
-      connection: producer,
-      prefix: config.queuePrefix,
-      quota,
-      logger: child('bot:web'),
-    });
-    const indexJobs = new JobClient({
-      connection: producer,
-      prefix: config.queuePrefix,
-      logger: child('bot:web'),
-    });
-    undo.push({ name: 'job clients', run: () => Promise.all([jobs.close(), indexJobs.close()]) });
+    const services = await createBotServices(
+      { ...config, redisUrl },
+      { logger: child('bot:web'), undo, connection: producer },
+    );
 
     const playground: RunningPlayground = await startPlayground({
-      jobs,
-      indexJobs,
-      blobs,
+      jobs: services.jobs,
+      indexJobs: services.indexJobs,
+      blobs: services.blobs,
       library: new Library(join(config.dataDir, 'library')),
       admin: { connection: producer, prefix: config.queuePrefix },
       randomWeights,
@@ -166,9 +138,8 @@ export async function startStack(options: StackOptions): Promise<Stack> {
       port: config.port,
       host: config.host,
     });
-    undo.push({ name: 'playground', run: () => playground.close() });
+    undo.push('playground', () => playground.close());
 
-    let closing: Promise<void> | undefined;
     return {
       url: playground.url,
       redisUrl,
@@ -177,10 +148,7 @@ export async function startStack(options: StackOptions): Promise<Stack> {
       randomWeights,
       worker,
       db,
-      close() {
-        closing ??= release();
-        return closing;
-      },
+      close: release,
     };
   } catch (error) {
     await release();

@@ -4,9 +4,10 @@
 import { pino } from 'pino';
 import { loadConfig, redactedConfig } from '../shared/config.js';
 import { openDatabase } from '../shared/db/index.js';
+import { startWithUndo } from '../shared/lifecycle.js';
 import { checkEvictionPolicy, createConnection, waitUntilReady } from '../shared/queues.js';
 import { onShutdown, runMain } from '../shared/shutdown.js';
-import { type DirLock, lockDirectory } from './runtime/dir-lock.js';
+import { lockDirectory } from './runtime/dir-lock.js';
 import { loadModels } from './runtime/models.js';
 import { startWorker } from './runtime/start-worker.js';
 import { modelSettings, workerSettings } from './runtime/worker-settings.js';
@@ -25,19 +26,18 @@ async function main(): Promise<void> {
     );
   }
 
-  const resources: (() => Promise<unknown>)[] = [];
-  const release = async () => {
-    for (const free of resources.splice(0).reverse()) await free().catch(() => {});
-  };
-  let lock: DirLock | undefined;
-  try {
+  const redisUrl = config.redisUrl;
+  const { undo } = await startWithUndo(logger, async (resources) => {
     if (config.databaseUrl === undefined) {
-      lock = await lockDirectory(config.dataDir);
-      resources.push(() => lock!.release());
+      await resources.use(
+        'data dir lock',
+        () => lockDirectory(config.dataDir),
+        (lock) => lock.release(),
+      );
     }
-    const connection = createConnection(config.redisUrl, 'worker');
+    const connection = createConnection(redisUrl, 'worker');
     connection.on('error', (err) => logger.warn({ err: err.message }, 'redis connection error'));
-    resources.push(() => connection.quit());
+    resources.push('redis connection', () => connection.quit());
     await waitUntilReady(connection);
     await checkEvictionPolicy(connection, logger);
 
@@ -45,13 +45,13 @@ async function main(): Promise<void> {
       ...modelSettings(config),
       logger: root.child({ name: 'worker:models' }),
     });
-    resources.push(() => models.close());
+    resources.push('models', () => models.close());
     const db = await openDatabase(config, {
       embeddingDim: models.embeddingDim,
       embeddingModel: models.embeddingModel,
       logger: root.child({ name: 'worker:db' }),
     });
-    resources.push(() => db.close());
+    resources.push('database', () => db.close());
 
     const handle = await startWorker({
       connection,
@@ -60,7 +60,7 @@ async function main(): Promise<void> {
       db,
       logger: root,
     });
-    resources.push(() => handle.close());
+    resources.push('worker', () => handle.close());
 
     if (env.warmup && env.queues.includes('classify')) {
       // In the background: jobs are served meanwhile, and the result is cached on disk for next time.
@@ -79,18 +79,14 @@ async function main(): Promise<void> {
         )
         .catch((err: unknown) => logger.warn({ err }, 'default vocabulary warm-up failed'));
     }
-
-    // Running jobs get the grace period, then are handed back; the rest closes in moments.
-    onShutdown([release], logger, {
-      timeoutMs: env.shutdownGraceMs + 20_000,
-      onSignal: (_signal, first) => {
-        if (first) logger.info({ graceMs: env.shutdownGraceMs }, 'finishing running jobs');
-      },
-    });
-  } catch (error) {
-    await release();
-    throw error;
-  }
+  });
+  // Running jobs get the grace period, then are handed back; the rest closes in moments.
+  onShutdown([() => undo.release()], logger, {
+    timeoutMs: env.shutdownGraceMs + 20_000,
+    onSignal: (_signal, first) => {
+      if (first) logger.info({ graceMs: env.shutdownGraceMs }, 'finishing running jobs');
+    },
+  });
 }
 
 runMain('worker', main);

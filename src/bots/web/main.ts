@@ -4,12 +4,10 @@
 // server with a worker in process.
 import { join } from 'node:path';
 import { pino } from 'pino';
-import { BlobStore } from '../../shared/blobs.js';
 import { loadConfig, redactedConfig } from '../../shared/config.js';
-import { checkEvictionPolicy, openConnection } from '../../shared/queues.js';
-import { QuotaLimiter } from '../../shared/quota.js';
+import { startWithUndo } from '../../shared/lifecycle.js';
 import { onShutdown, runMain } from '../../shared/shutdown.js';
-import { JobClient } from '../core/job-client.js';
+import { createBotServices } from '../core/services.js';
 import { Library } from './library.js';
 import { startPlayground } from './server.js';
 
@@ -17,55 +15,28 @@ async function main(): Promise<void> {
   const config = loadConfig(process.env);
   const logger = pino({ name: 'bot:web', level: config.logLevel });
   logger.info({ config: redactedConfig(config) }, 'starting');
-  if (config.redisUrl === undefined) {
+  const redisUrl = config.redisUrl;
+  if (redisUrl === undefined) {
     throw new Error(
       'REDIS_URL is not set: the playground enqueues into the Redis its workers serve (npm start runs both)',
     );
   }
-  const undo: (() => Promise<unknown>)[] = [];
-  const release = async () => {
-    for (const step of undo.splice(0).reverse()) await step().catch(() => {});
-  };
-  try {
-    const connection = await openConnection(config.redisUrl);
-    connection.on('error', (err) => logger.warn({ err: err.message }, 'redis connection error'));
-    undo.push(() => connection.quit());
-    await checkEvictionPolicy(connection, logger);
-    const jobs = new JobClient({
-      connection,
-      prefix: config.queuePrefix,
-      quota: new QuotaLimiter({
-        connection,
-        prefix: config.queuePrefix,
-        budgets: config.quota,
-      }),
-      logger,
-    });
-    const indexJobs = new JobClient({ connection, prefix: config.queuePrefix, logger });
-    undo.push(() => Promise.all([jobs.close(), indexJobs.close()]));
+  const { undo } = await startWithUndo(logger, async (undo) => {
+    const services = await createBotServices({ ...config, redisUrl }, { logger, undo });
     const playground = await startPlayground({
-      jobs,
-      indexJobs,
-      blobs: new BlobStore({
-        connection,
-        prefix: config.queuePrefix,
-        ttlSeconds: config.blobs.ttlSeconds,
-        maxBytes: config.blobs.maxBytes,
-      }),
+      jobs: services.jobs,
+      indexJobs: services.indexJobs,
+      blobs: services.blobs,
       library: new Library(join(config.dataDir, 'library')),
-      admin: { connection, prefix: config.queuePrefix },
+      admin: { connection: services.connection, prefix: config.queuePrefix },
       logger,
       port: config.port,
       host: config.host,
     });
-    undo.push(() => playground.close());
+    undo.push('playground', () => playground.close());
     logger.info({ url: playground.url }, 'playground listening');
-
-    onShutdown([release], logger);
-  } catch (error) {
-    await release();
-    throw error;
-  }
+  });
+  onShutdown([() => undo.release()], logger);
 }
 
 runMain('playground', main);
