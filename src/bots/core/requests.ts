@@ -19,6 +19,7 @@ import {
   searchJobSchema,
 } from '../../shared/jobs.js';
 import { parsePrompt } from '../../shared/prompt.js';
+import { imagineFlags, imagineOptions, parseFlags, searchFlags, whatisFlags } from './flags.js';
 
 /** Loose values as platforms deliver them: numbers may come as strings, absent ones as null. */
 type Loose<T> = T | string | null | undefined;
@@ -78,6 +79,41 @@ export function imagineRequest(
   // Syntax errors now, not after a wait in the queue.
   parsePrompt(job.prompt);
   return job;
+}
+
+/**
+ * `/imagine a watercolor teacher --preset draft --seed 3` as Slack (or a Discord prompt string)
+ * delivers it: the flags are taken out of the text (flags.ts), the rest is the prompt. Options given
+ * apart (`extra`, e.g. Discord's own fields) win over nothing but are refused when both name one.
+ */
+export function imagineFromText(
+  text: string,
+  origin: Origin,
+  extra: Omit<ImagineInput, 'prompt'> = {},
+  defaults: RequestDefaults = {},
+  drawSeed?: () => number,
+): ImagineJob {
+  const { rest, flags } = parseFlags(text, imagineFlags);
+  const options = imagineOptions(flags);
+  for (const name of Object.keys(options) as (keyof typeof options)[]) {
+    const given = extra[name];
+    if (given !== undefined && given !== null && given !== '') {
+      throw new BadInputError(`${name} is given twice`, { reason: 'repeated_flag', flag: `--${name}` });
+    }
+  }
+  return imagineRequest({ ...extra, ...options, prompt: rest }, origin, defaults, drawSeed);
+}
+
+/** `/whatis cat, dog --k 3`: labels and flags from one text. */
+export function whatisFromText(text: string, image: string, origin: Origin): ClassifyJob {
+  const { rest, flags } = parseFlags(text, whatisFlags);
+  return whatisRequest({ image, labels: rest, topK: flags.k }, origin);
+}
+
+/** `/imagesearch a red bicycle --k 5`. */
+export function searchFromText(text: string, scope: ChannelScope, origin: Origin): SearchJob {
+  const { rest, flags } = parseFlags(text, searchFlags);
+  return searchRequest({ query: rest, k: flags.k }, scope, origin);
 }
 
 export interface WhatisInput {

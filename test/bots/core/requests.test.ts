@@ -2,10 +2,13 @@ import { describe, expect, it } from 'vitest';
 import { actionId, followUpJob, parseActionId } from '../../../src/bots/core/actions.js';
 import { renderError } from '../../../src/bots/core/render.js';
 import {
+  imagineFromText,
   imagineRequest,
   parseLabels,
   parseSize,
+  searchFromText,
   searchRequest,
+  whatisFromText,
   whatisRequest,
 } from '../../../src/bots/core/requests.js';
 import { asCodedError } from '../../../src/shared/errors.js';
@@ -73,6 +76,34 @@ describe('imagineRequest', () => {
     expect(parseSize('256×128')).toEqual({ width: 256, height: 128 });
     expect(parseSize({ width: 64 })).toEqual({ width: 64, height: 64 });
     expect(parseSize(undefined)).toBeUndefined();
+  });
+});
+
+describe('requests from chat text with flags', () => {
+  it('takes the flags out of the prompt and keeps the prompt syntax', () => {
+    const job = imagineFromText(
+      'a watercolor teacher:1 | blurry:-0.5 --preset draft —seed 3 --steps=50 --size 256',
+      origin,
+    );
+    expect(job).toEqual({
+      prompt: 'a watercolor teacher:1 | blurry:-0.5',
+      preset: 'draft',
+      seed: 3,
+      steps: 50,
+      size: { width: 256, height: 256 },
+      origin,
+    });
+    expect(sentence(() => imagineFromText('a cat --colour red', origin))).toMatch(/colour/);
+    expect(sentence(() => imagineFromText('a cat --seed 3', origin, { seed: 4 }))).toMatch(/seed/);
+    expect(whatisFromText('cat, dog --k 3', 'p:blob:x', origin)).toMatchObject({
+      labels: ['cat', 'dog'],
+      topK: 3,
+    });
+    const scope = { platform: 'slack', workspace: 'T1', channel: 'C1' } as const;
+    expect(searchFromText('a red bicycle --k 4', scope, origin)).toMatchObject({
+      query: 'a red bicycle',
+      k: 4,
+    });
   });
 });
 
