@@ -11,6 +11,7 @@ import {
   type FakeSlack,
   type FakeSlackOptions,
   startFakeSlack,
+  withoutFiles,
 } from '../../helpers/fake-slack/index.js';
 
 type BoltApp = InstanceType<typeof App>;
@@ -363,6 +364,48 @@ describe('fake Slack with Bolt in HTTP mode', () => {
     expect(await post([{ type: 'image', slack_file: { id: file.id }, alt_text: 'a' }])).toEqual([]);
   });
 
+  it('runs the upload flow by hand: declared length enforced, raw body, no share without a channel', async () => {
+    const fake = await fakeSlack();
+    const { app } = await httpApp(fake);
+    // Slack reads this method's form fields only; a JSON body arrives empty.
+    const asJson = await fetch(`${fake.apiUrl}files.getUploadURLExternal`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${fake.botToken}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ filename: 'a.png', length: PNG.length }),
+    });
+    expect(await asJson.json()).toMatchObject({ ok: false, error: 'invalid_arguments' });
+
+    const { upload_url = '', file_id = '' } = await app.client.files.getUploadURLExternal({
+      filename: 'a.png',
+      length: PNG.length,
+    });
+    await expect(
+      app.client.files.completeUploadExternal({
+        files: [{ id: file_id }],
+        channel_id: fake.defaultChannelId,
+      }),
+    ).rejects.toMatchObject({ data: { error: 'file_not_found' } });
+    const short = await fetch(upload_url, { method: 'POST', body: PNG.subarray(1) });
+    expect(short.status).toBe(400);
+    const raw = await fetch(upload_url, { method: 'POST', body: PNG });
+    expect([raw.status, await raw.text()]).toEqual([200, `OK - ${PNG.length}`]);
+    expect(fake.uploads.map((u) => [u.size, u.multipart, u.status])).toEqual([
+      [PNG.length - 1, false, 400],
+      [PNG.length, false, 200],
+    ]);
+    const done = await app.client.files.completeUploadExternal({ files: [{ id: file_id, title: 'A' }] });
+    expect(done.files?.[0]).toMatchObject({ id: file_id, title: 'A', shares: {} });
+    await new Promise((r) => setTimeout(r, 300));
+    expect((await app.client.files.info({ file: file_id })).file?.shares).toEqual({});
+    await expect(
+      app.client.chat.postMessage({
+        channel: fake.defaultChannelId,
+        text: 'x',
+        blocks: [{ type: 'image', slack_file: { id: file_id }, alt_text: 'a' }],
+      }),
+    ).rejects.toMatchObject({ data: { error: 'invalid_blocks' } });
+  });
+
   it('checks tokens and scopes', async () => {
     const fake = await fakeSlack();
     const { app } = await httpApp(fake);
@@ -475,6 +518,90 @@ describe('fake Slack with Bolt in Socket Mode', () => {
     await fake.waitFor(() => fake.homeView(fake.defaultUserId));
     expect(fake.homeView(fake.defaultUserId)?.view).toMatchObject({ type: 'home' });
     expect(app.client.token).toBe(fake.botToken);
+  });
+
+  it('delivers every payload builder to the Bolt listener it is meant for', async () => {
+    const clock = createManualClock();
+    const fake = await fakeSlack({ clock });
+    const seen: string[] = [];
+    const opened = deferred<unknown[]>();
+    await socketApp(fake, (a) => {
+      a.shortcut({ callback_id: 'remix', type: 'shortcut' }, async ({ ack, shortcut, client }) => {
+        await ack();
+        seen.push('shortcut');
+        const view = {
+          type: 'modal' as const,
+          callback_id: 'remix_modal',
+          title: { type: 'plain_text' as const, text: 'Remix' },
+          blocks: [],
+        };
+        const first = await client.views.open({ trigger_id: shortcut.trigger_id, view }).then(
+          (r) => r.ok,
+          (e: { data?: { error?: string } }) => e.data?.error,
+        );
+        // A trigger_id opens one view within 3 seconds.
+        const again = await client.views
+          .open({ trigger_id: shortcut.trigger_id, view })
+          .catch((e) => e.data?.error);
+        opened.resolve([first, again]);
+      });
+      a.view('remix_modal', async ({ ack, view }) => {
+        await ack();
+        seen.push(`view:${(view.state.values.prompt?.text as { value?: string } | undefined)?.value}`);
+      });
+      a.event('message', async ({ event }) => {
+        seen.push(`message:${'subtype' in event ? event.subtype : ''}`);
+      });
+      a.event('file_deleted', async () => {
+        seen.push('file_deleted');
+      });
+      a.event('member_joined_channel', async () => {
+        seen.push('member_joined_channel');
+      });
+    });
+    await fake.socket.send('interactive', fake.build.shortcut({ callback_id: 'remix' }));
+    expect(await opened.promise).toEqual([true, 'invalid_trigger_id']);
+    const expired = fake.build.shortcut({ callback_id: 'other' }).trigger_id;
+    clock.advance(3001);
+    await expect(
+      fetch(`${fake.apiUrl}views.open`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${fake.botToken}`, 'content-type': 'application/json' },
+        body: JSON.stringify({
+          trigger_id: expired,
+          view: { type: 'modal', title: { type: 'plain_text', text: 'x' } },
+        }),
+      }).then((r) => r.json()),
+    ).resolves.toMatchObject({ ok: false, error: 'expired_trigger_id' });
+
+    await fake.socket.send(
+      'interactive',
+      fake.build.viewSubmission({
+        callback_id: 'remix_modal',
+        values: { prompt: { text: { type: 'plain_text_input', value: 'a red fox' } } },
+      }),
+    );
+    const file = fake.addFile(PNG, { name: 'a.png', channel: fake.defaultChannelId });
+    const original = fake.messages(fake.defaultChannelId).find((m) => m.files?.[0]?.id === file.id);
+    if (original === undefined) throw new Error('seeded message missing');
+    const { events } = fake.build;
+    await fake.socket.sendEvent(
+      events.messageChanged({ message: withoutFiles(original), previous_message: original }),
+    );
+    await fake.socket.sendEvent(events.messageDeleted({ previous_message: original }));
+    await fake.socket.sendEvent(
+      events.fileDeleted({ file_id: file.id, channel_ids: [fake.defaultChannelId] }),
+    );
+    await fake.socket.sendEvent(events.memberJoinedChannel());
+    await fake.waitFor(() => seen.length >= 6);
+    expect(seen).toEqual([
+      'shortcut',
+      'view:a red fox',
+      'message:message_changed',
+      'message:message_deleted',
+      'file_deleted',
+      'member_joined_channel',
+    ]);
   });
 
   it('records an envelope the app does not ack in time', async () => {
