@@ -52,8 +52,25 @@ export interface Config {
     /** @defaultValue 26214400 (25 MiB) */
     maxBytes: number;
   };
-  discord: { token?: string; applicationId?: string };
-  slack: { botToken?: string; signingSecret?: string; appToken?: string };
+  /**
+   * The Discord adapter runs when `token` is set. `apiUrl`: REST base URL (DISCORD_API_URL, default
+   * Discord's; REST proxies and tests set it). `cdnUrl`: one more origin allowed for attachment
+   * downloads besides Discord's CDN hosts (DISCORD_CDN_URL). `guildId`: register commands to one guild
+   * instead of globally (DISCORD_GUILD_ID).
+   */
+  discord: { token?: string; applicationId?: string; apiUrl?: string; cdnUrl?: string; guildId?: string };
+  /**
+   * The Slack adapter runs when `botToken` is set: Socket Mode with `appToken`, else HTTP mode on
+   * `port` (SLACK_PORT, default 3001) at /slack/events, verified with `signingSecret`. `apiUrl`: the Web
+   * API base URL (SLACK_API_URL, default Slack's; GovSlack, proxies and tests set it).
+   */
+  slack: {
+    botToken?: string;
+    signingSecret?: string;
+    appToken?: string;
+    apiUrl?: string;
+    port: number;
+  };
   /** Playground HTTP port. @defaultValue 3000 */
   port: number;
   /** Playground bind address; loopback so the page is not exposed by accident. @defaultValue '127.0.0.1' */
@@ -173,12 +190,29 @@ const envSchema = z.object({
   BLOB_TTL_SECONDS: intVar(86_400, 10, 30 * 86_400),
   BLOB_MAX_BYTES: intVar(25 * 1024 * 1024, 1024, 512 * 1024 * 1024),
   DISCORD_TOKEN: optionalString(),
-  DISCORD_APPLICATION_ID: optionalString(),
+  DISCORD_APPLICATION_ID: z.preprocess(
+    unsetIfEmpty,
+    z
+      .string()
+      .regex(/^\d{5,25}$/, 'must be the numeric application id')
+      .optional(),
+  ),
+  DISCORD_API_URL: urlVar(/^https?$/),
+  DISCORD_CDN_URL: urlVar(/^https?$/),
+  DISCORD_GUILD_ID: z.preprocess(
+    unsetIfEmpty,
+    z
+      .string()
+      .regex(/^\d{5,25}$/, 'must be a numeric guild id')
+      .optional(),
+  ),
   SLACK_BOT_TOKEN: z.preprocess(
     unsetIfEmpty,
     z.string().startsWith('xoxb-', 'must start with xoxb-').optional(),
   ),
   SLACK_SIGNING_SECRET: optionalString(),
+  SLACK_API_URL: urlVar(/^https?$/),
+  SLACK_PORT: intVar(3001, 1, 65_535),
   SLACK_APP_TOKEN: z.preprocess(
     unsetIfEmpty,
     z.string().startsWith('xapp-', 'must start with xapp-').optional(),
@@ -273,12 +307,22 @@ export function loadConfig(env: Env): Config {
       light: { concurrent: e.QUOTA_LIGHT_CONCURRENT_JOBS, perWindow: e.QUOTA_LIGHT_JOBS_PER_HOUR },
     },
     blobs: { ttlSeconds: e.BLOB_TTL_SECONDS, maxBytes: e.BLOB_MAX_BYTES },
-    discord: definedOnly({ token: e.DISCORD_TOKEN, applicationId: e.DISCORD_APPLICATION_ID }),
-    slack: definedOnly({
-      botToken: e.SLACK_BOT_TOKEN,
-      signingSecret: e.SLACK_SIGNING_SECRET,
-      appToken: e.SLACK_APP_TOKEN,
+    discord: definedOnly({
+      token: e.DISCORD_TOKEN,
+      applicationId: e.DISCORD_APPLICATION_ID,
+      apiUrl: e.DISCORD_API_URL,
+      cdnUrl: e.DISCORD_CDN_URL,
+      guildId: e.DISCORD_GUILD_ID,
     }),
+    slack: {
+      ...definedOnly({
+        botToken: e.SLACK_BOT_TOKEN,
+        signingSecret: e.SLACK_SIGNING_SECRET,
+        appToken: e.SLACK_APP_TOKEN,
+        apiUrl: e.SLACK_API_URL,
+      }),
+      port: e.SLACK_PORT,
+    },
     port: e.PORT,
     host: e.HOST,
     logLevel: e.LOG_LEVEL,
@@ -319,15 +363,15 @@ export function redactedConfig(config: Config): Config {
     ...config,
     ...(config.redisUrl === undefined ? {} : { redisUrl: redactUrl(config.redisUrl) }),
     ...(config.databaseUrl === undefined ? {} : { databaseUrl: redactUrl(config.databaseUrl) }),
-    discord: definedOnly({
-      token: redact(config.discord.token),
-      applicationId: config.discord.applicationId,
-    }),
-    slack: definedOnly({
-      botToken: redact(config.slack.botToken),
-      signingSecret: redact(config.slack.signingSecret),
-      appToken: redact(config.slack.appToken),
-    }),
+    discord: { ...config.discord, ...definedOnly({ token: redact(config.discord.token) }) },
+    slack: {
+      ...config.slack,
+      ...definedOnly({
+        botToken: redact(config.slack.botToken),
+        signingSecret: redact(config.slack.signingSecret),
+        appToken: redact(config.slack.appToken),
+      }),
+    },
   };
 }
 

@@ -18,7 +18,7 @@ describe('loadConfig', () => {
       quota: { imagine: { concurrent: 2, perWindow: 30 }, light: { concurrent: 8, perWindow: 600 } },
       blobs: { ttlSeconds: 86_400, maxBytes: 25 * 1024 * 1024 },
       discord: {},
-      slack: {},
+      slack: { port: 3001 },
       port: 3000,
       host: '127.0.0.1',
       logLevel: 'info',
@@ -55,6 +55,12 @@ describe('loadConfig', () => {
       SLACK_BOT_TOKEN: 'xoxb-1',
       SLACK_SIGNING_SECRET: 'sign',
       SLACK_APP_TOKEN: 'xapp-1',
+      SLACK_API_URL: 'http://127.0.0.1:9999/api/',
+      SLACK_PORT: '4001',
+      DISCORD_APPLICATION_ID: '123456789012345678',
+      DISCORD_API_URL: 'http://127.0.0.1:9998/api',
+      DISCORD_CDN_URL: 'http://127.0.0.1:9998',
+      DISCORD_GUILD_ID: '223456789012345678',
       PORT: '8080',
       LOG_LEVEL: 'DEBUG',
     });
@@ -73,8 +79,20 @@ describe('loadConfig', () => {
       light: { concurrent: 20, perWindow: 600 },
     });
     expect(c.blobs).toEqual({ ttlSeconds: 600, maxBytes: 2048 });
-    expect(c.discord).toEqual({ token: 'discord-secret' });
-    expect(c.slack).toEqual({ botToken: 'xoxb-1', signingSecret: 'sign', appToken: 'xapp-1' });
+    expect(c.discord).toEqual({
+      token: 'discord-secret',
+      applicationId: '123456789012345678',
+      apiUrl: 'http://127.0.0.1:9998/api',
+      cdnUrl: 'http://127.0.0.1:9998',
+      guildId: '223456789012345678',
+    });
+    expect(c.slack).toEqual({
+      botToken: 'xoxb-1',
+      signingSecret: 'sign',
+      appToken: 'xapp-1',
+      apiUrl: 'http://127.0.0.1:9999/api/',
+      port: 4001,
+    });
     expect(c.port).toBe(8080);
     expect(c.logLevel).toBe('debug');
   });
@@ -173,7 +191,7 @@ describe('loadConfig', () => {
     expect(text).not.toContain('hunter2');
     const r = redactedConfig(c);
     expect(r.discord.token).toBe('[redacted]');
-    expect(r.slack).toEqual({ signingSecret: '[redacted]' });
+    expect(r.slack).toEqual({ signingSecret: '[redacted]', port: 3001 });
     expect(r.redisUrl).toContain('@redis:6379');
     expect(r.databaseUrl).toContain('u:');
     // The original is untouched.
