@@ -6,6 +6,7 @@ import type { AddressInfo } from 'node:net';
 // Named imports: a default import is the exports object under Node and tsx, but Bolt's `default` (App) under vitest.
 import { App, LogLevel, SocketModeReceiver } from '@slack/bolt';
 import { afterEach, describe, expect, it } from 'vitest';
+import { WebSocket } from 'ws';
 import {
   createManualClock,
   type FakeSlack,
@@ -619,6 +620,40 @@ describe('fake Slack with Bolt in Socket Mode', () => {
     ]);
     await fake.waitFor(() => fake.socket.acks[0]);
     expect(fake.socket.acks[0]).toMatchObject({ late: true });
+  });
+
+  it('retries an unacked events_api envelope with retry_attempt (seen from a raw WebSocket client)', async () => {
+    // Bolt acks events itself before any listener runs, so a bare client plays the slow app here.
+    const fake = await fakeSlack({ ackTimeoutMs: 150, retryUnackedEvents: true });
+    const opened = await fetch(`${fake.apiUrl}apps.connections.open`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${fake.appToken}` },
+    }).then((r) => r.json() as Promise<{ url: string }>);
+    const ws = new WebSocket(opened.url);
+    cleanups.push(async () => ws.terminate());
+    const frames: { type: string; envelope_id?: string; retry_attempt?: number; retry_reason?: string }[] =
+      [];
+    ws.on('message', (data) => {
+      const frame = JSON.parse(String(data));
+      frames.push(frame);
+      if (frame.type === 'events_api' && frame.retry_attempt === 1) {
+        ws.send(JSON.stringify({ envelope_id: frame.envelope_id }));
+      }
+    });
+    await fake.socket.waitForConnection();
+    const first = await fake.socket.sendEvent(fake.build.events.appHomeOpened());
+    expect(first).toMatchObject({ acked: false });
+    await fake.waitFor(() => fake.socket.acks[0]);
+    expect(frames.map((f) => [f.type, f.retry_attempt, f.retry_reason])).toEqual([
+      ['hello', undefined, undefined],
+      ['events_api', 0, ''],
+      ['events_api', 1, 'timeout'],
+    ]);
+    expect(fake.socket.timeouts).toMatchObject([{ type: 'events_api', attempt: 0, slackWouldRetry: true }]);
+    expect(fake.socket.acks).toMatchObject([{ late: false, payload: {} }]);
+    // A used ticket does not open a second connection.
+    const reused = new WebSocket(opened.url);
+    await expect(new Promise((_, reject) => reused.on('error', reject))).rejects.toThrow(/401/);
   });
 
   it('reconnects after a refresh_requested disconnect and after the server drops the socket', async () => {
