@@ -26,7 +26,6 @@ import type { Actor, JobRunner, ReplySurface, Run, SubmitRunOptions } from './re
 import {
   type ImagineInput,
   imagineFromText,
-  imagineRequest,
   type RequestDefaults,
   searchFromText,
   searchRequest,

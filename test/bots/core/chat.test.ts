@@ -26,6 +26,9 @@ let cdnUrl: string;
 let png: Buffer;
 const closers: (() => Promise<unknown> | unknown)[] = [];
 const seen: Record<string, unknown[]> = {};
+const record = (kind: string, value: unknown) => {
+  seen[kind] = [...(seen[kind] ?? []), value];
+};
 
 beforeAll(async () => {
   producer = await openConnection(redis.url);
@@ -77,7 +80,7 @@ const result: ImagineResult = {
 function startWorkers(blobs: BlobStore) {
   const processors: Record<string, (job: Job) => Promise<unknown>> = {
     imagine: async (job) => {
-      (seen.imagine ??= []).push(job.data);
+      record('imagine', job.data);
       const [finalBlob, latentBlob, timelapseBlob] = await Promise.all([
         blobs.put(png, { contentType: 'image/png' }),
         blobs.put(new Uint8Array([1, 2, 3]), { contentType: 'application/x-vqclip-state' }),
@@ -87,19 +90,19 @@ function startWorkers(blobs: BlobStore) {
     },
     classify: async (job) => {
       const blob = await blobs.get(job.data.image);
-      (seen.classify ??= []).push({ ...job.data, bytes: blob?.bytes.length, type: blob?.contentType });
+      record('classify', { ...job.data, bytes: blob?.bytes.length, type: blob?.contentType });
       return { labels: [{ label: job.data.labels?.[0] ?? 'cat', prob: 0.9 }] };
     },
     'embed-image': async (job) => {
-      (seen.embed ??= []).push(job.data);
+      record('embed', job.data);
       return { imageId: '00000000-0000-0000-0000-00000000000a', duplicate: false };
     },
     'delete-image': async (job) => {
-      (seen.delete ??= []).push(job.data);
+      record('delete', job.data);
       return { deleted: true, count: 2 };
     },
     search: async (job) => {
-      (seen.search ??= []).push(job.data);
+      record('search', job.data);
       return { hits: [] };
     },
   };

@@ -162,7 +162,7 @@ describe('actions', () => {
     const id = actionId('variations', parentId);
     expect(id.length).toBeLessThanOrEqual(100);
     expect(parseActionId(id)).toEqual({ action: 'variations', jobId: parentId });
-    expect(parseActionId('vq1:explode:' + parentId)).toBeUndefined();
+    expect(parseActionId(`vq1:explode:${parentId}`)).toBeUndefined();
     expect(parseActionId('vq1:reroll:classify:abc')).toBeUndefined();
     expect(parseActionId('something else')).toBeUndefined();
   });
