@@ -405,6 +405,25 @@ describe('fake Slack with Bolt in HTTP mode', () => {
         blocks: [{ type: 'image', slack_file: { id: file_id }, alt_text: 'a' }],
       }),
     ).rejects.toMatchObject({ data: { error: 'invalid_blocks' } });
+
+    await app.client.files.delete({ file: file_id });
+    await expect(app.client.files.info({ file: file_id })).rejects.toMatchObject({
+      data: { error: 'file_deleted' },
+    });
+    expect(fake.deliveredEvents).toMatchObject([{ event: { type: 'file_deleted', file_id }, via: 'none' }]);
+    const { message_ts: ts = '' } = await app.client.chat.postEphemeral({
+      channel: fake.defaultChannelId,
+      user: fake.defaultUserId,
+      text: 'only you',
+    });
+    expect(fake.ephemerals).toMatchObject([
+      { message_ts: ts, user: fake.defaultUserId, via: 'chat.postEphemeral' },
+    ]);
+    await expect(
+      app.client.chat.update({ channel: fake.defaultChannelId, ts, text: 'x' }),
+    ).rejects.toMatchObject({
+      data: { error: 'message_not_found' },
+    });
   });
 
   it('checks tokens and scopes', async () => {

@@ -6,12 +6,7 @@ import { randomBytes } from 'node:crypto';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { type HttpDelivery, HttpModeClient, type HttpPostOptions } from './http-mode.js';
-import {
-  createPayloadBuilders,
-  type EventCallback,
-  type ResponseTarget,
-  type SlackEvent,
-} from './payloads.js';
+import { createPayloadBuilders, type ResponseTarget, type SlackEvent } from './payloads.js';
 import {
   type Clock,
   checkBlocks,
@@ -38,6 +33,7 @@ import {
 import { type ApiReply, createWebApi, permalink, type TokenInfo } from './web-api.js';
 
 export type { HttpDelivery, HttpPostOptions } from './http-mode.js';
+export type { PayloadBuilders } from './payloads.js';
 export { type EventCallback, type SlackEvent, type SlashCommandPayload, withoutFiles } from './payloads.js';
 export { type Clock, createManualClock, type ManualClock, type RateLimit } from './rules.js';
 export { signV0 } from './signing.js';
@@ -893,5 +889,4 @@ function loginPage(domain: string): string {
 </body></html>`;
 }
 
-export type { EventCallback as SlackEventCallback, TokenInfo };
 export { permalink };
