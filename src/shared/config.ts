@@ -112,8 +112,9 @@ export interface WorkerConfig {
   queues: JobKind[];
   /**
    * Jobs at once per queue (WORKER_IMAGINE_CONCURRENCY, WORKER_CLASSIFY_CONCURRENCY,
-   * WORKER_EMBED_CONCURRENCY, WORKER_SEARCH_CONCURRENCY, WORKER_DELETE_CONCURRENCY).
-   * @defaultValue { imagine: 1, classify: 16, 'embed-image': 16, search: 4, 'delete-image': 4 }
+   * WORKER_EMBED_CONCURRENCY, WORKER_SEARCH_CONCURRENCY, WORKER_DELETE_CONCURRENCY,
+   * WORKER_CHANNEL_STATE_CONCURRENCY).
+   * @defaultValue { imagine: 1, classify: 16, 'embed-image': 16, search: 4, 'delete-image': 4, 'channel-state': 4 }
    */
   concurrency: Record<JobKind, number>;
   /** @defaultValue 30000 */
@@ -236,6 +237,7 @@ const envSchema = z.object({
   WORKER_EMBED_CONCURRENCY: intVar(16, 1, 1024),
   WORKER_SEARCH_CONCURRENCY: intVar(4, 1, 1024),
   WORKER_DELETE_CONCURRENCY: intVar(4, 1, 1024),
+  WORKER_CHANNEL_STATE_CONCURRENCY: intVar(4, 1, 1024),
   WORKER_LOCK_DURATION_MS: intVar(30_000, 200, 3_600_000),
   WORKER_STALLED_INTERVAL_MS: intVar(30_000, 100, 3_600_000),
   WORKER_MAX_STALLED_COUNT: intVar(1, 0, 100),
@@ -334,6 +336,7 @@ export function loadConfig(env: Env): Config {
         'embed-image': e.WORKER_EMBED_CONCURRENCY,
         search: e.WORKER_SEARCH_CONCURRENCY,
         'delete-image': e.WORKER_DELETE_CONCURRENCY,
+        'channel-state': e.WORKER_CHANNEL_STATE_CONCURRENCY,
       },
       lockDurationMs: e.WORKER_LOCK_DURATION_MS,
       stalledIntervalMs: e.WORKER_STALLED_INTERVAL_MS,

@@ -11,7 +11,14 @@ import {
   serializeError,
 } from './errors.js';
 
-export const jobKinds = ['imagine', 'classify', 'embed-image', 'search', 'delete-image'] as const;
+export const jobKinds = [
+  'imagine',
+  'classify',
+  'embed-image',
+  'search',
+  'delete-image',
+  'channel-state',
+] as const;
 export type JobKind = (typeof jobKinds)[number];
 
 export function isJobKind(value: unknown): value is JobKind {
@@ -205,6 +212,24 @@ export const deleteImageJobSchema = z
   });
 export type DeleteImageJob = z.infer<typeof deleteImageJobSchema>;
 
+/**
+ * Reads, and optionally changes, a channel's indexing state in the database (adapters never open it):
+ * whether its images are indexed for search (opt-in on Discord) and where a history backfill got to.
+ */
+export const channelStateJobSchema = z.strictObject({
+  ...channelScope,
+  set: z
+    .strictObject({
+      indexing: z.boolean().optional(),
+      /** Opaque to the worker: the platform's own cursor (a message id, a Slack ts or cursor). */
+      backfillCursor: z.string().max(500).nullable().optional(),
+      backfillDone: z.boolean().optional(),
+    })
+    .optional(),
+  origin: originSchema.optional(),
+});
+export type ChannelStateJob = z.infer<typeof channelStateJobSchema>;
+
 const finite = z.number().refine(Number.isFinite, 'must be finite');
 
 export const imagineParamsSchema = z.object({
@@ -300,6 +325,15 @@ export const deleteImageResultSchema = z.strictObject({
 });
 export type DeleteImageResult = z.infer<typeof deleteImageResultSchema>;
 
+export const channelStateResultSchema = z.strictObject({
+  /** False for a channel never configured (no row yet): the platform's default applies. */
+  known: z.boolean(),
+  indexing: z.boolean(),
+  backfillCursor: z.string().nullable(),
+  backfillDone: z.boolean(),
+});
+export type ChannelStateResult = z.infer<typeof channelStateResultSchema>;
+
 /** Schemas per queue, for code that is generic over the job kind. */
 export const jobSchemas = {
   imagine: { data: imagineJobSchema, result: imagineResultSchema },
@@ -307,6 +341,7 @@ export const jobSchemas = {
   'embed-image': { data: embedImageJobSchema, result: embedImageResultSchema },
   search: { data: searchJobSchema, result: searchResultSchema },
   'delete-image': { data: deleteImageJobSchema, result: deleteImageResultSchema },
+  'channel-state': { data: channelStateJobSchema, result: channelStateResultSchema },
 } as const;
 
 export type JobData<K extends JobKind> = z.infer<(typeof jobSchemas)[K]['data']>;

@@ -89,6 +89,7 @@ export const defaultJobOptions: Readonly<Record<JobKind, JobsOptions>> = {
   'embed-image': { attempts: 5, backoff: { type: 'exponential', delay: 2_000 }, ...retention },
   search: { attempts: 3, backoff: { type: 'exponential', delay: 500 }, ...retention },
   'delete-image': { attempts: 5, backoff: { type: 'exponential', delay: 1_000 }, ...retention },
+  'channel-state': { attempts: 5, backoff: { type: 'exponential', delay: 500 }, ...retention },
 };
 
 /**

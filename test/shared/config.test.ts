@@ -24,7 +24,7 @@ describe('loadConfig', () => {
       logLevel: 'info',
       // Every WORKER_ default: test/worker/runtime/worker-settings.test.ts
       worker: expect.objectContaining({
-        queues: ['imagine', 'classify', 'embed-image', 'search', 'delete-image'],
+        queues: ['imagine', 'classify', 'embed-image', 'search', 'delete-image', 'channel-state'],
       }),
       safety: { check: true, mode: 'spoiler', threshold: 0.5 },
     });
