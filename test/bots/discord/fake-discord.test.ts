@@ -93,6 +93,28 @@ async function apiError(promise: Promise<unknown>): Promise<DiscordAPIError> {
   return error as DiscordAPIError;
 }
 
+/** A bare gateway connection that has read HELLO; `next()` reads the following payload. */
+async function rawGateway(fake: FakeDiscord) {
+  const ws = new WebSocket(`${fake.gatewayUrl}/?v=10&encoding=json`);
+  const queue: unknown[] = [];
+  const waiters: ((payload: unknown) => void)[] = [];
+  ws.on('message', (data: Buffer) => {
+    const payload: unknown = JSON.parse(data.toString());
+    const waiter = waiters.shift();
+    if (waiter) waiter(payload);
+    else queue.push(payload);
+  });
+  const next = () =>
+    new Promise<unknown>((resolve) => {
+      const queued = queue.shift();
+      if (queued !== undefined) resolve(queued);
+      else waiters.push(resolve);
+    });
+  cleanups.push(async () => ws.terminate());
+  expect(await next()).toMatchObject({ op: 10 });
+  return { ws, next };
+}
+
 describe('fake Discord with real discord.js', () => {
   it('logs in: gateway/bot with the bot token, IDENTIFY intents, READY and GUILD_CREATE', async () => {
     const fake = await fakeDiscord();
@@ -446,6 +468,24 @@ describe('fake Discord with real discord.js', () => {
     expect((await fetch(url)).status).toBe(200);
   });
 
+  it('DMs: a bot-dm interaction, a DM from the user, and the bot opening a DM (needs Partials.Channel)', async () => {
+    const fake = await fakeDiscord();
+    const client = await connect(fake);
+    const seen = nextInteraction(client);
+    const handle = fake.interact(fake.slashCommand({ name: 'imagine', where: 'bot-dm' }));
+    const interaction = await seen;
+    expect(interaction.channel?.isDMBased()).toBe(true);
+    await interaction.reply('painting in your DMs');
+    expect(handle.original()?.channel_id).toBe(fake.dmChannel());
+    const got = once(client, Events.MessageCreate);
+    fake.postUserMessage({ channelId: fake.dmChannel(), content: 'thanks' });
+    const [dm] = (await got) as [Message];
+    expect([dm.content, dm.channel.isDMBased()]).toEqual(['thanks', true]);
+    const user = await client.users.fetch(fake.user.id, { force: true });
+    const sent = await user.send('your image is ready');
+    expect(fake.message(sent.id)?.channel_id).toBe(fake.dmChannel());
+  });
+
   it('signs CDN URLs that expire with the clock; a refetched message has fresh ones', async () => {
     const fake = await fakeDiscord();
     const client = await connect(fake);
@@ -505,6 +545,20 @@ describe('fake Discord with real discord.js', () => {
     const client = new Client({ intents: ALL_INTENTS, rest: { api: fake.apiUrl, retries: 0 } });
     cleanups.push(() => client.destroy());
     await expect(client.login(fake.token)).rejects.toThrow(/disallowed intents/i);
+  });
+
+  it('answers RESUME of a session ended by a non-resumable close with op 9 (identify again)', async () => {
+    const fake = await fakeDiscord();
+    const first = await rawGateway(fake);
+    first.ws.send(JSON.stringify({ op: 2, d: { token: fake.token, intents: 1, properties: {} } }));
+    const ready = (await first.next()) as { s: number; d: { session_id: string } };
+    fake.closeGateway(4007);
+    await once(first.ws, 'close');
+    const second = await rawGateway(fake);
+    const resume = { token: fake.token, session_id: ready.d.session_id, seq: ready.s };
+    second.ws.send(JSON.stringify({ op: 6, d: resume }));
+    expect(await second.next()).toMatchObject({ op: 9, d: false });
+    second.ws.close();
   });
 
   it('speaks zlib-stream to clients that ask for it', async () => {

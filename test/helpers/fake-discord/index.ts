@@ -308,6 +308,11 @@ export class FakeDiscord {
       messageContentApproved:
         (this.#options.allowedPrivilegedIntents & GatewayIntentBits.MessageContent) !== 0,
       messageEvent: (kind, message) => this.#messageEvent(kind, message),
+      knownUser: (userId) => this.#knownUser(userId),
+      openDm: (userId) => {
+        const user = this.#knownUser(userId);
+        return user ? this.#store.channels.get(this.dmChannel(user)) : undefined;
+      },
       changed: () => this.#events.emit('change'),
     });
     this.#server.on('upgrade', (req, socket, head) => this.#gateway.handleUpgrade(req, socket, head));
@@ -689,6 +694,15 @@ export class FakeDiscord {
       members: [this.user],
       joinedAt: this.clock.now(),
     });
+  }
+
+  #knownUser(id: string): APIUser | undefined {
+    if (id === this.user.id) return this.user;
+    for (const guild of this.#store.guilds.values()) {
+      const member = guild.members.find((u) => u.id === id);
+      if (member) return member;
+    }
+    return undefined;
   }
 
   #channelsOf(guild: GuildState): ChannelState[] {

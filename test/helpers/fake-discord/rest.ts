@@ -46,6 +46,7 @@ import {
 } from './rules.js';
 import {
   type AttachmentState,
+  type ChannelState,
   compareIds,
   type InteractionState,
   type MessageState,
@@ -68,6 +69,9 @@ export interface RestContext {
   /** Whether the app is approved for MESSAGE_CONTENT (REST reads blank others' messages otherwise). */
   messageContentApproved: boolean;
   messageEvent: (kind: MessageEventKind, message: MessageState) => void;
+  /** The bot's DM channel with a known user (made on first use), or undefined for unknown users. */
+  openDm: (userId: string) => ChannelState | undefined;
+  knownUser: (userId: string) => APIUser | undefined;
   changed: () => void;
 }
 
@@ -339,6 +343,17 @@ export class FakeRest {
       { major: byChannel },
     );
     this.#route('POST', '/users/@me/channels', (call) => this.#openDm(call), { major: global });
+    this.#route(
+      'GET',
+      '/users/:user',
+      (call) => {
+        const user =
+          call.params.user === this.ctx.bot.id ? this.ctx.bot : this.ctx.knownUser(call.params.user ?? '');
+        if (!user) throw errors.unknownUser();
+        return { status: 200, body: user };
+      },
+      { major: global },
+    );
     this.#route('POST', '/attachments/refresh-urls', (call) => this.#refreshUrls(call), { major: global });
   }
 
@@ -708,12 +723,9 @@ export class FakeRest {
   }
 
   #openDm(call: Call): Reply {
-    const recipientId = String(record(call.body).recipient_id ?? '');
-    const existing = [...this.ctx.store.channels.values()].find(
-      (c) => c.type === ChannelType.DM && c.recipient?.id === recipientId && c.botCanRead,
-    );
-    if (!existing) throw errors.missingAccess();
-    return { status: 200, body: channelPayload(existing) };
+    const channel = this.ctx.openDm(String(record(call.body).recipient_id ?? ''));
+    if (!channel) throw errors.unknownUser();
+    return { status: 200, body: channelPayload(channel) };
   }
 
   #refreshUrls(call: Call): Reply {

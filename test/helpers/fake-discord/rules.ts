@@ -99,6 +99,7 @@ export const errors = {
   unknownMessage: coded(404, 10008, 'Unknown Message'),
   unknownChannel: coded(404, 10003, 'Unknown Channel'),
   unknownApplication: coded(404, 10002, 'Unknown Application'),
+  unknownUser: coded(404, 10013, 'Unknown User'),
   unknownCommand: coded(404, 10063, 'Unknown application command'),
   missingAccess: coded(403, 50001, 'Missing Access'),
   cannotEditOthers: coded(403, 50005, 'Cannot edit a message authored by another user'),
