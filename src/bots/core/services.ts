@@ -11,6 +11,7 @@ import { QuotaLimiter } from '../../shared/quota.js';
 import { InflightIndex } from './inflight.js';
 import { JobClient } from './job-client.js';
 import { JobRunner } from './reply.js';
+import { SettingsStore } from './settings.js';
 
 export interface BotServices {
   readonly connection: Redis;
@@ -23,9 +24,13 @@ export interface BotServices {
   readonly blobs: BlobStore;
   readonly inflight: InflightIndex;
   readonly runner: JobRunner;
+  readonly settings: SettingsStore;
 }
 
-export type BotServicesConfig = Pick<Config, 'queuePrefix' | 'quota' | 'blobs'> & { redisUrl: string };
+export type BotServicesConfig = Pick<Config, 'queuePrefix' | 'quota' | 'blobs'> & {
+  redisUrl: string;
+  safety?: Pick<Config['safety'], 'mode'>;
+};
 
 export interface BotServicesOptions {
   logger: Logger;
@@ -69,5 +74,11 @@ export async function createBotServices(
     ...(options.throttleMs === undefined ? {} : { throttleMs: options.throttleMs }),
   });
   undo.push('runner', () => runner.close());
-  return { connection, prefix, jobs, indexJobs, quota, blobs, inflight, runner };
+  const settings = new SettingsStore({
+    connection,
+    prefix,
+    jobs: indexJobs,
+    defaultSafetyMode: config.safety?.mode ?? 'spoiler',
+  });
+  return { connection, prefix, jobs, indexJobs, quota, blobs, inflight, runner, settings };
 }
