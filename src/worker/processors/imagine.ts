@@ -1,6 +1,7 @@
 // The imagine job: validate -> fetch init image (or saved state) and image prompts -> the loop, reporting
 // {step, steps, loss, etaSeconds, previewBlob} after every step -> final PNG, timelapse and saved
-// state as blobs -> the generation's row in the database. Callable without BullMQ (the CLI).
+// state as blobs, and the safety check of the final image -> the generation's row in the database.
+// Callable without BullMQ (the CLI).
 import { createHash } from 'node:crypto';
 import type { Database } from '../../shared/db/index.js';
 import { asCodedError, BadInputError, InternalError } from '../../shared/errors.js';
@@ -10,6 +11,7 @@ import {
   type ImagineProgress,
   type ImagineResult,
   imagineJobSchema,
+  type Safety,
 } from '../../shared/jobs.js';
 import { type Logger, silentLogger } from '../../shared/logger.js';
 import { type GenerateInit, type GenerateRequest, type GenerateResult, generate } from '../generate/loop.js';
@@ -51,8 +53,9 @@ export function seedForJob(jobId: string): number {
   return createHash('sha256').update(jobId).digest().readUInt32LE(0);
 }
 
+/** With `images` and `safety`, the final image is checked (result.safety); without, it is not. */
 export type ImagineModels = Pick<WorkerModels, 'generation' | 'stepCache' | 'device' | 'sessionOptions'> &
-  Partial<Pick<WorkerModels, 'imageLimits'>>;
+  Partial<Pick<WorkerModels, 'imageLimits' | 'images' | 'safety'>>;
 
 export async function runImagine(
   models: ImagineModels,
@@ -123,6 +126,8 @@ export async function runImagine(
     }
     if (!result) throw new InternalError('the generation ended without a result');
     const stored = performance.now();
+    const checking = checkSafety(models, result.image.bytes, ctx.signal);
+    checking.catch(() => {}); // awaited below; a blob write may fail first
     const [finalBlob, timelapseBlob, latentBlob] = await Promise.all([
       ctx.blobs.put(result.image.bytes, { contentType: `image/${result.image.format}` }),
       result.timelapse
@@ -131,12 +136,15 @@ export async function runImagine(
       // The state Continue starts from: latent, optimiser and parameters, exact to the bit.
       ctx.blobs.put(encodeState(result.state), { contentType: 'application/x-vqclip-state' }),
     ]);
+    const storeMs = performance.now() - stored;
+    const checked = await checking;
     const t = result.timings;
     const timings = {
       setup: round(t.setupMs),
       steps: round(t.stepsMs),
       finish: round(t.finishMs),
-      store: round(performance.now() - stored),
+      store: round(storeMs),
+      ...(checked === undefined ? {} : { safety: round(checked.ms) }),
       total: round(t.totalMs + performance.now() - stored),
     };
     const out: ImagineResult = {
@@ -155,6 +163,7 @@ export async function runImagine(
       lossFirst: result.lossFirst,
       lossLast: result.lossLast,
       timings,
+      ...(checked === undefined ? {} : { safety: checked.safety }),
     };
     if (result.stoppedBy === 'time') {
       logger.info({ jobId: ctx.jobId, steps: result.state.step }, 'time budget spent: stopped early');
@@ -198,6 +207,23 @@ async function readInit(blobs: Blobs, job: ImagineJob): Promise<GenerateInit | u
   if (job.from === undefined) return undefined;
   const state = decodeState(await readBlob(blobs, job.from.state));
   return job.from.mode === 'continue' ? { kind: 'state', state } : { kind: 'latent', latent: state.latent };
+}
+
+/**
+ * The final image through CLIP's image tower once more (the classifier's, micro-batched with
+ * classify and embed-image jobs: the embedding indexing these bytes would give, so a result and
+ * its indexed copy get the same verdict) and the safety prompts.
+ */
+async function checkSafety(
+  models: ImagineModels,
+  png: Uint8Array,
+  signal: AbortSignal | undefined,
+): Promise<{ safety: Safety; ms: number } | undefined> {
+  if (!models.images || !models.safety) return undefined;
+  const started = performance.now();
+  const embedding = await models.images.embed(png, signal);
+  const safety = await models.safety.check(embedding, signal);
+  return { safety, ms: performance.now() - started };
 }
 
 async function recordStart(

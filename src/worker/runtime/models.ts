@@ -10,6 +10,7 @@ import { jobLimits } from '../../shared/jobs.js';
 import { type Logger, silentLogger } from '../../shared/logger.js';
 import { Classifier, type ClassifierOptions } from '../classify/classifier.js';
 import type { ImagePrecision } from '../classify/clip-encoders.js';
+import { readSafetyPromptsFile, SafetyChecker, type SafetyCheckerOptions } from '../classify/safety.js';
 import { ClipEmbedder } from '../generate/embed.js';
 import type { GenerateDeps } from '../generate/loop.js';
 import type { Device } from '../generate/presets.js';
@@ -51,6 +52,15 @@ export interface LoadModelsOptions {
   stepSessions?: number;
   /** Overrides of the classifier's options (tests use a small default vocabulary). */
   classifier?: ClassifierOptions;
+  /**
+   * The safety check of imagine results and indexed images (SAFETY_*): its threshold and prompts,
+   * given or read from `promptsFile` (JSON, see classify/safety.ts); false: no check. A CLIP with
+   * random weights (the writer's `random_seed` metadata) is not checked unless `checkRandomWeights`:
+   * it knows no nudity or gore, and its verdicts flagged 30 of 40 noise images on the tiny model,
+   * which searches would then leave out.
+   * @defaultValue {} (on, DEFAULT_SAFETY_PROMPTS, threshold 0.5)
+   */
+  safety?: false | (SafetyCheckerOptions & { promptsFile?: string; checkRandomWeights?: boolean });
   logger?: Logger;
 }
 
@@ -72,6 +82,8 @@ export interface WorkerModels {
   readonly classifier: Classifier;
   /** The image tower behind a micro-batcher: what classify and embed-image jobs embed images with. */
   readonly images: BatchedImageEncoder;
+  /** Scores image embeddings against the safety prompts; absent when the check is off. */
+  readonly safety?: SafetyChecker;
   /** CLIP + VQGAN and the prompt embedders of the generation loop. */
   readonly generation: GenerateDeps;
   /** Step sessions shared across imagine jobs (building one costs seconds at full size). */
@@ -124,6 +136,13 @@ export async function loadModels(modelsDir: string, options: LoadModelsOptions =
     logger.warn({ providers: o.providers }, 'CUDA was asked for but is not available: running on CPU');
   }
   const device: Device = provider === 'cuda' ? 'cuda' : 'cpu';
+  // Read before any model: a bad prompts file should fail the start at once, with its path.
+  const {
+    promptsFile,
+    checkRandomWeights = false,
+    ...safetyOptions
+  } = o.safety === false ? {} : (o.safety ?? {});
+  const safetyPrompts = promptsFile === undefined ? undefined : await readSafetyPromptsFile(promptsFile);
 
   const classifier = await Classifier.load(clipDir, {
     // The job schemas are the contract: the classifier must accept whatever they let through.
@@ -177,6 +196,19 @@ export async function loadModels(modelsDir: string, options: LoadModelsOptions =
     ...(o.imageLimits === undefined ? {} : { limits: o.imageLimits }),
   });
   const stepCache = new StepGraphCache({ maxEntries: o.stepSessions, session: sessionOptions });
+  const weights = classifier.model.weights;
+  const randomClip = weights instanceof Weights && weights.metadata.random_seed !== undefined;
+  if (o.safety !== false && randomClip && !checkRandomWeights) {
+    logger.warn({ clipDir }, 'CLIP has random weights: the safety check would only flag noise, so it is off');
+  }
+  // Its prompts are embedded on first use (one text batch; cached on disk with the label sets).
+  const safety =
+    o.safety === false || (randomClip && !checkRandomWeights)
+      ? undefined
+      : new SafetyChecker(classifier, {
+          ...safetyOptions,
+          ...(safetyPrompts === undefined ? {} : { prompts: safetyPrompts }),
+        });
   logger.info(
     {
       modelsDir,
@@ -185,6 +217,10 @@ export async function loadModels(modelsDir: string, options: LoadModelsOptions =
       embeddingModel: classifier.model.modelKey.slice(0, 16),
       clipImageSize: classifier.encoders.imageSize,
       vqganCodebook: vqgan.config.n_embed,
+      safety:
+        safety === undefined
+          ? 'off'
+          : { threshold: safety.threshold, prompts: safety.rows.texts.length, file: promptsFile ?? null },
     },
     'models loaded',
   );
@@ -194,6 +230,7 @@ export async function loadModels(modelsDir: string, options: LoadModelsOptions =
     dir: modelsDir,
     classifier,
     images,
+    ...(safety === undefined ? {} : { safety }),
     generation,
     stepCache,
     device,

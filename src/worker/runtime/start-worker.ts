@@ -15,6 +15,7 @@ import { runDeleteImage } from '../processors/delete-image.js';
 import { runEmbedImage } from '../processors/embed-image.js';
 import { runImagine } from '../processors/imagine.js';
 import { runSearch } from '../processors/search.js';
+import { type RankingOptions, rankingOptions } from '../search/rank.js';
 import type { WorkerModels } from './models.js';
 
 export interface StartWorkerOptions {
@@ -52,6 +53,8 @@ export interface StartWorkerOptions {
   imagineTimeBudgetMs?: number;
   /** How long close() lets running jobs finish before handing them back to the queue. @defaultValue 10000 */
   shutdownGraceMs?: number;
+  /** Near-duplicate folding, margins and the low-confidence line of searches. @defaultValue DefaultRankingOptions */
+  searchRanking?: RankingOptions;
   /** Names loggers per queue (`worker:imagine`) when it has pino's `child`. */
   logger?: Logger & { child?: (bindings: Record<string, unknown>) => Logger };
 }
@@ -101,6 +104,8 @@ export async function startWorker(options: StartWorkerOptions): Promise<WorkerHa
   if (needsDb.length > 0 && !options.db) {
     throw new InternalError(`queues ${needsDb.join(', ')} need a database`);
   }
+  // Checked here, so that bad values fail the start rather than every search.
+  const ranking = rankingOptions(options.searchRanking);
   for (const q of queues) {
     const n = concurrency[q];
     if (!Number.isInteger(n) || n < 1) throw new RangeError(`concurrency of ${q} must be an integer >= 1`);
@@ -147,7 +152,7 @@ export async function startWorker(options: StartWorkerOptions): Promise<WorkerHa
       case 'embed-image':
         return runEmbedImage(models, job.data, { blobs, signal, db: db! });
       case 'search':
-        return runSearch(models, job.data, { signal, db: db! });
+        return runSearch(models, job.data, { blobs, signal, db: db!, ranking });
       case 'delete-image':
         return runDeleteImage(job.data, { signal, db: db! });
     }

@@ -17,6 +17,13 @@ export function modelSettings(config: Config) {
     labelCacheDir: join(config.dataDir, 'label-cache'),
     microBatch: config.worker.microBatch,
     batchWaitMs: config.worker.batchWaitMs,
+    // SAFETY_MODE is the adapters' presentation: workers check whenever SAFETY_CHECK is on.
+    safety: config.safety.check
+      ? {
+          threshold: config.safety.threshold,
+          ...(config.safety.promptsFile === undefined ? {} : { promptsFile: config.safety.promptsFile }),
+        }
+      : false,
   } satisfies LoadModelsOptions;
 }
 

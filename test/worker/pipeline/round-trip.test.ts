@@ -165,7 +165,7 @@ describe('round trip through the queues to a worker process', () => {
         )
       ).jobId,
     );
-    expect(dup).toEqual({ imageId: ids[2], duplicate: true, reindexed: false });
+    expect(dup).toEqual({ imageId: ids[2], duplicate: true, reindexed: false, flagged: false });
 
     const query = 'three noisy squares';
     const { jobId } = await client.submit('search', { query, ...a, k: 10 }, { userId: 'u2' });
@@ -204,14 +204,14 @@ describe('round trip through the queues to a worker process', () => {
       client.deleteImage({ imageId, ...scope }, { userId: 'u8', timeoutMs: 60_000 });
 
     // Another channel (or workspace) knowing the id cannot delete it.
-    expect(await remove(b, ids[0]!)).toEqual({ deleted: false });
-    expect(await remove({ ...a, workspace: 'G2' }, ids[0]!)).toEqual({ deleted: false });
+    expect(await remove(b, ids[0]!)).toEqual({ deleted: false, count: 0 });
+    expect(await remove({ ...a, workspace: 'G2' }, ids[0]!)).toEqual({ deleted: false, count: 0 });
     expect(await search()).toEqual([...ids].sort());
-    expect(await remove(a, ids[0]!)).toEqual({ deleted: true });
-    expect(await remove(a, ids[0]!)).toEqual({ deleted: false });
+    expect(await remove(a, ids[0]!)).toEqual({ deleted: true, count: 1 });
+    expect(await remove(a, ids[0]!)).toEqual({ deleted: false, count: 0 });
     expect(await search()).toEqual([ids[1]]);
     // An id that never existed is not an error either.
-    expect(await remove(a, '00000000-0000-4000-8000-000000000000')).toEqual({ deleted: false });
+    expect(await remove(a, '00000000-0000-4000-8000-000000000000')).toEqual({ deleted: false, count: 0 });
   });
 
   it('imagine: progress while running, then a PNG of the asked size and a state to continue from', async () => {

@@ -164,7 +164,7 @@ describe('runEmbedImage and runSearch', () => {
         db,
       },
     );
-    expect(again).toEqual({ imageId: ids[0], duplicate: true, reindexed: false });
+    expect(again).toEqual({ imageId: ids[0], duplicate: true, reindexed: false, flagged: false });
     const other = await runEmbedImage(
       models,
       { image: await put(bytes[1]!), ...chanB, message: 'x', file: 'y' },
@@ -209,6 +209,10 @@ describe('runEmbedImage and runSearch', () => {
     expect(inB.hits.map((h) => h.imageId)).toEqual([other.imageId]);
   });
 
+  it('runs no safety check with a random-weight CLIP unless asked (its verdicts would be noise)', () => {
+    expect(models.safety).toBeUndefined();
+  });
+
   it("ranks only the worker's model's images, counts the others, and re-indexes one posted again", async () => {
     const chan = { platform: 'slack', workspace: 'T1', channel: 'C-models' } as const;
     // The worker's database is stamped with its model's fingerprint (loaded once with the weights).
@@ -245,7 +249,7 @@ describe('runEmbedImage and runSearch', () => {
       { image: await put(bytes[1]!), ...chan, message: 'new message', file: 'new file' },
       { blobs, db },
     );
-    expect(again).toEqual({ imageId: theirs[0]!.imageId, duplicate: false, reindexed: true });
+    expect(again).toEqual({ imageId: theirs[0]!.imageId, duplicate: false, reindexed: true, flagged: false });
     const after = await runSearch(models, { query, ...chan, k: 10 }, { db });
     expect(after.hits.map((h) => h.imageId).sort()).toEqual([mine.imageId, theirs[0]!.imageId].sort());
     expect(after.staleImages).toBe(1);

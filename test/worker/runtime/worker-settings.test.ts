@@ -114,7 +114,19 @@ describe('workerSettings', () => {
       labelCacheDir: join('/srv/data', 'label-cache'),
       microBatch: 8,
       batchWaitMs: 2,
+      safety: { threshold: 0.5 },
     });
+  });
+
+  it('maps the safety check to loadModels: its threshold and prompts file, or none; the mode is not theirs', () => {
+    expect(
+      modelSettings(
+        loadConfig({ SAFETY_THRESHOLD: '0.3', SAFETY_PROMPTS_FILE: '/etc/p.json', SAFETY_MODE: 'block' }),
+      ).safety,
+    ).toEqual({ threshold: 0.3, promptsFile: '/etc/p.json' });
+    // SAFETY_MODE=off only changes what adapters show: workers still check.
+    expect(modelSettings(loadConfig({ SAFETY_MODE: 'off' })).safety).toEqual({ threshold: 0.5 });
+    expect(modelSettings(loadConfig({ SAFETY_CHECK: 'off', SAFETY_THRESHOLD: '0.3' })).safety).toBe(false);
   });
 });
 
