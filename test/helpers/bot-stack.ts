@@ -1,0 +1,99 @@
+// The bot side and a real worker on the tiny models in one test process, for adapter tests: a
+// private redis-server, the tiny models and a migrated PGlite (useTinyWorker), a worker serving every
+// queue under a fresh prefix per test, and the core's services (createBotServices) on their own
+// connection, as a bot process would have. `restartBot()` gives a second set of services, as a bot
+// process restarted mid-job would.
+import type { Redis } from 'ioredis';
+import { afterEach } from 'vitest';
+import { type BotServices, createBotServices } from '../../src/bots/core/services.js';
+import { loadConfig } from '../../src/shared/config.js';
+import { UndoStack } from '../../src/shared/lifecycle.js';
+import type { Logger } from '../../src/shared/logger.js';
+import { silentLogger } from '../../src/shared/logger.js';
+import { createConnection, waitUntilReady } from '../../src/shared/queues.js';
+import type { QuotaLimits } from '../../src/shared/quota.js';
+import { startWorker, type WorkerHandle } from '../../src/worker/runtime/start-worker.js';
+import { deletePrefix, testPrefix, useRedis } from './redis.js';
+import { useTinyWorker } from './tiny-worker.js';
+
+export interface BotStackOptions {
+  /** Per-user imagine limits. @defaultValue { concurrent: 2, perWindow: 30 } */
+  imagineQuota?: QuotaLimits;
+  /** Least time between two progress edits. @defaultValue 200 */
+  throttleMs?: number;
+  /** Safety presentation default. @defaultValue 'spoiler' */
+  safetyMode?: 'off' | 'spoiler' | 'block';
+  logger?: Logger;
+}
+
+export interface BotStack {
+  readonly redisUrl: string;
+  readonly prefix: string;
+  readonly services: BotServices;
+  readonly worker: WorkerHandle;
+  /** Stops the current services (the bot process dies) and returns new ones on a new connection. */
+  restartBot(): Promise<BotServices>;
+}
+
+/**
+ * Registers the private Redis and tiny models for the file; call `start()` inside a test for a fresh
+ * prefix, worker and services (stopped after that test).
+ */
+export function useBotStack(): { start(options?: BotStackOptions): Promise<BotStack> } {
+  const redis = useRedis();
+  const tiny = useTinyWorker();
+  const undos: UndoStack[] = [];
+  afterEach(async () => {
+    for (const undo of undos.splice(0).reverse()) await undo.release();
+  });
+  return {
+    async start(options: BotStackOptions = {}) {
+      const prefix = testPrefix();
+      const logger = options.logger ?? silentLogger;
+      const base = new UndoStack(logger);
+      undos.push(base);
+      const workerConnection: Redis = createConnection(redis.url, 'worker');
+      workerConnection.on('error', () => {});
+      base.push('worker connection', () => workerConnection.quit());
+      await waitUntilReady(workerConnection);
+      base.push('keys', () => deletePrefix(workerConnection, prefix));
+      const worker = await startWorker({
+        connection: workerConnection,
+        prefix,
+        models: tiny.models,
+        db: tiny.db,
+        stalledIntervalMs: 5000,
+        logger,
+      });
+      base.push('worker', () => worker.close({ graceMs: 0 }));
+      const config = loadConfig({ QUEUE_PREFIX: prefix, SAFETY_MODE: options.safetyMode ?? 'spoiler' });
+      const quota = {
+        ...config.quota,
+        imagine: options.imagineQuota ?? config.quota.imagine,
+      };
+      const startServices = async (): Promise<{ services: BotServices; undo: UndoStack }> => {
+        const undo = new UndoStack(logger);
+        undos.push(undo);
+        const services = await createBotServices(
+          { ...config, quota, redisUrl: redis.url },
+          { logger, undo, throttleMs: options.throttleMs ?? 200 },
+        );
+        return { services, undo };
+      };
+      let current = await startServices();
+      return {
+        redisUrl: redis.url,
+        prefix,
+        worker,
+        get services() {
+          return current.services;
+        },
+        async restartBot() {
+          await current.undo.release();
+          current = await startServices();
+          return current.services;
+        },
+      };
+    },
+  };
+}
