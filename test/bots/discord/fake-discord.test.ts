@@ -183,7 +183,8 @@ describe('fake Discord with real discord.js', () => {
     const fake = await fakeDiscord();
     const client = await connect(fake);
     const { handle, interaction } = await imagine(fake, client);
-    await interaction.deferReply();
+    const deferred = await interaction.deferReply({ withResponse: true });
+    expect(deferred.resource?.message?.id).toBe(handle.original()?.id);
     const png = await readFile(PNG_PATH);
     const container = new ContainerBuilder()
       .addTextDisplayComponents(new TextDisplayBuilder().setContent('**a lighthouse**'))
@@ -336,6 +337,18 @@ describe('fake Discord with real discord.js', () => {
     expect(refused?.response).toMatchObject({ message: 'You are being rate limited.', global: false });
   });
 
+  it('fills an ephemeral deferred reply with the first follow-up, as Discord does', async () => {
+    const fake = await fakeDiscord();
+    const client = await connect(fake);
+    const { handle, interaction } = await imagine(fake, client);
+    await interaction.deferReply({ flags: MessageFlags.Ephemeral });
+    const first = await interaction.followUp('here it is');
+    expect(first.id).toBe(handle.original()?.id);
+    expect(handle.original()).toMatchObject({ content: 'here it is', flags: MessageFlags.Ephemeral });
+    await interaction.followUp('and a second message');
+    expect(handle.followUps().map((m) => m.content)).toEqual(['and a second message']);
+  });
+
   it('rejects a file over attachment_size_limit with 413 40005', async () => {
     const fake = await fakeDiscord();
     const client = await connect(fake);
@@ -417,9 +430,19 @@ describe('fake Discord with real discord.js', () => {
     const button = await clicked;
     if (!button.isButton()) throw new Error('expected a button interaction');
     expect(button.message.id).toBe(sent.id);
-    await button.update({ content: 'job 1 (rerun queued)', components: [] });
+    await button.update({ content: 'job 1 (rerun queued)' });
     expect(click.ackType).toBe(7);
     expect(fake.message(sent.id)?.content).toBe('job 1 (rerun queued)');
+    const clickedAgain = nextInteraction<Interaction>(client);
+    fake.interact(fake.buttonClick({ customId: 'rerun:job-1', message: fake.message(sent.id)! }));
+    const again = await clickedAgain;
+    if (!again.isButton()) throw new Error('expected a button interaction');
+    await again.deferUpdate();
+    await again.editReply({ content: 'job 1 (edited after deferUpdate)' });
+    expect(fake.message(sent.id)?.content).toBe('job 1 (edited after deferUpdate)');
+    expect(() => fake.buttonClick({ customId: 'nope', message: fake.message(sent.id)! })).toThrow(
+      /no enabled/,
+    );
 
     const opened = nextInteraction(client);
     fake.interact(fake.slashCommand({ name: 'search' }));
@@ -481,6 +504,12 @@ describe('fake Discord with real discord.js', () => {
     fake.postUserMessage({ channelId: fake.dmChannel(), content: 'thanks' });
     const [dm] = (await got) as [Message];
     expect([dm.content, dm.channel.isDMBased()]).toEqual(['thanks', true]);
+    // A DM channel discord.js has never seen: built from MESSAGE_CREATE's channel_type (with Partials.Channel).
+    const carol = fake.addUser('carol');
+    const fresh = once(client, Events.MessageCreate);
+    fake.postUserMessage({ channelId: fake.dmChannel(carol), author: carol, content: 'hello from carol' });
+    const [carolDm] = (await fresh) as [Message];
+    expect([carolDm.author.id, carolDm.channel.isDMBased()]).toEqual([carol.id, true]);
     const user = await client.users.fetch(fake.user.id, { force: true });
     const sent = await user.send('your image is ready');
     expect(fake.message(sent.id)?.channel_id).toBe(fake.dmChannel());
@@ -522,7 +551,7 @@ describe('fake Discord with real discord.js', () => {
     expect([...newer.values()].map((m) => m.content)).toEqual(['m3', 'm2']);
   });
 
-  it('hides content from a client without the MESSAGE_CONTENT intent, except mentions of the bot', async () => {
+  it('filters message events by intents: no DMs without DIRECT_MESSAGES, no content without MESSAGE_CONTENT', async () => {
     const fake = await fakeDiscord();
     const client = await connect(fake, [GatewayIntentBits.Guilds, GatewayIntentBits.GuildMessages]);
     const messages: Message[] = [];
@@ -531,6 +560,8 @@ describe('fake Discord with real discord.js', () => {
       filename: 'x.bin',
       contentType: 'application/octet-stream',
     });
+    // Without DIRECT_MESSAGES no DM events arrive at all (dispatch order would put it first).
+    fake.postUserMessage({ channelId: fake.dmChannel(), content: 'a DM' });
     fake.postUserMessage({ content: 'secret', attachments: [photo] });
     fake.postUserMessage({ content: 'hey bot', mentionsBot: true });
     await fake.waitFor(() => messages.length >= 2, { what: 'two messageCreate events' });

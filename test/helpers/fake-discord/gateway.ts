@@ -62,6 +62,7 @@ export interface GatewayReceived {
   op: number;
   d: unknown;
   sessionId?: string;
+  /** Real time (Date.now), not the fake clock: heartbeats run on real timers. */
   at: number;
 }
 

@@ -536,12 +536,17 @@ export class FakeDiscord {
     return userCommandInteraction(this.#base(input), { ...input, commandId: command.id });
   }
 
-  /** A click on a button of `message` (usually `fake.message(id)` of a bot message). */
+  /**
+   * A click on a button of `message` (usually `fake.message(id)` of a bot message). Throws when the
+   * message has no enabled component with that custom_id: Discord could not send such a click.
+   */
   buttonClick(input: { customId: string; message: APIMessage } & PlaceInput) {
+    assertClickable(input.message, input.customId);
     return buttonInteraction(this.#base(input), input);
   }
 
   selectMenu(input: { customId: string; message: APIMessage; values: string[] } & PlaceInput) {
+    assertClickable(input.message, input.customId);
     return selectInteraction(this.#base(input), input);
   }
 
@@ -785,13 +790,7 @@ export class FakeDiscord {
         };
       }
       case 'private-channel': {
-        const channel: ChannelState = {
-          id: this.#ids.next(),
-          type: ChannelType.DM,
-          recipient: userPayload(this.#ids.next(), 'bob'),
-          botCanRead: false,
-        };
-        this.#store.channels.set(channel.id, channel);
+        const channel = this.#privateChannel(user);
         return {
           context: InteractionContextType.PrivateChannel,
           owners: input.owners ?? userInstall,
@@ -803,6 +802,23 @@ export class FakeDiscord {
         };
       }
     }
+  }
+
+  /** One DM between `user` and another person per user, where the bot has no access. */
+  #privateChannel(user: APIUser): ChannelState {
+    for (const channel of this.#store.channels.values()) {
+      if (channel.type === ChannelType.DM && !channel.botCanRead && channel.privateOf === user.id)
+        return channel;
+    }
+    const channel: ChannelState = {
+      id: this.#ids.next(),
+      type: ChannelType.DM,
+      recipient: userPayload(this.#ids.next(), 'bob'),
+      botCanRead: false,
+      privateOf: user.id,
+    };
+    this.#store.channels.set(channel.id, channel);
+    return channel;
   }
 
   #base(input: PlaceInput): InteractionBase {
@@ -858,6 +874,7 @@ export class FakeDiscord {
     const input = {
       kind,
       message: view,
+      channelType: this.#store.channels.get(message.channelId)?.type ?? ChannelType.GuildText,
       ...(message.guildId ? { guildId: message.guildId, member } : {}),
       contentExempt: contentExempt(message, this.bot.id, this.#store),
     };
@@ -897,7 +914,40 @@ export class FakeDiscord {
   }
 }
 
-/** Starts a fake Discord on a free port of 127.0.0.1. Call `close()` when done. */
+function assertClickable(message: APIMessage, customId: string): void {
+  const found = (nodes: readonly unknown[]): boolean =>
+    nodes.some((node) => {
+      if (typeof node !== 'object' || node === null) return false;
+      const c = node as {
+        custom_id?: unknown;
+        disabled?: unknown;
+        components?: unknown;
+        accessory?: unknown;
+      };
+      if (c.custom_id === customId && c.disabled !== true) return true;
+      return (
+        found(Array.isArray(c.components) ? c.components : []) || (c.accessory ? found([c.accessory]) : false)
+      );
+    });
+  if (!found(message.components ?? [])) {
+    throw new Error(
+      `fake-discord: message ${message.id} has no enabled component with custom_id ${customId}`,
+    );
+  }
+}
+
+/**
+ * Starts a fake Discord on a free port of 127.0.0.1. Call `close()` when done.
+ *
+ * ```ts
+ * const fake = await startFakeDiscord({ heartbeatIntervalMs: 1_000 });
+ * const client = new Client({ intents, partials: [Partials.Channel], rest: { api: fake.apiUrl, retries: 0 } });
+ * await client.login(fake.token);                       // then await once(client, Events.ClientReady)
+ * const handle = fake.interact(fake.slashCommand({ name: 'imagine', options: { prompt: 'a cat' } }));
+ * await handle.waitForAck();                            // the adapter deferred or replied
+ * await fake.waitFor(() => handle.original()?.attachments.length);
+ * ```
+ */
 export async function startFakeDiscord(options: FakeDiscordOptions = {}): Promise<FakeDiscord> {
   const fake = new FakeDiscord(options);
   await fake.listen();

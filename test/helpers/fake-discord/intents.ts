@@ -15,6 +15,8 @@ export interface MessageEventInput {
   kind: MessageEventKind;
   message: APIMessage;
   guildId?: string;
+  /** MESSAGE_CREATE/UPDATE carry it; discord.js needs it to build a DM channel it has not cached. */
+  channelType: number;
   /** Guild member fields of the author (without `user`), as MESSAGE_CREATE carries them. */
   member?: Record<string, unknown>;
   /** Own messages, DMs and messages mentioning the bot keep their content without MESSAGE_CONTENT. */
@@ -41,6 +43,7 @@ export function messageEventFor(
   return {
     ...message,
     ...(hidden ? { content: '', embeds: [], attachments: [], components: [] } : {}),
+    channel_type: input.channelType,
     ...(guildId ? { guild_id: guildId } : {}),
     ...(guildId && input.member ? { member: input.member } : {}),
   };

@@ -23,6 +23,8 @@ export interface ChannelState {
   recipient?: APIUser;
   /** False for channels of guilds the bot is not in and DMs between users (user-install contexts). */
   botCanRead: boolean;
+  /** DMs between users: the user whose private channel this is (the other side is `recipient`). */
+  privateOf?: string;
 }
 
 export interface GuildState {
