@@ -10,6 +10,7 @@ import type { Database } from '../../shared/db/index.js';
 import { asCodedError, InternalError, UnavailableError } from '../../shared/errors.js';
 import { type JobKind, jobKinds, toJobError } from '../../shared/jobs.js';
 import { type Logger, silentLogger } from '../../shared/logger.js';
+import { runChannelState } from '../processors/channel-state.js';
 import { runClassify } from '../processors/classify.js';
 import { runDeleteImage } from '../processors/delete-image.js';
 import { runEmbedImage } from '../processors/embed-image.js';
@@ -61,7 +62,14 @@ export interface StartWorkerOptions {
 
 export const DefaultStartWorkerOptions = {
   queues: jobKinds,
-  concurrency: { imagine: 1, classify: 16, 'embed-image': 16, search: 4, 'delete-image': 4 },
+  concurrency: {
+    imagine: 1,
+    classify: 16,
+    'embed-image': 16,
+    search: 4,
+    'delete-image': 4,
+    'channel-state': 4,
+  },
   lockDurationMs: 30_000,
   stalledIntervalMs: 30_000,
   maxStalledCount: 1,
@@ -100,7 +108,9 @@ export async function startWorker(options: StartWorkerOptions): Promise<WorkerHa
   const loggerFor = (name: string): Logger =>
     child ? child({ name: `worker:${name}` }) : (options.logger ?? silentLogger);
   const rootLogger = loggerFor('runtime');
-  const needsDb = queues.filter((q) => q === 'embed-image' || q === 'search' || q === 'delete-image');
+  const needsDb = queues.filter(
+    (q) => q === 'embed-image' || q === 'search' || q === 'delete-image' || q === 'channel-state',
+  );
   if (needsDb.length > 0 && !options.db) {
     throw new InternalError(`queues ${needsDb.join(', ')} need a database`);
   }
@@ -155,6 +165,8 @@ export async function startWorker(options: StartWorkerOptions): Promise<WorkerHa
         return runSearch(models, job.data, { blobs, signal, db: db!, ranking });
       case 'delete-image':
         return runDeleteImage(job.data, { signal, db: db! });
+      case 'channel-state':
+        return runChannelState(job.data, { signal, db: db! });
     }
   };
 

@@ -12,8 +12,15 @@ import { tempDir } from '../../helpers/worker-process.js';
 describe('WORKER_* variables in the shared config', () => {
   it('has defaults for everything', () => {
     expect(loadConfig({}).worker).toEqual({
-      queues: ['imagine', 'classify', 'embed-image', 'search', 'delete-image'],
-      concurrency: { imagine: 1, classify: 16, 'embed-image': 16, search: 4, 'delete-image': 4 },
+      queues: ['imagine', 'classify', 'embed-image', 'search', 'delete-image', 'channel-state'],
+      concurrency: {
+        imagine: 1,
+        classify: 16,
+        'embed-image': 16,
+        search: 4,
+        'delete-image': 4,
+        'channel-state': 4,
+      },
       lockDurationMs: 30_000,
       stalledIntervalMs: 30_000,
       maxStalledCount: 1,
