@@ -57,7 +57,7 @@ import {
 export { FakeClock } from './clock.js';
 export type { GatewayReceived, GatewaySession } from './gateway.js';
 export type { RecordedFile, RecordedRequest } from './http.js';
-export type { OptionValue } from './payloads.js';
+export type { ChatInputInput, ModalSubmitInput, OptionValue } from './payloads.js';
 export type { RateLimitOptions } from './rate-limit.js';
 export { LIMITS, RULE_NAMES, type RuleName } from './rules.js';
 
