@@ -251,7 +251,15 @@ describe('docker-compose.yml', () => {
       } else {
         // Bound to every interface inside the container; the port mapping keeps it on the host's loopback.
         expect(config.host).toBe('0.0.0.0');
-        expect(list(service.ports).map((p) => interpolate(p as string))).toEqual(['127.0.0.1:3000:3000']);
+        // The playground and Slack's HTTP-mode receiver, both on the host's loopback only.
+        expect(list(service.ports).map((p) => interpolate(p as string))).toEqual([
+          '127.0.0.1:3000:3000',
+          '127.0.0.1:3001:3001',
+        ]);
+        // No chat token is set by default: the adapters stay off until the operator sets one.
+        expect(config.discord.token).toBeUndefined();
+        expect(config.slack.botToken).toBeUndefined();
+        expect(config.slack.port).toBe(3001);
       }
     }
   });
