@@ -4,6 +4,7 @@
 import { pino } from 'pino';
 import { loadConfig, redactedConfig } from '../shared/config.js';
 import { openDatabase } from '../shared/db/index.js';
+import { ensureReadableDir, ensureWritableDir } from '../shared/dirs.js';
 import { startWithUndo } from '../shared/lifecycle.js';
 import { checkEvictionPolicy, createConnection, waitUntilReady } from '../shared/queues.js';
 import { onShutdown, runMain } from '../shared/shutdown.js';
@@ -27,6 +28,13 @@ async function main(): Promise<void> {
   }
 
   const redisUrl = config.redisUrl;
+  // Before anything slow: a bad folder is one line at start, not a stack trace from a later write.
+  await ensureWritableDir(config.dataDir, 'DATA_DIR');
+  await ensureReadableDir(
+    config.modelsDir,
+    'MODELS_DIR',
+    'put model folders there (npm run models -- pull, or -- random --preset tiny)',
+  );
   const { undo } = await startWithUndo(logger, async (resources) => {
     if (config.databaseUrl === undefined) {
       await resources.use(
