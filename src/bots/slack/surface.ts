@@ -1,0 +1,320 @@
+// The ReplySurface of a Slack job: one channel message posted on ack and edited with chat.update
+// (never response_url: 5 uses in 30 minutes), within the workspace's edit budget. Previews are
+// uploaded into the message's thread one at a time, shown once shared and deleted when replaced;
+// the final image goes into the thread the same way, then the message shows it with its buttons.
+import type { webApi } from '@slack/bolt';
+import type { BlobStore } from '../../shared/blobs.js';
+import type { Logger } from '../../shared/logger.js';
+import type { ImagineAction } from '../core/actions.js';
+import { safeFileName } from '../core/escape.js';
+import type { JobRef } from '../core/job-status.js';
+import type { RecentJobs } from '../core/recent-jobs.js';
+import type { JobRunner, ReplySurface } from '../core/reply.js';
+import type { DoneView, FailedView, QueuedView, RunningView, SafetyMode } from '../core/view.js';
+import { safetyPresentation } from '../core/view.js';
+import {
+  failedMessage,
+  finalMessage,
+  type JobHeader,
+  type MessageBody,
+  noticeMessage,
+  progressMessage,
+} from './blocks.js';
+import type { FileLedger } from './file-ledger.js';
+import type { SlackFiles } from './files.js';
+import { retryAfterOf, type SlackClock, type UpdateBudget, withRetryAfter } from './rate-limits.js';
+import { fromSlackError, slackErrorOf } from './slack-errors.js';
+
+type WebClient = webApi.WebClient;
+
+export interface SurfaceDeps {
+  client: WebClient;
+  files: SlackFiles;
+  blobs: BlobStore;
+  runner: JobRunner;
+  budget: UpdateBudget;
+  clock: SlackClock;
+  recent: RecentJobs;
+  ledger: FileLedger;
+  logger: Logger;
+  safetyMode(team: string): Promise<SafetyMode>;
+  actionId(action: ImagineAction, jobId: JobRef): string;
+  /** Least time between two preview images (each is an upload, a share and a delete). */
+  previewIntervalMs: number;
+}
+
+/** Where a job's message lives; saved in the in-flight entry so a restarted bot finds it. */
+export interface SlackReply {
+  team: string;
+  channel: string;
+  ts?: string | undefined;
+  /** The preview file shown now (and the thread message sharing it), deleted once replaced. */
+  preview?: { file: string; ts?: string | undefined } | undefined;
+  /** The final image once uploaded, so a retried delivery does not upload it twice. */
+  final?: { file: string; ts?: string | undefined } | undefined;
+}
+
+/** Reads a SlackReply back from an in-flight entry (JSON from Redis: trust nothing). */
+export function parseReply(reply: Record<string, unknown>): SlackReply | undefined {
+  const { team, channel, ts, preview, final } = reply;
+  if (typeof team !== 'string' || typeof channel !== 'string') return undefined;
+  const fileRef = (v: unknown) => {
+    const r = v as { file?: unknown; ts?: unknown } | undefined;
+    return typeof r?.file === 'string'
+      ? { file: r.file, ...(typeof r.ts === 'string' ? { ts: r.ts } : {}) }
+      : undefined;
+  };
+  return {
+    team,
+    channel,
+    ...(typeof ts === 'string' ? { ts } : {}),
+    ...(fileRef(preview) ? { preview: fileRef(preview) } : {}),
+    ...(fileRef(final) ? { final: fileRef(final) } : {}),
+  };
+}
+
+export interface SurfaceOptions {
+  header: JobHeader;
+  reply: SlackReply;
+  /** A private answer to the requester (response_url for a command, chat.postEphemeral otherwise). */
+  ephemeral(body: MessageBody): Promise<void>;
+}
+
+export class SlackSurface implements ReplySurface {
+  readonly #d: SurfaceDeps;
+  readonly #header: JobHeader;
+  readonly #ephemeral: (body: MessageBody) => Promise<void>;
+  #reply: SlackReply;
+  #jobId: JobRef | undefined;
+  #lastText = '';
+  #previewBlob: string | undefined;
+  #previewAt = Number.NEGATIVE_INFINITY;
+  #posting: Promise<void> | undefined;
+  /** Why the first post failed (the job is then cancelled by the command); later calls do nothing. */
+  postError: unknown;
+
+  constructor(deps: SurfaceDeps, options: SurfaceOptions) {
+    this.#d = deps;
+    this.#header = options.header;
+    this.#reply = { ...options.reply };
+    this.#ephemeral = options.ephemeral;
+  }
+
+  get reply(): SlackReply {
+    return this.#reply;
+  }
+
+  async ack(view: QueuedView | RunningView): Promise<void> {
+    this.#jobId = view.jobId;
+    await this.#ensurePosted(view);
+  }
+
+  async progress(view: QueuedView | RunningView): Promise<void> {
+    this.#jobId = view.jobId;
+    if (this.postError !== undefined) return;
+    if (this.#reply.ts === undefined) return this.#ensurePosted(view);
+    const wantsPreview =
+      view.state === 'running' &&
+      view.previewBlob !== undefined &&
+      view.previewBlob !== this.#previewBlob &&
+      this.#d.clock.now() - this.#previewAt >= this.#d.previewIntervalMs;
+    const body = () => progressMessage(this.#header, view, this.#progressOptions());
+    if (!wantsPreview) {
+      if (body().text === this.#lastText) return;
+      await this.#update(body(), 'optional');
+      return;
+    }
+    // A new preview costs an edit too: without a token the old one stays until the next chance.
+    const blob = view.previewBlob;
+    if (blob === undefined || !this.#d.budget.tryTake(this.#reply.team)) return;
+    this.#previewBlob = blob;
+    this.#previewAt = this.#d.clock.now();
+    const previous = this.#reply.preview;
+    const next = await this.#share(blob, `preview-${safeFileName(this.#header.prompt, 'image', 60)}`);
+    if (!next) return;
+    this.#reply = { ...this.#reply, preview: next };
+    await this.#update(body(), 'taken');
+    await this.#saveReply();
+    if (previous)
+      await this.#d.files.remove(previous.file, { channel: this.#reply.channel, ts: previous.ts });
+  }
+
+  async final(view: DoneView): Promise<void> {
+    this.#jobId = view.jobId;
+    if (this.postError !== undefined) return;
+    await this.#ensurePosted();
+    const imagine = view.imagine;
+    const mode = await this.#d.safetyMode(this.#reply.team);
+    const presentation = safetyPresentation(imagine?.safety, mode);
+    if (imagine && presentation === 'show' && !this.#reply.final) {
+      const shared = await this.#share(imagine.finalBlob, safeFileName(this.#header.prompt, 'image', 80));
+      if (shared) {
+        this.#reply = { ...this.#reply, final: shared };
+        await this.#saveReply();
+        await this.#d.ledger
+          .record(this.#reply.team, {
+            channel: this.#reply.channel,
+            ts: shared.ts ?? this.#reply.ts ?? '',
+            threadTs: this.#reply.ts,
+            files: [{ id: shared.file, mimetype: 'image/png' }],
+          })
+          .catch(() => {});
+      }
+    }
+    const body = finalMessage(this.#header, view, {
+      file: this.#reply.final?.file,
+      presentation,
+      actionId: (a) => this.#d.actionId(a, view.jobId),
+      hasTimelapse: imagine?.timelapseBlob !== undefined,
+    });
+    await this.#update(body, 'must');
+    await this.#dropPreview();
+  }
+
+  async fail(view: FailedView): Promise<void> {
+    if (this.postError !== undefined) return;
+    if (this.#reply.ts === undefined) {
+      // Refused before any message existed (quota, a bad flag): only the requester hears of it.
+      await this.#ephemeral(noticeMessage(view.text));
+      return;
+    }
+    await this.#update(failedMessage(this.#header, view), 'must');
+    await this.#dropPreview();
+  }
+
+  #progressOptions() {
+    const jobId = this.#jobId;
+    return {
+      previewFile: this.#reply.preview?.file,
+      actionId: (a: ImagineAction) => (jobId === undefined ? a : this.#d.actionId(a, jobId)),
+    };
+  }
+
+  /** Posts the job's message once (concurrent callers share the one post). */
+  #ensurePosted(view?: QueuedView | RunningView): Promise<void> {
+    if (this.#reply.ts !== undefined) return Promise.resolve();
+    this.#posting ??= this.#post(view).catch((error: unknown) => {
+      this.postError = fromSlackError(error);
+      this.#d.logger.warn({ err: error, channel: this.#reply.channel }, 'could not post the job message');
+    });
+    return this.#posting;
+  }
+
+  async #post(view: QueuedView | RunningView | undefined): Promise<void> {
+    const jobId = this.#jobId;
+    const body = progressMessage(
+      this.#header,
+      view ?? { state: 'running', jobId: jobId ?? 'imagine:unknown', text: 'Starting…' },
+      this.#progressOptions(),
+    );
+    const post = () =>
+      this.#d.client.chat.postMessage({ channel: this.#reply.channel, text: body.text, blocks: body.blocks });
+    let posted: Awaited<ReturnType<typeof post>>;
+    try {
+      posted = await post();
+    } catch (error) {
+      // A public channel the app was not invited to: join it (channels:join) and try once more.
+      if (slackErrorOf(error) !== 'not_in_channel') throw error;
+      // Private channels and DMs cannot be joined: the person has to invite the app.
+      const joined = await this.#d.client.conversations
+        .join({ channel: this.#reply.channel })
+        .then(() => true)
+        .catch(() => false);
+      if (!joined) throw error;
+      posted = await post();
+    }
+    if (posted.ts === undefined) throw new Error('chat.postMessage returned no ts');
+    this.#reply = { ...this.#reply, ts: posted.ts, channel: posted.channel ?? this.#reply.channel };
+    this.#lastText = body.text;
+    await this.#saveReply();
+    if (jobId !== undefined) {
+      await this.#d.recent
+        .add('slack', this.#reply.team, this.#header.user, {
+          jobId,
+          reply: { channel: this.#reply.channel, ts: posted.ts },
+          at: Date.now(),
+        })
+        .catch((error: unknown) => this.#d.logger.warn({ err: error }, 'could not record a recent job'));
+    }
+  }
+
+  /**
+   * An edit. `optional` (progress) takes a budget token or is skipped; `taken` had its token taken
+   * already; `must` (result, failure) always goes, waits out 429 and throws so the runner retries.
+   */
+  async #update(body: MessageBody, kind: 'optional' | 'taken' | 'must'): Promise<void> {
+    const { team, channel, ts } = this.#reply;
+    if (ts === undefined) return;
+    const mustLand = kind === 'must';
+    if (kind === 'optional' && !this.#d.budget.tryTake(team)) return;
+    if (mustLand) this.#d.budget.force(team);
+    try {
+      await withRetryAfter(
+        () => this.#d.client.chat.update({ channel, ts, text: body.text, blocks: body.blocks }),
+        {
+          clock: this.#d.clock,
+          attempts: mustLand ? 3 : 1,
+          onRateLimited: (s) => this.#d.budget.blocked(team, s),
+        },
+      );
+      this.#lastText = body.text;
+    } catch (error) {
+      const retryAfter = retryAfterOf(error);
+      if (retryAfter !== undefined) this.#d.budget.blocked(team, retryAfter);
+      if (mustLand) throw error;
+      this.#d.logger.debug({ err: error, channel, ts }, 'a progress edit was dropped');
+    }
+  }
+
+  /** Uploads a blob into the message's thread and waits for the share; undefined when that fails. */
+  async #share(blob: string, basename: string): Promise<{ file: string; ts?: string } | undefined> {
+    const { channel, ts } = this.#reply;
+    try {
+      const stored = await this.#d.blobs.get(blob);
+      if (!stored) return undefined;
+      const file = await this.#d.files.upload({
+        bytes: stored.bytes,
+        filename: `${basename}.${extensionOf(stored.contentType)}`,
+        channel,
+        threadTs: ts,
+        title: this.#header.prompt.slice(0, 200),
+      });
+      const shareTs = await this.#d.files.waitShared(file, channel);
+      if (shareTs === undefined) {
+        // Never referenced in a block (Slack would refuse it); the thread still has it.
+        this.#d.logger.warn({ file, channel }, 'an upload was not shared in time');
+        return undefined;
+      }
+      return { file, ...(shareTs === '' ? {} : { ts: shareTs }) };
+    } catch (error) {
+      this.#d.logger.warn({ err: error, channel }, 'could not upload an image');
+      return undefined;
+    }
+  }
+
+  async #dropPreview(): Promise<void> {
+    const preview = this.#reply.preview;
+    if (!preview) return;
+    this.#reply = { ...this.#reply, preview: undefined };
+    await this.#d.files.remove(preview.file, { channel: this.#reply.channel, ts: preview.ts });
+  }
+
+  async #saveReply(): Promise<void> {
+    if (this.#jobId === undefined) return;
+    const { preview, final, ...rest } = this.#reply;
+    await this.#d.runner
+      .moveReply('slack', this.#jobId, {
+        ...rest,
+        ...(preview ? { preview } : {}),
+        ...(final ? { final } : {}),
+      })
+      .catch((error: unknown) => this.#d.logger.warn({ err: error }, 'could not save the reply address'));
+  }
+}
+
+/** `image/png` -> `png`: Slack picks the preview renderer by the file name. */
+export function extensionOf(contentType: string): string {
+  const sub = /^image\/([a-z0-9.+-]+)/i.exec(contentType)?.[1]?.toLowerCase();
+  if (sub === 'jpeg') return 'jpg';
+  return sub !== undefined && /^[a-z0-9]{2,5}$/.test(sub) ? sub : 'png';
+}

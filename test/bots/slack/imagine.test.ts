@@ -1,0 +1,214 @@
+// /imagine end to end: real Bolt against the fake Slack, a real worker on the tiny models. The job's
+// message is posted, edited through chat.update within the edit budget, shows previews without
+// leaving files behind, and ends with the final image uploaded into its thread, shared before any
+// block names it; buttons start follow-ups, Cancel is the requester's, a restart re-attaches.
+import { describe, expect, it } from 'vitest';
+import { useBotStack } from '../../helpers/bot-stack.js';
+import {
+  actionIdsOf,
+  botMessages,
+  buttonOf,
+  finished,
+  imageFilesOf,
+  jobMessages,
+  latencyOf,
+  type Mode,
+  nthJobMessage,
+  useSlackHarness,
+} from './harness.js';
+
+const stack = useBotStack();
+const slack = useSlackHarness(stack);
+
+describe.each<Mode>(['socket', 'http'])('/imagine in %s mode', (mode) => {
+  it('acks at once, posts one message, edits it as it goes and ends with the image from its thread', async () => {
+    const h = await slack.start({ mode });
+    const outcome = await h.send(
+      'slash_commands',
+      h.fake.build.slashCommand({ command: '/imagine', text: 'a red apple --steps 25 --size 64 --seed 3' }),
+    );
+    expect(latencyOf(outcome)).toBeLessThan(1000);
+    const message = await h.fake.waitFor(() =>
+      botMessages(h.fake).find((m) => m.thread_ts === undefined || m.thread_ts === m.ts),
+    );
+    expect(message.text).toContain('a red apple');
+    expect(actionIdsOf(message)).toEqual([expect.stringMatching(/^vq1:cancel:imagine:/)]);
+
+    // The result: the message names the uploaded file, which was shared in its thread first.
+    const done = await h.fake.waitFor(() => {
+      const m = h.fake.message(h.channel, message.ts);
+      return actionIdsOf(m).some((id) => id.startsWith('vq1:reroll:')) ? m : undefined;
+    }, 30_000);
+    const [finalFile] = imageFilesOf(done);
+    expect(finalFile).toBeDefined();
+    const file = h.fake.file(finalFile ?? '');
+    expect(file?.file.shares.public?.[h.channel]?.[0]).toMatchObject({ thread_ts: message.ts });
+    expect(done?.text).toMatch(/Seed 3 · 25 steps · 64×64/);
+    expect(actionIdsOf(done).map((id) => id.split(':')[1])).toEqual([
+      'reroll',
+      'variations',
+      'continue',
+      'timelapse',
+    ]);
+
+    // No block ever named a file before it was shared: every chat.update the fake accepted.
+    const updates = h.fake.callsTo('chat.update');
+    expect(updates.every((c) => c.ok)).toBe(true);
+    // Previews came and went: one at a time, none left but the final image.
+    const uploads = h.fake.callsTo('files.completeUploadExternal').length;
+    expect(uploads).toBeGreaterThanOrEqual(2);
+    const live = () =>
+      [...h.fake.store.files.values()]
+        .filter((r) => r.file.user === h.fake.botUserId && !r.deleted)
+        .map((r) => r.file.id);
+    await h.fake.waitFor(() => live().length === 1);
+    expect(live()).toEqual([finalFile]);
+    const thread = h.fake
+      .messages(h.channel)
+      .filter((m) => m.thread_ts === message.ts && m.ts !== message.ts);
+    expect(thread.map((m) => m.files?.[0]?.id)).toEqual([finalFile]);
+    // Only one message in the channel itself, and the response_url was never used for progress.
+    expect(
+      h.fake.messages(h.channel).filter((m) => m.thread_ts === undefined || m.thread_ts === m.ts),
+    ).toHaveLength(1);
+    expect(h.fake.responseUrlPosts).toHaveLength(0);
+    console.log(
+      `[${mode}] ack ${latencyOf(outcome).toFixed(0)} ms, ${updates.length} chat.update, ${uploads} uploads`,
+    );
+  });
+});
+
+/** Makes a fake user a workspace admin (the fake's users have no such field until set). */
+function makeAdmin(h: { fake: { store: { users: Map<string, object> } } }, user: string): void {
+  const u = h.fake.store.users.get(user);
+  if (!u) throw new Error(`no user ${user}`);
+  Object.assign(u, { is_admin: true });
+}
+
+describe('the buttons of a job message', () => {
+  it('Re-roll, Variations and Continue start new messages; Timelapse posts into the thread', async () => {
+    const h = await slack.start({ stack: { imagineQuota: { concurrent: 5, perWindow: 50 } } });
+    await h.command('/imagine', 'a blue pear --steps 3 --size 64 --seed 7');
+    const first = await nthJobMessage(h.fake, 1);
+    const done = await finished(h.fake, first.ts);
+    for (const action of ['reroll', 'variations', 'continue'])
+      expect(await h.press(done, buttonOf(done, action))).toBe(200);
+    const [reroll, variation, cont] = await Promise.all([2, 3, 4].map((n) => nthJobMessage(h.fake, n)));
+    const results = await Promise.all([reroll, variation, cont].map((m) => finished(h.fake, m?.ts ?? '')));
+    expect(results.map((m) => m.text)).toEqual([
+      expect.stringMatching(/a blue pear: Seed (?!7 )\d+ · 3 steps · 64×64/),
+      expect.stringMatching(/a blue pear: Seed \d+ · 3 steps · 64×64/),
+      // Continue resumes the saved state: same seed, 50 more steps.
+      expect.stringMatching(/a blue pear: Seed 7 · 53 steps · 64×64/),
+    ]);
+
+    const before = h.fake.callsTo('files.completeUploadExternal').length;
+    expect(await h.press(done, buttonOf(done, 'timelapse'))).toBe(200);
+    await h.fake.waitFor(() => h.fake.callsTo('files.completeUploadExternal').length > before);
+    const upload = h.fake.callsTo('files.completeUploadExternal').at(-1);
+    expect(upload?.args).toMatchObject({ channel_id: h.channel, thread_ts: first.ts });
+    expect(h.ephemeralTexts()).toEqual([]);
+  });
+
+  it('Cancel is the requester’s or an admin’s; anyone else is told in private', async () => {
+    const h = await slack.start({ mode: 'http', stack: { imagineQuota: { concurrent: 5, perWindow: 50 } } });
+    const bob = h.fake.addUser({ name: 'bob' }).id;
+    const carol = h.fake.addUser({ name: 'carol' }).id;
+    makeAdmin(h, carol);
+    await h.command('/imagine', 'a slow river --steps 400 --size 64');
+    await h.command('/imagine', 'a slow lake --steps 400 --size 64');
+    const river = await nthJobMessage(h.fake, 1);
+    const lake = await nthJobMessage(h.fake, 2);
+    const [riverCancel, lakeCancel] = [buttonOf(river, 'cancel'), buttonOf(lake, 'cancel')];
+
+    await h.press(river, riverCancel, { user_id: bob });
+    expect(await h.nextEphemeral(1)).toBe(
+      'Only the person who started this job (or a moderator) can do that.',
+    );
+    expect(h.ephemeralTexts(bob)).toHaveLength(1);
+
+    await h.press(river, riverCancel);
+    await h.press(lake, lakeCancel, { user_id: carol });
+    for (const m of [river, lake])
+      await h.fake.waitFor(() => /Cancelled\.$/.test(h.fake.message(h.channel, m.ts)?.text ?? ''), 15_000);
+    expect(actionIdsOf(h.fake.message(h.channel, river.ts))).toEqual([]);
+    expect(h.ephemeralTexts()).toEqual([]);
+  });
+
+  it('goes on after a restart: a new process re-attaches, posts the result once, and its buttons work', async () => {
+    const h = await slack.start();
+    await h.command('/imagine', 'a long road --steps 80 --size 64 --seed 11');
+    const message = await nthJobMessage(h.fake, 1);
+    await h.fake.waitFor(
+      () => /Step \d+\/80/.test(h.fake.message(h.channel, message.ts)?.text ?? ''),
+      15_000,
+    );
+    const bot = await h.restart();
+    expect(bot.reattached).toHaveLength(1);
+    const done = await finished(h.fake, message.ts);
+    expect(done.text).toMatch(/Seed 11 · 80 steps/);
+    // Exactly once: one final file, one message carrying it.
+    await new Promise((r) => setTimeout(r, 500));
+    const finals = [...h.fake.store.files.values()].filter(
+      (r) => r.file.user === h.fake.botUserId && !r.deleted,
+    );
+    expect(finals.map((r) => r.file.id)).toEqual(imageFilesOf(h.fake.message(h.channel, message.ts)));
+    expect(jobMessages(h.fake)).toHaveLength(1);
+
+    await h.press(done, buttonOf(done, 'reroll'));
+    const next = await nthJobMessage(h.fake, 2);
+    expect((await finished(h.fake, next.ts)).text).toMatch(/Seed \d+ · 80 steps/);
+  });
+});
+
+describe('refusals of /imagine, each a private sentence', () => {
+  it('says what is wrong with flags, prompts and quota; posts nothing in the channel', async () => {
+    const h = await slack.start({ stack: { imagineQuota: { concurrent: 1, perWindow: 30 } } });
+    const cases: [string, string | RegExp][] = [
+      ['a cat --sed 3', 'There is no `--sed` flag. Did you mean `--seed`?'],
+      ['a cat --steps many', /^`--steps` takes /],
+      ['a cat --size 100', /^`--size` takes /],
+      [
+        'a very long prompt '.repeat(60),
+        'Your prompt has 1139 characters; the limit is 1000. Please shorten it.',
+      ],
+      ['a cat:', 'A weight in the prompt is not a number (write `text:1.5`). (at "a cat:")'],
+    ];
+    for (const [i, [text, expected]] of cases.entries()) {
+      await h.command('/imagine', text);
+      expect(await h.nextEphemeral(i + 1)).toEqual(
+        typeof expected === 'string' ? expected : expect.stringMatching(expected),
+      );
+    }
+    expect(jobMessages(h.fake)).toHaveLength(0);
+
+    await h.command('/imagine', 'a first job --steps 400 --size 64');
+    const running = await nthJobMessage(h.fake, 1);
+    await h.command('/imagine', 'a second job --steps 3 --size 64');
+    expect(await h.nextEphemeral(cases.length + 1)).toBe(
+      'You already have 1 job running. Try again when one of them finishes.',
+    );
+    expect(jobMessages(h.fake)).toHaveLength(1);
+    await h.press(running, buttonOf(running, 'cancel'));
+    await h.fake.waitFor(
+      () => /Cancelled\.$/.test(h.fake.message(h.channel, running.ts)?.text ?? ''),
+      15_000,
+    );
+  });
+
+  it('joins a public channel it was not in, and refuses where it cannot post', async () => {
+    const h = await slack.start();
+    const open = 'C0RANDOM';
+    await h.command('/imagine', 'an open field --steps 3 --size 64', { channel_id: open });
+    const posted = await nthJobMessage(h.fake, 1, open);
+    expect(h.fake.callsTo('conversations.join')).toMatchObject([{ ok: true, args: { channel: open } }]);
+    await finished(h.fake, posted.ts, open);
+
+    const secret = h.fake.addChannel({ name: 'secret', is_private: true, is_member: false }).id;
+    await h.command('/imagine', 'a hidden room --steps 3 --size 64', { channel_id: secret });
+    expect(await h.nextEphemeral(1)).toBe(
+      'The app is missing the permission for this. An admin needs to reinstall or re-invite it.',
+    );
+    expect(jobMessages(h.fake, secret)).toHaveLength(0);
+  });
+});
