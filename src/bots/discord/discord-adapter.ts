@@ -1,0 +1,271 @@
+// The Discord bot: a discord.js Client (gateway) whose interactions and message events go to the
+// handlers here, which call the bot core. The process holds no job state (Redis does), so on start it
+// re-attaches to the jobs in flight and can be restarted, or sharded, at any time.
+import { once } from 'node:events';
+import {
+  Client,
+  type ClientOptions,
+  Events,
+  GatewayIntentBits,
+  Partials,
+  type RESTOptions,
+} from 'discord.js';
+import type { Config } from '../../shared/config.js';
+import { type Logger, silentLogger } from '../../shared/logger.js';
+import { ChatCore, type ChatCoreOptions } from '../core/chat.js';
+import { ingestPolicy } from '../core/ingest.js';
+import type { JobRef } from '../core/job-status.js';
+import type { Run } from '../core/reply.js';
+import type { BotServices } from '../core/services.js';
+import type { DiscordContext } from './context.js';
+import { ChannelIndexer } from './indexing.js';
+import { routeInteraction } from './interactions.js';
+import { type ReplyAddress, replyAddressSchema } from './reply-target.js';
+import { DiscordSurface } from './surface.js';
+import { Words } from './words.js';
+
+export interface DiscordBotOptions {
+  services: BotServices;
+  /** config.discord: the token (required), API and CDN origins for proxies and tests. */
+  discord: Config['discord'];
+  /** Named `bot:discord` by the main. @defaultValue silent */
+  logger?: Logger;
+  /**
+   * Ask for the privileged Message Content intent, which channel search needs to see attachments.
+   * An app not approved for it starts without it and says so in the log and in /search.
+   * @defaultValue true
+   */
+  messageContent?: boolean;
+  /** A job moves to a channel message this long before its interaction token expires. @defaultValue 60000 */
+  tokenMarginMs?: number;
+  /** Messages one /settings backfill reads when not told. @defaultValue 1000 */
+  backfillLimit?: number;
+  /** Pause between two history pages of a backfill (Discord's rate limits). @defaultValue 1000 */
+  backfillPauseMs?: number;
+  /** discord.js shards in this process; the bot holds no state, so any split works. @defaultValue 'auto' */
+  shards?: ClientOptions['shards'];
+  /** REST options (tests lower retries and timeouts). */
+  rest?: Partial<RESTOptions>;
+  /** Overrides of the core's download limits and fetch. */
+  core?: Partial<
+    Pick<
+      ChatCoreOptions,
+      'maxImageBytes' | 'maxImagePixels' | 'downloadTimeoutMs' | 'waitTimeoutMs' | 'fetch'
+    >
+  >;
+  /** The clock that interaction tokens expire by. @defaultValue Date.now */
+  now?: () => number;
+}
+
+export const DefaultDiscordBotOptions = {
+  messageContent: true,
+  tokenMarginMs: 60_000,
+  backfillLimit: 1000,
+  backfillPauseMs: 1000,
+  shards: 'auto',
+} as const satisfies Partial<DiscordBotOptions>;
+
+export interface DiscordBot {
+  readonly client: Client;
+  readonly core: ChatCore;
+  /** Whether the gateway delivers message content (channel search works). */
+  readonly messageContent: boolean;
+  /** Jobs followed again after the start. */
+  readonly reattached: number;
+  close(): Promise<void>;
+}
+
+// Guilds: READY and the channel cache; GuildMessages: message events for indexing. Interactions
+// need no intent. DMs are reached through interactions only (Partials.Channel for their channels).
+const BASE_INTENTS = [GatewayIntentBits.Guilds, GatewayIntentBits.GuildMessages];
+
+/** Logs in, wires the handlers, re-attaches to the jobs in flight; resolves once ready. */
+export async function startDiscordBot(options: DiscordBotOptions): Promise<DiscordBot> {
+  const token = options.discord.token;
+  if (!token) throw new Error('DISCORD_TOKEN is not set');
+  const o: Resolved = {
+    messageContent: options.messageContent ?? DefaultDiscordBotOptions.messageContent,
+    tokenMarginMs: options.tokenMarginMs ?? DefaultDiscordBotOptions.tokenMarginMs,
+    backfillLimit: options.backfillLimit ?? DefaultDiscordBotOptions.backfillLimit,
+    backfillPauseMs: options.backfillPauseMs ?? DefaultDiscordBotOptions.backfillPauseMs,
+    shards: options.shards ?? DefaultDiscordBotOptions.shards,
+  };
+  const logger = options.logger ?? silentLogger;
+  let messageContent = o.messageContent;
+  let started: Started;
+  try {
+    started = await connect(options, o, token, messageContent, logger);
+  } catch (error) {
+    if (!messageContent || !/disallowed intent/i.test(String((error as Error).message))) throw error;
+    messageContent = false;
+    logger.warn(
+      {},
+      'Discord refused the Message Content intent: channel search cannot see attachments of new messages. Turn it on in the Developer Portal (Bot → Privileged Gateway Intents) and restart; everything else works.',
+    );
+    started = await connect(options, o, token, false, logger);
+  }
+  if (!messageContent) logger.warn({}, 'running without the Message Content intent: channel indexing is off');
+  const reattached = await started.reattach();
+  return {
+    client: started.client,
+    core: started.core,
+    messageContent,
+    reattached,
+    close: started.close,
+  };
+}
+
+interface Resolved {
+  messageContent: boolean;
+  tokenMarginMs: number;
+  backfillLimit: number;
+  backfillPauseMs: number;
+  shards: NonNullable<ClientOptions['shards']>;
+}
+
+interface Started {
+  client: Client;
+  core: ChatCore;
+  reattach(): Promise<number>;
+  close(): Promise<void>;
+}
+
+async function connect(
+  options: DiscordBotOptions,
+  o: Resolved,
+  token: string,
+  messageContent: boolean,
+  logger: Logger,
+): Promise<Started> {
+  const { services } = options;
+  const now = options.now ?? Date.now;
+  const client = new Client({
+    intents: messageContent ? [...BASE_INTENTS, GatewayIntentBits.MessageContent] : BASE_INTENTS,
+    partials: [Partials.Channel, Partials.Message],
+    allowedMentions: { parse: [] },
+    shards: o.shards,
+    rest: {
+      ...options.rest,
+      ...(options.discord.apiUrl === undefined ? {} : { api: options.discord.apiUrl }),
+    },
+  });
+  const core = new ChatCore({
+    platform: 'discord',
+    jobs: services.jobs,
+    indexJobs: services.indexJobs,
+    blobs: services.blobs,
+    runner: services.runner,
+    ingest: ingestPolicy('discord', options.discord.cdnUrl),
+    logger,
+    ...options.core,
+  });
+  const indexer = new ChannelIndexer({
+    core,
+    settings: services.settings,
+    rest: client.rest,
+    logger,
+    messageContent,
+    botUserId: () => client.user?.id,
+    backfillPauseMs: o.backfillPauseMs,
+  });
+  const surfaces = new Set<DiscordSurface>();
+  const runs = new Set<Run>();
+  const surfaceDeps = {
+    rest: client.rest,
+    blobs: services.blobs,
+    jobs: services.jobs,
+    runner: services.runner,
+    settings: services.settings,
+    logger,
+    now,
+    tokenMarginMs: o.tokenMarginMs,
+  };
+  const ctx: DiscordContext = {
+    client,
+    core,
+    services,
+    indexer,
+    logger,
+    now,
+    backfillLimit: o.backfillLimit,
+    surface(address: ReplyAddress, jobId?: JobRef) {
+      const surface = new DiscordSurface(surfaceDeps, address, jobId);
+      surfaces.add(surface);
+      return surface;
+    },
+    track(run: Run, surface: DiscordSurface) {
+      runs.add(run);
+      void run.done.finally(() => {
+        runs.delete(run);
+        surface.dispose();
+        surfaces.delete(surface);
+      });
+    },
+  };
+  const guard = (what: string, task: () => Promise<void>) =>
+    void task().catch((error: unknown) => logger.warn({ err: error }, `${what} failed`));
+  client.on(Events.InteractionCreate, (i) => guard('interaction', () => routeInteraction(ctx, i)));
+  if (messageContent) {
+    client.on(Events.MessageCreate, (m) => guard('indexing a message', () => indexer.onCreate(m)));
+    client.on(Events.MessageUpdate, (a, b) => guard('re-indexing an edit', () => indexer.onUpdate(a, b)));
+  }
+  // Deletes arrive without the intent too: an image indexed earlier still leaves the index.
+  client.on(Events.MessageDelete, (m) => guard('unindexing a message', () => indexer.onDelete(m)));
+  client.on(Events.MessageBulkDelete, (ms) =>
+    guard('unindexing messages', () => indexer.onBulkDelete(ms.values())),
+  );
+  client.on(Events.ShardDisconnect, (event, shard) =>
+    logger.warn({ code: event.code, shard }, 'gateway closed'),
+  );
+  client.on(Events.ShardResume, (shard, replayed) => logger.info({ shard, replayed }, 'gateway resumed'));
+  client.on(Events.ShardReconnecting, (shard) => logger.info({ shard }, 'gateway reconnecting'));
+  client.on(Events.Error, (error) => logger.warn({ err: error }, 'discord.js error'));
+
+  const ready = once(client, Events.ClientReady);
+  try {
+    await client.login(token);
+    await ready;
+  } catch (error) {
+    await client.destroy();
+    throw error;
+  }
+  logger.info(
+    {
+      user: client.user?.tag,
+      guilds: client.guilds.cache.size,
+      shards: client.ws.shards.size,
+      messageContent,
+    },
+    'discord ready',
+  );
+  if (!messageContent) logger.info({}, Words.contentIntentOff);
+
+  return {
+    client,
+    core,
+    async reattach() {
+      const pending = new Map<JobRef, DiscordSurface>();
+      const reattached = await services.runner.reattach('discord', (entry) => {
+        const parsed = replyAddressSchema.safeParse(entry.reply);
+        if (!parsed.success) {
+          logger.warn({ jobId: entry.jobId }, 'an in-flight job has no Discord reply address; dropping it');
+          return undefined;
+        }
+        const surface = ctx.surface(parsed.data, entry.jobId);
+        pending.set(entry.jobId, surface);
+        return surface;
+      });
+      for (const run of reattached) {
+        const surface = run.jobId === undefined ? undefined : pending.get(run.jobId);
+        if (surface) ctx.track(run, surface);
+      }
+      return reattached.length;
+    },
+    async close() {
+      for (const run of [...runs]) run.stop();
+      for (const surface of surfaces) surface.dispose();
+      surfaces.clear();
+      await client.destroy();
+    },
+  };
+}
