@@ -5,6 +5,8 @@ import type { Config } from '../shared/config.js';
 import type { UndoStack } from '../shared/lifecycle.js';
 import type { Logger } from '../shared/logger.js';
 import type { BotServices } from './core/services.js';
+import { startDiscordBot } from './discord/discord-adapter.js';
+import { startSlackBot } from './slack/slack-adapter.js';
 
 type ChildLogger = Logger & { child?: (bindings: Record<string, unknown>) => Logger };
 
@@ -25,8 +27,32 @@ export interface StartedAdapter {
 
 export async function startChatAdapters(options: ChatAdaptersOptions): Promise<StartedAdapter[]> {
   const started: StartedAdapter[] = [];
-  const { config } = options;
-  // Filled in as the adapters land: each is `if (token) { start; undo.push(close); started.push(...) }`.
-  void config;
+  const { config, services, undo } = options;
+  const child = (name: string): Logger => options.logger.child?.({ name }) ?? options.logger;
+  if (config.discord.token) {
+    const discord = await startDiscordBot({
+      services,
+      discord: config.discord,
+      logger: child('bot:discord'),
+    });
+    undo.push('discord', () => discord.close());
+    started.push({
+      platform: 'discord',
+      description: `discord: connected${discord.messageContent ? '' : ' (no Message Content intent: channel search off)'}${
+        discord.reattached > 0 ? `, following ${discord.reattached} jobs again` : ''
+      }`,
+    });
+  }
+  if (config.slack.botToken) {
+    const slack = await startSlackBot({ services, slack: config.slack, logger: child('bot:slack') });
+    undo.push('slack', () => slack.close());
+    started.push({
+      platform: 'slack',
+      description:
+        slack.mode === 'socket'
+          ? 'slack: socket mode'
+          : `slack: http mode on port ${slack.port ?? config.slack.port} at /slack/events`,
+    });
+  }
   return started;
 }
