@@ -5,6 +5,7 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { describe, expect, it } from 'vitest';
 import { freePort } from '../../src/app/redis-server.js';
+import { openConnection } from '../../src/shared/queues.js';
 import { startFakeDiscord } from '../helpers/fake-discord/index.js';
 import { startFakeSlack } from '../helpers/fake-slack/index.js';
 import { useProcessCleanup } from '../helpers/processes.js';
@@ -14,7 +15,11 @@ const ROOT = new URL('../../', import.meta.url).pathname;
 const redis = useRedis();
 const cleanup = useProcessCleanup();
 
-function start(env: Record<string, string>): { child: ChildProcess; stderr: () => string } {
+function start(env: Record<string, string>): {
+  child: ChildProcess;
+  stderr: () => string;
+  stdout: () => string;
+} {
   const base = { ...process.env };
   for (const k of Object.keys(base)) {
     if (/^(REDIS_URL|DATABASE_URL|LOG_LEVEL|PORT|QUEUE_PREFIX|DISCORD_|SLACK_)/.test(k)) delete base[k];
@@ -22,14 +27,18 @@ function start(env: Record<string, string>): { child: ChildProcess; stderr: () =
   const child = spawn(process.execPath, ['--import', 'tsx', 'src/bots/main.ts'], {
     cwd: ROOT,
     env: { ...base, LOG_LEVEL: 'warn', ...env },
-    stdio: ['ignore', 'ignore', 'pipe'],
+    stdio: ['ignore', 'pipe', 'pipe'],
   });
   cleanup.track(child);
   let err = '';
+  let out = '';
   child.stderr!.on('data', (c: Buffer) => {
     err += c.toString();
   });
-  return { child, stderr: () => err };
+  child.stdout!.on('data', (c: Buffer) => {
+    out += c.toString();
+  });
+  return { child, stderr: () => err, stdout: () => out };
 }
 
 describe('bot process', () => {
@@ -53,6 +62,8 @@ describe('bot process', () => {
         SLACK_BOT_TOKEN: slack.botToken,
         SLACK_APP_TOKEN: slack.appToken,
         SLACK_API_URL: slack.apiUrl,
+        // Every log line, so that the check below sees everything the process could leak.
+        LOG_LEVEL: 'trace',
       });
       const exited = once(bot.child, 'exit');
       await Promise.race([
@@ -85,6 +96,24 @@ describe('bot process', () => {
       const [code] = await exited;
       expect(code).toBe(0);
       expect(bot.stderr()).not.toMatch(/Error|error/);
+      // Secrets never reach the logs, nor Redis (job data, in-flight entries, settings).
+      expect(bot.stdout()).toContain('"msg":"starting"');
+      const secrets = [discord.token, slack.botToken, slack.appToken];
+      for (const secret of secrets) {
+        expect(bot.stdout()).not.toContain(secret);
+        expect(bot.stderr()).not.toContain(secret);
+      }
+      const redisConnection = await openConnection(redis.url);
+      try {
+        const dump = await redisConnection.eval(
+          "local out = {} for _, k in ipairs(redis.call('KEYS', '*')) do local t = redis.call('TYPE', k).ok if t == 'string' then table.insert(out, redis.call('GET', k)) elseif t == 'hash' then for _, v in ipairs(redis.call('HGETALL', k)) do table.insert(out, v) end elseif t == 'list' then for _, v in ipairs(redis.call('LRANGE', k, 0, -1)) do table.insert(out, v) end end end return table.concat(out, '\\n')",
+          0,
+        );
+        expect(String(dump).length).toBeGreaterThan(0);
+        for (const secret of secrets) expect(String(dump)).not.toContain(secret);
+      } finally {
+        await redisConnection.quit();
+      }
     } finally {
       await discord.close();
       await slack.close();
