@@ -1,16 +1,26 @@
-// A private redis-server for `npm start` when no REDIS_URL is given: loopback only, on a free port,
-// nothing written to disk (--save '' and no AOF: the queue only has to live as long as the process),
-// and noeviction as BullMQ requires. The child is stopped with the stack, and killed if we exit.
+// A private redis-server for `npm start` (and the tests) when no REDIS_URL is given: loopback only,
+// on a free port, noeviction as BullMQ requires. With `dataDir` it keeps an append-only file there,
+// so queued jobs, previews and history survive a restart; without, it writes nothing to disk.
+// redis-server runs under a small watchdog (redis-watchdog.mjs) that stops it when this process
+// ends in any way, SIGKILL included.
 import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
+import { accessSync, constants, mkdirSync } from 'node:fs';
 import { createServer } from 'node:net';
+import { delimiter, isAbsolute, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { Redis } from 'ioredis';
 import { CodedError } from '../shared/errors.js';
 
 export interface PrivateRedis {
   readonly url: string;
   readonly port: number;
+  /** redis-server's own pid. */
   readonly pid: number;
+  /** The watchdog's pid (the process this one spawned). */
+  readonly watchdogPid: number;
+  /** Where the append-only file lives; undefined when nothing is persisted. */
+  readonly dataDir: string | undefined;
   stop(): Promise<void>;
 }
 
@@ -19,11 +29,20 @@ export interface SpawnRedisOptions {
   command?: string;
   /** How long to wait for the first PONG. @defaultValue 10000 */
   startTimeoutMs?: number;
+  /** Keep an append-only file (AOF, fsync every second) in this folder. @defaultValue none: nothing on disk */
+  dataDir?: string;
+  /**
+   * How long the watchdog waits, once this process is gone, before stopping the server (a worker
+   * child may still be handing its job back). @defaultValue 1000
+   */
+  orphanGraceMs?: number;
 }
 
 export const INSTALL_REDIS_HINT =
   'redis-server is not installed. Install it (Debian/Ubuntu: sudo apt-get install -y redis-server; ' +
   'macOS: brew install redis) or point REDIS_URL at a Redis you run (redis://host:6379).';
+
+const WATCHDOG = fileURLToPath(new URL('./redis-watchdog.mjs', import.meta.url));
 
 export async function freePort(host = '127.0.0.1'): Promise<number> {
   const server = createServer();
@@ -36,6 +55,26 @@ export async function freePort(host = '127.0.0.1'): Promise<number> {
   return address.port;
 }
 
+/** The executable `command` names: itself when it is a path, else the first match on PATH. */
+export function findExecutable(command: string, path = process.env.PATH ?? ''): string | undefined {
+  const candidates =
+    isAbsolute(command) || command.includes('/')
+      ? [resolve(command)]
+      : path
+          .split(delimiter)
+          .filter((dir) => dir !== '')
+          .map((dir) => join(dir, command));
+  for (const candidate of candidates) {
+    try {
+      accessSync(candidate, constants.X_OK);
+      return candidate;
+    } catch {
+      // not here
+    }
+  }
+  return undefined;
+}
+
 async function ping(port: number): Promise<boolean> {
   const client = new Redis({ port, host: '127.0.0.1', lazyConnect: true, retryStrategy: () => null });
   client.on('error', () => {});
@@ -43,10 +82,21 @@ async function ping(port: number): Promise<boolean> {
     await client.connect();
     return (await client.ping()) === 'PONG';
   } catch {
+    // LOADING (a large AOF being read) also lands here: not ready yet.
     return false;
   } finally {
     client.disconnect();
   }
+}
+
+function redisArgs(port: number, dataDir: string | undefined): string[] {
+  const common = ['--port', String(port), '--bind', '127.0.0.1', '--maxmemory-policy', 'noeviction'];
+  const persistence =
+    dataDir === undefined
+      ? ['--save', '', '--appendonly', 'no']
+      : // AOF only (no RDB snapshots): every write reaches the file within a second.
+        ['--dir', dataDir, '--save', '', '--appendonly', 'yes', '--appendfsync', 'everysec'];
+  return [...common, ...persistence, '--daemonize', 'no', '--loglevel', 'warning'];
 }
 
 /**
@@ -55,56 +105,45 @@ async function ping(port: number): Promise<boolean> {
  */
 export async function spawnRedis(options: SpawnRedisOptions = {}): Promise<PrivateRedis> {
   const command = options.command ?? 'redis-server';
-  const deadline = Date.now() + (options.startTimeoutMs ?? 10_000);
+  const executable = findExecutable(command);
+  if (executable === undefined)
+    throw new CodedError('unavailable', INSTALL_REDIS_HINT, { details: { command } });
+  const dataDir = options.dataDir === undefined ? undefined : resolve(options.dataDir);
+  if (dataDir !== undefined) mkdirSync(dataDir, { recursive: true });
+  const timeoutMs = options.startTimeoutMs ?? 10_000;
+  const deadline = Date.now() + timeoutMs;
   for (let attempt = 0; ; attempt++) {
     const port = await freePort();
     const child = spawn(
-      command,
-      [
-        '--port',
-        String(port),
-        '--bind',
-        '127.0.0.1',
-        '--save',
-        '',
-        '--appendonly',
-        'no',
-        '--maxmemory-policy',
-        'noeviction',
-        '--daemonize',
-        'no',
-        '--loglevel',
-        'warning',
-      ],
+      process.execPath,
+      [WATCHDOG, String(options.orphanGraceMs ?? 1000), executable, ...redisArgs(port, dataDir)],
       // Its own process group: Ctrl-C in a terminal signals the whole foreground group, and Redis
       // must outlive our graceful shutdown (workers hand jobs back through it), so we stop it last.
-      { stdio: ['ignore', 'ignore', 'pipe'], detached: true },
+      { stdio: ['pipe', 'pipe', 'pipe'], detached: true },
     );
     let stderr = '';
     child.stderr?.on('data', (chunk: Buffer) => {
       stderr = (stderr + chunk.toString()).slice(-2000);
     });
-    const failed = new Promise<Error>((resolve) => {
-      child.once('error', resolve);
-      child.once('exit', (code, signal) => resolve(new Error(`exited with ${signal ?? code}`)));
+    let redisPid = -1;
+    child.stdout?.on('data', (chunk: Buffer) => {
+      const match = /pid (\d+)/.exec(chunk.toString());
+      if (match) redisPid = Number(match[1]);
     });
     let early: Error | undefined;
-    void failed.then((e) => {
+    child.once('error', (e) => {
       early = e;
     });
+    child.once('exit', (code, signal) => {
+      early ??= new Error(`exited with ${signal ?? code}`);
+    });
     while (!early && Date.now() < deadline) {
-      if (await ping(port)) return wrap(child, port);
+      if (redisPid > 0 && (await ping(port))) return wrap(child, port, redisPid, dataDir);
       await new Promise((r) => setTimeout(r, 50));
     }
     if (!early) {
-      child.kill('SIGKILL');
-      throw new CodedError(
-        'unavailable',
-        `redis-server did not answer within ${options.startTimeoutMs ?? 10_000} ms`,
-      );
-    }
-    if ((early as NodeJS.ErrnoException).code === 'ENOENT') {
-      throw new CodedError('unavailable', INSTALL_REDIS_HINT, { details: { command } });
+      child.kill('SIGTERM');
+      throw new CodedError('unavailable', `redis-server did not answer within ${timeoutMs} ms`);
     }
     // Someone took the port between our check and redis binding it: try another.
     if (/Address already in use/i.test(stderr) && attempt < 4) continue;
@@ -112,22 +151,30 @@ export async function spawnRedis(options: SpawnRedisOptions = {}): Promise<Priva
   }
 }
 
-function wrap(child: ChildProcess, port: number): PrivateRedis {
-  // A crash of ours must not leave an orphan server behind; 'exit' handlers can only do sync work.
-  const killOnExit = () => child.kill('SIGKILL');
-  process.once('exit', killOnExit);
+function wrap(child: ChildProcess, port: number, pid: number, dataDir: string | undefined): PrivateRedis {
+  // The pipe closes when we exit, and the watchdog then stops the server; an orderly exit of ours
+  // that skipped stop() still tells it at once.
+  const stopOnExit = () => child.kill('SIGTERM');
+  process.once('exit', stopOnExit);
+  // Nothing else keeps the loop alive for it: the stack's own handles do.
+  child.unref();
+  (child.stdin as unknown as { unref?: () => void } | null)?.unref?.();
+  (child.stdout as unknown as { unref?: () => void } | null)?.unref?.();
+  (child.stderr as unknown as { unref?: () => void } | null)?.unref?.();
   let stopping: Promise<void> | undefined;
   return {
     url: `redis://127.0.0.1:${port}`,
     port,
-    pid: child.pid ?? -1,
+    pid,
+    watchdogPid: child.pid ?? -1,
+    dataDir,
     stop() {
       stopping ??= (async () => {
-        process.off('exit', killOnExit);
+        process.off('exit', stopOnExit);
         if (child.exitCode !== null || child.signalCode !== null) return;
         const exited = once(child, 'exit');
         child.kill('SIGTERM');
-        const timer = setTimeout(() => child.kill('SIGKILL'), 5000);
+        const timer = setTimeout(() => child.kill('SIGKILL'), 15_000);
         await exited;
         clearTimeout(timer);
       })();

@@ -1,0 +1,47 @@
+// Runs a private redis-server for as long as the process that started it lives. Redis cannot watch
+// its parent, and a parent killed with SIGKILL gets no chance to stop it, so this small process
+// sits between them: its stdin is a pipe from the parent, which the kernel closes however the
+// parent ends; at EOF (or SIGTERM) it stops redis-server with SIGTERM, so that the AOF is flushed.
+// Plain JavaScript with Node's built-ins only: it must start in milliseconds, without tsx.
+//
+//   node redis-watchdog.mjs <grace-ms> <redis-server> [args...]
+//
+// Prints `pid <redis pid>` on stdout once redis-server is spawned; exits with redis-server's code.
+import { spawn } from 'node:child_process';
+
+const [graceArg, command, ...args] = process.argv.slice(2);
+if (command === undefined) {
+  process.stderr.write('usage: redis-watchdog.mjs <grace-ms> <redis-server> [args...]\n');
+  process.exit(2);
+}
+// After the parent is gone, the worker it started may still be handing its job back through
+// Redis: give it this long before stopping the server.
+const graceMs = Number(graceArg) || 0;
+
+const redis = spawn(command, args, { stdio: ['ignore', 'ignore', 'inherit'] });
+let stopping = false;
+
+function stop(delayMs) {
+  if (stopping) return;
+  stopping = true;
+  setTimeout(() => {
+    redis.kill('SIGTERM');
+    // A server that does not stop in time is killed: nothing may outlive the stack.
+    setTimeout(() => redis.kill('SIGKILL'), 10_000).unref();
+  }, delayMs);
+}
+
+redis.once('spawn', () => process.stdout.write(`pid ${redis.pid}\n`));
+redis.once('error', (error) => {
+  process.stderr.write(`${error.code === 'ENOENT' ? 'ENOENT' : error.message}\n`);
+  process.exit(127);
+});
+redis.once('exit', (code, signal) => process.exit(code ?? (signal === 'SIGTERM' ? 0 : 1)));
+
+process.on('SIGTERM', () => stop(0));
+// Ctrl-C reaches the whole foreground process group; the parent decides when Redis stops.
+process.on('SIGINT', () => {});
+process.on('SIGHUP', () => stop(graceMs));
+process.stdin.on('end', () => stop(graceMs));
+process.stdin.on('error', () => stop(graceMs));
+process.stdin.resume();
