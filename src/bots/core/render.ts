@@ -351,3 +351,65 @@ function platformName(platform: string): string {
 function truncate(text: string, max: number): string {
   return text.length <= max ? text : `${text.slice(0, max - 1)}…`;
 }
+
+// --- Local surfaces (the playground and the CLI) -------------------------------------------------
+
+/** The rule for image sides, quoted wherever a size is asked for. */
+export function renderSizeRule(
+  limits: { minSide: number; maxSide: number } = { minSide: 64, maxSide: 1024 },
+): string {
+  return `must be ${limits.minSide} to ${limits.maxSide} pixels, a multiple of 16`;
+}
+
+/** Why a library channel name cannot be used: the rule that maps display names to channels. */
+export function renderChannelRule(): string {
+  return 'use 1 to 40 letters or digits, joined by spaces, - or _ ("Holiday Photos" is the channel holiday-photos)';
+}
+
+/** What a library channel with no images says. */
+export function renderEmptyChannel(channel: string): string {
+  return `No images in ${truncate(channel, 40)} yet: add some above.`;
+}
+
+/** How to read search scores (CLIP cosine similarities), shown beside the hits. */
+export function renderScoreNote(randomWeights: boolean): string {
+  const base =
+    'Scores are the cosine similarity between your words and each image as CLIP sees them (-1 to 1, higher is closer); only their order matters.';
+  return randomWeights ? `${base} With random weights they are noise.` : base;
+}
+
+/** One part of a prompt that CLIP reads only in part (its text tower sees 77 tokens, 75 of them text). */
+export interface PromptCut {
+  /** The part as written. */
+  part: string;
+  /** Its tokens. */
+  tokens: number;
+  /** The tokens CLIP reads. */
+  used: number;
+  /** What CLIP reads of it (lowercased, as CLIP sees it). */
+  usedText: string;
+}
+
+/** The note for prompt parts longer than CLIP reads; undefined when nothing is cut. */
+export function renderPromptCut(cuts: readonly PromptCut[]): string | undefined {
+  if (cuts.length === 0) return undefined;
+  return cuts
+    .map((c) => {
+      const tail = c.usedText.split(' ').slice(-4).join(' ');
+      return `CLIP reads the first ${c.used} of the ${c.tokens} tokens of "${truncate(c.part, 40)}", up to "…${truncate(tail, 40)}"; the rest is not used.`;
+    })
+    .join(' ');
+}
+
+/** The playground's short status lines that are not about one job's state. */
+export const localTexts = {
+  cancelling: 'Cancelling…',
+  connectionLost: 'The server is not answering (stopped or restarting?). Waiting for it to come back…',
+  reconnected: 'The server is back; following the job again.',
+  workerStarting: 'The worker is still loading its models; jobs wait in the queue meanwhile.',
+} as const;
+
+/** A local file the CLI cannot use, with the real cause (the path and the system's words). */
+export function renderFileProblem(path: string, problem: string): string {
+  return `${path}: ${problem}`;
+}

@@ -6,19 +6,12 @@ import { mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promise
 import { extname, join } from 'node:path';
 import { z } from 'zod';
 import { BadInputError, NotFoundError } from '../../shared/errors.js';
+import { CHANNEL_NAME } from './channels.js';
+
+export { CHANNEL_NAME, channelFromName, libraryScope, UPLOAD_MAX_BYTES } from './channels.js';
 
 /** Channel names double as folder names: a strict alphabet keeps paths inside the library. */
-export const channelNameSchema = z
-  .string()
-  .regex(/^[a-z0-9][a-z0-9_-]{0,39}$/, 'lowercase letters, digits, _ and - (at most 40)');
-
-/**
- * Where library images live in the images table: one local workspace, one channel per folder. The
- * CLI's `search --channel` reads the same scope.
- */
-export function libraryScope(channel: string): { platform: 'web'; workspace: string; channel: string } {
-  return { platform: 'web', workspace: 'local', channel };
-}
+export const channelNameSchema = z.string().regex(CHANNEL_NAME, 'lowercase letters, digits, _ and - (at most 40)');
 
 const MANIFEST = '.manifest.json';
 

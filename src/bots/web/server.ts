@@ -22,13 +22,34 @@ import {
 import { type Logger, silentLogger } from '../../shared/logger.js';
 import type { JobClient, JobRef, JobStatus } from '../core/job-client.js';
 import { parseJobRef } from '../core/job-status.js';
-import { formatPercent, httpStatusFor, renderSearchSummary, renderStaleNote } from '../core/render.js';
+import {
+  formatPercent,
+  httpStatusFor,
+  localTexts,
+  type PromptCut,
+  renderChannelRule,
+  renderEmptyChannel,
+  renderPromptCut,
+  renderScoreNote,
+  renderSearchSummary,
+  renderSizeRule,
+  renderStaleNote,
+} from '../core/render.js';
 import { JobRunner, type ReplySurface } from '../core/reply.js';
 import { imagineRequest, searchRequest, whatisRequest } from '../core/requests.js';
 import { type JobView, viewOf } from '../core/view.js';
 import { type AdminBoard, createAdminBoard } from './admin.js';
 import { errorBody, readBody, readJson, readQuery } from './http.js';
-import { channelNameSchema, type Library, type LibraryEntry, libraryScope } from './library.js';
+import {
+  channelFromName,
+  type Library,
+  type LibraryEntry,
+  libraryScope,
+  UPLOAD_MAX_BYTES,
+} from './library.js';
+
+/** The parts of a prompt that CLIP reads only in part (built from the models' tokenizer). */
+export type PromptTokens = (prompt: string) => PromptCut[];
 
 export interface PlaygroundOptions {
   /** Submits the user's jobs (imagine, classify, search); give it the quota the deployment wants. */
@@ -45,7 +66,7 @@ export interface PlaygroundOptions {
   admin?: { connection: Redis; prefix: string } | false;
   /** Quota identity of the person at the keyboard. @defaultValue 'web:local' */
   userId?: string;
-  /** Largest upload (what-is, library). @defaultValue 10485760 (10 MiB) */
+  /** Largest upload (what-is, library). @defaultValue UPLOAD_MAX_BYTES (10 MiB, the CLI's too) */
   maxUploadBytes?: number;
   /** Largest JSON body. @defaultValue 65536 */
   maxJsonBytes?: number;
@@ -59,12 +80,14 @@ export interface PlaygroundOptions {
   heartbeatMs?: number;
   /** Shown on the page: whether the models are random weights (the offline demo). @defaultValue false */
   randomWeights?: boolean;
+  /** Says when CLIP will not read a whole prompt; absent: no such notes. */
+  promptTokens?: PromptTokens | undefined;
   logger?: Logger;
 }
 
 export const DefaultPlaygroundOptions = {
   userId: 'web:local',
-  maxUploadBytes: 10 * 1024 * 1024,
+  maxUploadBytes: UPLOAD_MAX_BYTES,
   maxJsonBytes: 64 * 1024,
   followThrottleMs: 250,
   waitTimeoutMs: 120_000,
@@ -79,34 +102,85 @@ export interface Playground {
   close(): Promise<void>;
 }
 
-// The page's own fields; the job schema checks the values again (ranges, size multiples of 16).
-const imagineBodySchema = z.strictObject({
-  prompt: z.string(),
-  preset: z.enum(presets).optional(),
-  steps: z.number().int().optional(),
-  width: z.number().int().optional(),
-  height: z.number().int().optional(),
-  seed: z.number().int().optional(),
-});
+// The API's own checks speak the playground's words (render.ts), not zod's: each schema names its
+// problem; the job schema checks the values again behind them.
+const unknownFields = (issue: { code: string; keys?: readonly string[] }) =>
+  issue.code === 'unrecognized_keys' && issue.keys
+    ? `there is no ${issue.keys.map((k) => `"${k}"`).join(', ')} here`
+    : undefined;
+const text = (what: string) => z.string({ error: `${what} must be text` });
+const wholeNumber = z.number({ error: 'must be a whole number' });
 
-const whatisQuerySchema = z.strictObject({
-  labels: z
-    .string()
-    .max(jobLimits.labels * (jobLimits.labelChars + 1))
-    .optional(),
-  topK: z.coerce.number().int().min(1).max(jobLimits.maxTopK).optional(),
-});
+const imagineBodySchema = z.strictObject(
+  {
+    prompt: text('the prompt'),
+    preset: text('the preset').optional(),
+    steps: wholeNumber.optional(),
+    width: wholeNumber.optional(),
+    height: wholeNumber.optional(),
+    seed: wholeNumber.optional(),
+  },
+  { error: unknownFields },
+);
 
-const uploadQuerySchema = z.strictObject({ name: z.string().max(200).optional() });
+const whatisQuerySchema = z.strictObject(
+  {
+    labels: z
+      .string()
+      .max(jobLimits.labels * (jobLimits.labelChars + 1), {
+        error: `at most ${jobLimits.labels} labels of ${jobLimits.labelChars} characters`,
+      })
+      .optional(),
+    topK: z.coerce
+      .number({ error: 'must be a whole number' })
+      .int({ error: 'must be a whole number' })
+      .min(1, { error: `must be 1 to ${jobLimits.maxTopK}` })
+      .max(jobLimits.maxTopK, { error: `must be 1 to ${jobLimits.maxTopK}` })
+      .optional(),
+  },
+  { error: unknownFields },
+);
 
-const searchQuerySchema = z.strictObject({
-  q: z.string().trim().min(1).max(jobLimits.queryChars),
-  k: z.coerce.number().int().min(1).max(jobLimits.maxSearchK).default(8),
-});
+const uploadQuerySchema = z.strictObject(
+  { name: z.string().max(200, { error: 'a file name has at most 200 characters' }).optional() },
+  { error: unknownFields },
+);
+
+const searchQuerySchema = z.strictObject(
+  {
+    q: z
+      .string({ error: 'type some words to search for' })
+      .trim()
+      .min(1, { error: 'type some words to search for' })
+      .max(jobLimits.queryChars, { error: `at most ${jobLimits.queryChars} characters` }),
+    k: z.coerce
+      .number({ error: 'must be a whole number' })
+      .int({ error: 'must be a whole number' })
+      .min(1, { error: `must be 1 to ${jobLimits.maxSearchK}` })
+      .max(jobLimits.maxSearchK, { error: `must be 1 to ${jobLimits.maxSearchK}` })
+      .default(8),
+  },
+  { error: unknownFields },
+);
+
+/**
+ * The problems of a size, said as one rule (the job schema's own words are zod's). A single side
+ * stands for a square, as the core reads it.
+ */
+function sideIssues(body: { width?: number | undefined; height?: number | undefined }) {
+  const sides = { width: body.width ?? body.height, height: body.height ?? body.width };
+  return (['width', 'height'] as const).flatMap((side) => {
+    const v = sides[side];
+    if (v === undefined) return [];
+    const ok = Number.isInteger(v) && v >= jobLimits.minSide && v <= jobLimits.maxSide && v % 16 === 0;
+    return ok ? [] : [{ path: `size.${side}`, message: renderSizeRule(jobLimits) }];
+  });
+}
 
 const staticFiles: Readonly<Record<string, string>> = {
   'app.js': 'text/javascript; charset=utf-8',
   'style.css': 'text/css; charset=utf-8',
+  'favicon.svg': 'image/svg+xml',
 };
 
 function loadStatic(): { index: string; files: Map<string, string> } {
@@ -125,6 +199,11 @@ export function blobUrl(key: string): string {
 
 function fileUrl(channel: string, file: string): string {
   return `/api/library/${channel}/files/${file}`;
+}
+
+/** The error a playground whose port is taken reports (also asked before start-up, src/app/port.ts). */
+export function portInUseError(port: number, host: string, cause?: unknown): UnavailableError {
+  return new UnavailableError(`port ${port} on ${host} is in use: set PORT to a free port`, { cause });
 }
 
 // The page's API names states as BullMQ does (waiting, active, completed, failed); the view model's
@@ -173,10 +252,16 @@ function jobRefParam(c: Context): JobRef {
   return raw as JobRef;
 }
 
+/** The channel a path names, display names included (`Holiday Photos` -> holiday-photos). */
 function channelParam(c: Context): string {
-  const parsed = channelNameSchema.safeParse(c.req.param('channel'));
-  if (!parsed.success) throw new NotFoundError('no such library channel');
-  return parsed.data;
+  const channel = channelFromName(c.req.param('channel') ?? '');
+  if (channel === undefined) {
+    throw new BadInputError('bad channel name', {
+      reason: 'bad_channel',
+      issues: [{ path: 'channel', message: renderChannelRule() }],
+    });
+  }
+  return channel;
 }
 
 export function createPlayground(options: PlaygroundOptions): Playground {
@@ -230,6 +315,12 @@ export function createPlayground(options: PlaygroundOptions): Playground {
   });
 
   app.get('/', (c) => c.html(page.index));
+  app.get('/favicon.ico', (c) =>
+    c.body(page.files.get('favicon.svg')!, 200, {
+      'Content-Type': 'image/svg+xml',
+      'Cache-Control': 'public, max-age=86400',
+    }),
+  );
   app.get('/static/:name', (c) => {
     const name = c.req.param('name');
     const body = page.files.get(name);
@@ -248,7 +339,10 @@ export function createPlayground(options: PlaygroundOptions): Playground {
         maxSide: jobLimits.maxSide,
         maxSteps: jobLimits.maxSteps,
         maxUploadBytes: o.maxUploadBytes,
+        sizeRule: renderSizeRule(jobLimits),
       },
+      // Sentences the page shows on its own (connection lost, cancelling): render.ts's, as everywhere.
+      texts: localTexts,
     }),
   );
 
@@ -256,20 +350,45 @@ export function createPlayground(options: PlaygroundOptions): Playground {
 
   app.post('/api/imagine', async (c) => {
     const body = await readJson(c, imagineBodySchema, o.maxJsonBytes);
-    // The seed is drawn by the core when absent, so the page can show it and re-roll.
-    const data = imagineRequest(
-      {
-        prompt: body.prompt,
-        seed: body.seed,
-        steps: body.steps,
-        preset: body.preset,
-        size: { width: body.width, height: body.height },
-      },
-      origin,
-    );
+    if (body.prompt.trim() === '') throw new BadInputError('the prompt is empty', { reason: 'empty' });
+    const sizeProblems = sideIssues(body);
+    const build = () =>
+      // The seed is drawn by the core when absent, so the page can show it and re-roll.
+      imagineRequest(
+        {
+          prompt: body.prompt,
+          seed: body.seed,
+          steps: body.steps,
+          preset: body.preset,
+          ...(sizeProblems.length > 0 ? {} : { size: { width: body.width, height: body.height } }),
+        },
+        origin,
+      );
+    let data: ReturnType<typeof build>;
+    try {
+      data = build();
+    } catch (error) {
+      // Every problem in one answer: the size's with the core's.
+      const issues = (error as { code?: string; details?: { issues?: unknown } }).details?.issues;
+      if (
+        sizeProblems.length === 0 ||
+        (error as { code?: string }).code !== 'bad_input' ||
+        !Array.isArray(issues)
+      )
+        throw error;
+      throw new BadInputError('invalid request', { issues: [...sizeProblems, ...issues] });
+    }
+    if (sizeProblems.length > 0) throw new BadInputError('invalid size', { issues: sizeProblems });
+    const note = renderPromptCut(o.promptTokens?.(data.prompt) ?? []);
     const { jobId, position } = await jobs.submit('imagine', data, { userId });
     return c.json(
-      { jobId, position, seed: data.seed, eventsUrl: `/api/jobs/${encodeURIComponent(jobId)}/events` },
+      {
+        jobId,
+        position,
+        seed: data.seed,
+        eventsUrl: `/api/jobs/${encodeURIComponent(jobId)}/events`,
+        ...(note === undefined ? {} : { note }),
+      },
       202,
     );
   });
@@ -281,7 +400,11 @@ export function createPlayground(options: PlaygroundOptions): Playground {
     return c.json(statusPayload(jobId, status), missing ? 404 : 200);
   });
 
-  app.post('/api/jobs/:jobId/cancel', async (c) => c.json({ outcome: await jobs.cancel(jobRefParam(c)) }));
+  app.post('/api/jobs/:jobId/cancel', async (c) => {
+    const outcome = await jobs.cancel(jobRefParam(c));
+    // A running job stops at its next step; until its stream says Cancelled the page says this.
+    return c.json({ outcome, ...(outcome === 'signalled' ? { text: localTexts.cancelling } : {}) });
+  });
 
   // The event stream is a ReplySurface of the core's run loop.
   app.get('/api/jobs/:jobId/events', (c) => {
@@ -349,6 +472,14 @@ export function createPlayground(options: PlaygroundOptions): Playground {
 
   app.post('/api/whatis', async (c) => {
     const query = readQuery(c, whatisQuerySchema);
+    if (query.labels !== undefined && query.labels.replaceAll(',', '').trim() === '') {
+      // An empty list is a mistake, not a request for the default vocabulary: leave labels out for that.
+      throw new BadInputError('no labels', {
+        issues: [
+          { path: 'labels', message: 'give at least one label, or leave labels out for everyday objects' },
+        ],
+      });
+    }
     const result = await withUpload(c, (image) =>
       run(jobs, 'classify', whatisRequest({ image, labels: query.labels, topK: query.topK }, origin)),
     );
@@ -364,7 +495,11 @@ export function createPlayground(options: PlaygroundOptions): Playground {
   app.get('/api/library/:channel', async (c) => {
     const channel = channelParam(c);
     const entries = await library.list(channel);
-    return c.json({ channel, images: entries.map((e) => entryPayload(channel, e)) });
+    return c.json({
+      channel,
+      images: entries.map((e) => entryPayload(channel, e)),
+      ...(entries.length === 0 ? { emptyText: renderEmptyChannel(channel) } : {}),
+    });
   });
 
   app.post('/api/library/:channel/images', async (c) => {
@@ -392,7 +527,7 @@ export function createPlayground(options: PlaygroundOptions): Playground {
         addedAt: new Date().toISOString(),
       };
       await library.record(channel, entry);
-      return c.json({ image: entryPayload(channel, entry), duplicate: result.duplicate }, 201);
+      return c.json({ channel, image: entryPayload(channel, entry), duplicate: result.duplicate }, 201);
     } catch (error) {
       if (stored) await library.discard(channel, stored.file).catch(() => {});
       throw error;
@@ -418,8 +553,10 @@ export function createPlayground(options: PlaygroundOptions): Playground {
     // page offers to re-index them.
     const staleImages = result.staleImages ?? 0;
     return c.json({
+      channel,
       query: query.q,
       hits,
+      scoreText: renderScoreNote(o.randomWeights),
       staleImages,
       summary: renderSearchSummary({
         hits,
@@ -530,12 +667,7 @@ export async function startPlayground(
   } catch (error) {
     await playground.close();
     if ((error as NodeJS.ErrnoException).code === 'EADDRINUSE') {
-      throw new UnavailableError(
-        `port ${options.port} on ${options.host} is in use: set PORT to a free port`,
-        {
-          cause: error,
-        },
-      );
+      throw portInUseError(options.port, options.host, error);
     }
     throw error;
   }

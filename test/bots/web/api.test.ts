@@ -10,9 +10,19 @@ import sharp from 'sharp';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { JobClient } from '../../../src/bots/core/job-client.js';
 import { Library } from '../../../src/bots/web/library.js';
-import { createPlayground, type Playground, startPlayground } from '../../../src/bots/web/server.js';
+import {
+  createPlayground,
+  type Playground,
+  type PlaygroundOptions,
+  startPlayground,
+} from '../../../src/bots/web/server.js';
 import { BlobStore } from '../../../src/shared/blobs.js';
-import { InternalError, NotAnImageError, serializeError } from '../../../src/shared/errors.js';
+import {
+  CancelledError,
+  InternalError,
+  NotAnImageError,
+  serializeError,
+} from '../../../src/shared/errors.js';
 import {
   type ClassifyJob,
   type DeleteImageJob,
@@ -70,6 +80,7 @@ afterEach(async () => {
 interface Setup {
   quota?: QuotaLimiter;
   admin?: boolean;
+  promptTokens?: PlaygroundOptions['promptTokens'];
 }
 
 function setup(options: Setup = {}): Playground {
@@ -92,6 +103,7 @@ function setup(options: Setup = {}): Playground {
     followThrottleMs: 0,
     waitTimeoutMs: 20_000,
     admin: options.admin ? { connection: producer, prefix } : false,
+    ...(options.promptTokens ? { promptTokens: options.promptTokens } : {}),
   });
   return playground;
 }
@@ -673,7 +685,9 @@ describe('library', () => {
     serveJobs<EmbedImageJob, unknown>('embed-image', async () => {
       throw toJobError(new NotAnImageError());
     });
-    expect((await request('/api/library/..%2Fetc')).status).toBe(404);
+    const path = await request('/api/library/..%2Fetc');
+    expect(path.status).toBe(400);
+    expect(((await path.json()) as { error: { message: string } }).error.message).toContain('Holiday Photos');
     const text = await request('/api/library/notes/images', {
       method: 'POST',
       headers: { 'content-type': 'text/plain' },
@@ -728,5 +742,165 @@ describe('startPlayground', () => {
       }
     })();
     expect(['ended', 'closed']).toContain(outcome);
+  });
+});
+
+// What a newcomer met on a first run (issue 15): each of these failed before its fix.
+describe('first run', () => {
+  const message = async (res: Response) =>
+    ((await res.json()) as { error: { message: string } }).error.message;
+  // zod's own wording, which users must never see.
+  const ZOD = /Too small|Too big|Invalid option|Invalid input|expected (string|number)|Unrecognized key/;
+
+  it("answers every refused form in its own words, never zod's", async () => {
+    setup();
+    const blank = await postJson('/api/imagine', { prompt: '   \n ' });
+    expect(blank.status).toBe(400);
+    expect(await message(blank)).toBe('The prompt is empty.');
+    const cases: [unknown, RegExp][] = [
+      [{ prompt: 'a cat', preset: 'huge' }, /preset: must be one of draft, normal, better/],
+      [{ prompt: 'a cat', width: -64 }, /size\.width: must be 64 to 1024 pixels, a multiple of 16/],
+      [{ prompt: 'a cat', width: 100, height: 64 }, /size\.width: must be 64 to 1024 pixels/],
+      [{ prompt: 'a cat', steps: 1.5 }, /steps: must be a whole number from 1 to 1000/],
+      [{ prompt: 7 }, /prompt: the prompt must be text/],
+      [{ prompt: 'a cat', colour: 'red' }, /there is no "colour" here/],
+    ];
+    for (const [body, expected] of cases) {
+      const res = await postJson('/api/imagine', body);
+      expect(res.status, JSON.stringify(body)).toBe(400);
+      const text = await message(res);
+      expect(text).toMatch(expected);
+      expect(text).not.toMatch(ZOD);
+    }
+    const search = await request('/api/library/default/search?q=%20%20');
+    expect(await message(search)).toBe('That request is not valid: q: type some words to search for.');
+    const k = await request('/api/library/default/search?q=cat&k=0');
+    expect(await message(k)).not.toMatch(ZOD);
+    const labels = await request('/api/whatis?labels=%20,%20,', {
+      method: 'POST',
+      headers: { 'content-type': 'image/png' },
+      body: await tinyPng(1, 2, 3),
+    });
+    expect(labels.status).toBe(400);
+    expect(await message(labels)).toMatch(/labels: give at least one label/);
+  });
+
+  it('says how much of a long prompt CLIP reads', async () => {
+    setup({
+      promptTokens: (prompt) =>
+        prompt.startsWith('long')
+          ? [{ part: prompt, tokens: 90, used: 75, usedText: 'long words and more words up to here' }]
+          : [],
+    });
+    const long = (await (await postJson('/api/imagine', { prompt: 'long words' })).json()) as {
+      note?: string;
+    };
+    expect(long.note).toBe(
+      'CLIP reads the first 75 of the 90 tokens of "long words", up to "…words up to here"; the rest is not used.',
+    );
+    const short = (await (await postJson('/api/imagine', { prompt: 'a cat' })).json()) as { note?: string };
+    expect(short.note).toBeUndefined();
+  });
+
+  it('takes display names as library channels and says the rule for names it cannot use', async () => {
+    setup();
+    serveJobs<EmbedImageJob, unknown>('embed-image', async () => ({
+      imageId: '00000000-0000-0000-0000-000000000001',
+      duplicate: false,
+    }));
+    const empty = (await (await request('/api/library/Holiday%20Photos')).json()) as {
+      channel: string;
+      images: unknown[];
+      emptyText?: string;
+    };
+    expect(empty).toEqual({
+      channel: 'holiday-photos',
+      images: [],
+      emptyText: 'No images in holiday-photos yet: add some above.',
+    });
+    const added = await request('/api/library/Holiday%20Photos/images?name=beach.png', {
+      method: 'POST',
+      headers: { 'content-type': 'image/png' },
+      body: await tinyPng(10, 20, 200),
+    });
+    expect(added.status).toBe(201);
+    expect(((await added.json()) as { channel: string }).channel).toBe('holiday-photos');
+    const listed = (await (await request('/api/library/holiday-photos')).json()) as {
+      images: { name: string }[];
+      emptyText?: string;
+    };
+    expect(listed.images.map((i) => i.name)).toEqual(['beach.png']);
+    expect(listed.emptyText).toBeUndefined();
+    for (const bad of ['%E6%97%A5%E6%9C%AC', '%20', 'a%2Fb']) {
+      const res = await request(`/api/library/${bad}`);
+      expect(res.status).toBe(400);
+      const text = await message(res);
+      expect(text).toContain('"Holiday Photos" is the channel holiday-photos');
+      expect(text).not.toMatch(/job does not exist/);
+    }
+  });
+
+  it('explains search scores beside the hits', async () => {
+    setup();
+    serveJobs<SearchJob, unknown>('search', async () => ({ hits: [] }));
+    const res = (await (await request('/api/library/default/search?q=cat')).json()) as { scoreText: string };
+    expect(res.scoreText).toMatch(/^Scores are the cosine similarity .* only their order matters\.$/);
+  });
+
+  it('says Cancelling… for a running job until its stream says Cancelled', async () => {
+    setup();
+    serveJobs<ImagineJob, ImagineResult>('imagine', async (job) => {
+      await job.updateProgress({ step: 1, steps: 100, loss: 1, etaSeconds: 60 });
+      await new Promise((r) => setTimeout(r, 300));
+      throw new UnrecoverableError(serializeError(new CancelledError()));
+    });
+    const s = (await (await postJson('/api/imagine', { prompt: 'a cat' })).json()) as { jobId: string };
+    const queue = new Queue('imagine', { connection: producer, prefix });
+    for (let i = 0; i < 100 && (await queue.getJob(s.jobId.split(':')[1]!))?.progress === 0; i++)
+      await new Promise((r) => setTimeout(r, 20));
+    await queue.close();
+    const res = await request(`/api/jobs/${encodeURIComponent(s.jobId)}/cancel`, { method: 'POST' });
+    expect(await res.json()).toEqual({ outcome: 'signalled', text: 'Cancelling…' });
+  });
+
+  it('serves a favicon, and page sentences from render.ts through /api/info', async () => {
+    setup();
+    const icon = await request('/favicon.ico');
+    expect(icon.status).toBe(200);
+    expect(icon.headers.get('content-type')).toBe('image/svg+xml');
+    expect((await request('/static/favicon.svg')).status).toBe(200);
+    expect(await (await request('/')).text()).toContain('rel="icon"');
+    const info = (await (await request('/api/info')).json()) as {
+      limits: { maxUploadBytes: number; sizeRule: string };
+      texts: Record<string, string>;
+    };
+    expect(info.limits.sizeRule).toBe('must be 64 to 1024 pixels, a multiple of 16');
+    expect(info.texts.cancelling).toBe('Cancelling…');
+    expect(info.texts.connectionLost).toMatch(/not answering/);
+  });
+
+  it('keeps /admin offline and shows a cancelled job as cancelled, without a stack trace', async () => {
+    setup({ admin: true });
+    const html = await (await request('/admin')).text();
+    expect(html).toContain('vqclip jobs');
+    expect(html).not.toMatch(/https?:\/\//);
+    serveJobs<ImagineJob, ImagineResult>('imagine', async () => {
+      throw new UnrecoverableError(serializeError(new CancelledError()));
+    });
+    const { jobId } = (await (await postJson('/api/imagine', { prompt: 'a cat' })).json()) as {
+      jobId: string;
+    };
+    const queue = new Queue('imagine', { connection: producer, prefix });
+    const id = jobId.split(':')[1]!;
+    for (let i = 0; i < 200 && (await queue.getJob(id).then((j) => j?.getState())) !== 'failed'; i++)
+      await new Promise((r) => setTimeout(r, 25));
+    await queue.close();
+    const board = (await (await request('/admin/api/queues?activeQueue=imagine&status=failed')).json()) as {
+      queues: { name: string; jobs: { name: string; failedReason: string; stacktrace: string[] }[] }[];
+    };
+    const failed = board.queues.find((q) => q.name === 'imagine')!.jobs;
+    expect(failed).toHaveLength(1);
+    expect(failed[0]).toMatchObject({ failedReason: 'cancelled by the user', stacktrace: [] });
+    expect(failed[0]!.name).toMatch(/\(cancelled\)$/);
   });
 });

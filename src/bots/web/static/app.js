@@ -25,9 +25,18 @@ function setStatus(el, text, isError = false) {
 
 // --- info banner -------------------------------------------------------------------------------------
 
+// Sentences the page shows on its own come from the server (render.ts), like every other sentence;
+// these stand in until /api/info has answered.
+let texts = {
+  cancelling: 'Cancelling…',
+  connectionLost: 'The server is not answering. Waiting for it to come back…',
+  reconnected: 'The server is back; following the job again.',
+};
+
 api('/api/info')
   .then((info) => {
     $('random-banner').hidden = !info.randomWeights;
+    texts = { ...texts, ...info.texts };
   })
   .catch(() => {});
 
@@ -37,6 +46,11 @@ const imagine = {
   jobId: null,
   events: null,
   lastRequest: null,
+  // Set between a Cancel click and the stream's final word: progress no longer overwrites it.
+  cancelling: false,
+  // Set while the server does not answer; the job is picked up again when it is back.
+  lost: false,
+  retryTimer: null,
 };
 
 function imagineRequest(seedOverride) {
@@ -59,6 +73,8 @@ function setRunning(running) {
 function stopEvents() {
   if (imagine.events) imagine.events.close();
   imagine.events = null;
+  clearTimeout(imagine.retryTimer);
+  imagine.retryTimer = null;
 }
 
 async function startImagine(req) {
@@ -66,6 +82,9 @@ async function startImagine(req) {
   const status = $('imagine-status');
   $('imagine-result').hidden = true;
   $('timelapse-image').hidden = true;
+  $('imagine-note').hidden = true;
+  $('imagine-bar').style.width = '0';
+  imagine.cancelling = false;
   setStatus(status, 'Submitting…');
   setRunning(true);
   let submitted;
@@ -82,6 +101,9 @@ async function startImagine(req) {
   }
   imagine.jobId = submitted.jobId;
   imagine.lastRequest = { ...req, seed: submitted.seed };
+  // CLIP reads 77 tokens per part of a prompt: the server says when it will not read all of one.
+  $('imagine-note').textContent = submitted.note || '';
+  $('imagine-note').hidden = !submitted.note;
   $('seed').placeholder = `random (last: ${submitted.seed})`;
   follow(submitted.eventsUrl);
 }
@@ -91,12 +113,19 @@ function follow(url) {
   const img = $('imagine-image');
   const bar = $('imagine-bar');
   $('imagine-progress').hidden = false;
-  bar.style.width = '0';
   const es = new EventSource(url);
   imagine.events = es;
+  const back = () => {
+    // Events again after a loss: the server is back (restarted, or the network returned).
+    if (!imagine.lost) return;
+    imagine.lost = false;
+    $('imagine-cancel').disabled = false;
+  };
   es.addEventListener('status', (e) => {
     const s = JSON.parse(e.data);
-    setStatus(status, s.text);
+    const wasLost = imagine.lost;
+    back();
+    if (!imagine.cancelling) setStatus(status, wasLost ? `${texts.reconnected} ${s.text}` : s.text);
     if (typeof s.step === 'number' && s.steps) bar.style.width = `${(100 * s.step) / s.steps}%`;
     if (s.previewUrl) {
       img.src = s.previewUrl;
@@ -106,6 +135,7 @@ function follow(url) {
     }
   });
   es.addEventListener('done', (e) => {
+    back();
     stopEvents();
     const s = JSON.parse(e.data);
     const r = s.result;
@@ -128,14 +158,28 @@ function follow(url) {
     setRunning(false);
   });
   es.addEventListener('failed', (e) => {
+    back();
     stopEvents();
     const s = JSON.parse(e.data);
+    imagine.cancelling = false;
     setStatus(status, s.text, s.code !== 'cancelled');
     setRunning(false);
   });
   es.onerror = () => {
-    // EventSource reconnects by itself; say so only while nothing else is on screen.
-    if (imagine.events === es && !status.textContent) setStatus(status, 'Reconnecting…');
+    if (imagine.events !== es) return;
+    // The stream broke: the server stopped, restarted, or the network went. Say so at once (the
+    // last progress line would otherwise stay up as if all were well), and wait for it.
+    imagine.lost = true;
+    $('imagine-cancel').disabled = true;
+    setStatus(status, texts.connectionLost, true);
+    // EventSource retries by itself while CONNECTING; once CLOSED (the server answered with an
+    // error while restarting) it never does, so we try again ourselves.
+    if (es.readyState === EventSource.CLOSED) {
+      clearTimeout(imagine.retryTimer);
+      imagine.retryTimer = setTimeout(() => {
+        if (imagine.events === es) follow(url);
+      }, 2000);
+    }
   };
 }
 
@@ -147,9 +191,14 @@ $('imagine-form').addEventListener('submit', (e) => {
 $('imagine-cancel').addEventListener('click', async () => {
   if (!imagine.jobId) return;
   $('imagine-cancel').disabled = true;
+  // At once: the worker stops at its next step, and until the stream says Cancelled the running
+  // job's progress must not look as if nothing happened.
+  imagine.cancelling = true;
+  setStatus($('imagine-status'), texts.cancelling);
   try {
     await api(`/api/jobs/${encodeURIComponent(imagine.jobId)}/cancel`, { method: 'POST' });
   } catch (err) {
+    imagine.cancelling = false;
     setStatus($('imagine-status'), err.message, true);
   }
 });
@@ -210,6 +259,8 @@ $('whatis-form').addEventListener('submit', async (e) => {
 
 // --- library -------------------------------------------------------------------------------------------
 
+// What the person typed; the server maps it to a channel (`Holiday Photos` -> holiday-photos) and
+// says which, or why it cannot.
 const channel = () => $('library-channel').value.trim() || 'default';
 
 function thumb(entry, extra) {
@@ -229,8 +280,15 @@ function thumb(entry, extra) {
 
 async function refreshLibrary() {
   const list = $('library-images');
+  const empty = $('library-empty');
+  // Another channel's images must never stay on screen under this one's name, even if it fails.
+  list.replaceChildren();
+  empty.hidden = true;
   try {
-    const { images } = await api(`/api/library/${encodeURIComponent(channel())}`);
+    const { channel: id, images, emptyText } = await api(`/api/library/${encodeURIComponent(channel())}`);
+    $('library-channel-id').textContent = `Channel: ${id}`;
+    empty.textContent = emptyText || '';
+    empty.hidden = !emptyText;
     list.replaceChildren(
       ...images.map((entry) => {
         const li = thumb(entry);
@@ -240,15 +298,13 @@ async function refreshLibrary() {
         del.title = 'Delete';
         del.addEventListener('click', async () => {
           try {
-            await api(
-              `/api/library/${encodeURIComponent(channel())}/images/${encodeURIComponent(entry.imageId)}`,
-              {
-                method: 'DELETE',
-              },
-            );
+            await api(`/api/library/${encodeURIComponent(id)}/images/${encodeURIComponent(entry.imageId)}`, {
+              method: 'DELETE',
+            });
             li.remove();
             for (const hit of $('library-hits').querySelectorAll(`[data-image-id="${entry.imageId}"]`))
               hit.remove();
+            if (list.children.length === 0) refreshLibrary();
           } catch (err) {
             setStatus($('library-status'), err.message, true);
           }
@@ -258,12 +314,15 @@ async function refreshLibrary() {
       }),
     );
   } catch (err) {
+    $('library-channel-id').textContent = '';
     setStatus($('library-status'), err.message, true);
   }
 }
 
 $('library-channel').addEventListener('change', () => {
   $('library-hits').replaceChildren();
+  $('library-score-note').hidden = true;
+  setStatus($('library-status'), '');
   showStale(0);
   refreshLibrary();
 });
@@ -272,6 +331,8 @@ $('library-upload').addEventListener('submit', async (e) => {
   e.preventDefault();
   const files = [...$('library-files').files];
   const status = $('library-status');
+  // One bad file must not stop the others: each is tried, and each problem is named.
+  const problems = [];
   let added = 0;
   for (const [i, file] of files.entries()) {
     setStatus(status, `Indexing ${i + 1} of ${files.length}…`);
@@ -286,12 +347,15 @@ $('library-upload').addEventListener('submit', async (e) => {
       );
       added++;
     } catch (err) {
-      setStatus(status, `${file.name}: ${err.message}`, true);
-      await refreshLibrary();
-      return;
+      problems.push(`${file.name}: ${err.message}`);
     }
   }
-  setStatus(status, `Added ${added} ${added === 1 ? 'image' : 'images'}.`);
+  const images = (n) => `${n} ${n === 1 ? 'image' : 'images'}`;
+  const summary =
+    problems.length === 0
+      ? `Added ${images(added)}.`
+      : `Added ${added} of ${images(files.length)}. ${problems.join(' ')}`;
+  setStatus(status, summary, problems.length > 0);
   $('library-files').value = '';
   await refreshLibrary();
 });
@@ -337,7 +401,16 @@ $('library-search').addEventListener('submit', async (e) => {
     const result = await api(
       `/api/library/${encodeURIComponent(channel())}/search?q=${encodeURIComponent(q)}`,
     );
-    hits.replaceChildren(...result.hits.map((h) => thumb(h, `${h.name} · ${h.score.toFixed(3)}`)));
+    hits.replaceChildren(
+      ...result.hits.map((h) => {
+        const li = thumb(h, `${h.name} · ${h.score.toFixed(3)}`);
+        li.title = result.scoreText;
+        return li;
+      }),
+    );
+    // Raw cosine scores mean little on their own (and are noise with random weights): say so.
+    $('library-score-note').textContent = result.hits.length > 0 ? result.scoreText : '';
+    $('library-score-note').hidden = result.hits.length === 0;
     showStale(result.staleImages ?? 0, result.staleText);
     setStatus(status, result.summary);
   } catch (err) {
