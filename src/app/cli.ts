@@ -1,42 +1,46 @@
 // `npx vqclip <command>`: imagine, whatis, search and db (status, index) from a terminal. Runs the worker's processor
 // functions in this process (no Redis, blobs in memory), prints a progress bar on stderr, and with
-// --json prints one machine-readable JSON document on stdout instead of text.
-import { readdir, readFile, stat, writeFile } from 'node:fs/promises';
+// --json prints one machine-readable JSON document on stdout instead of text. Arguments and the
+// files named are checked before anything heavy loads (models, ONNX Runtime, the database): a
+// mistake is reported at once, with the real cause (the path, the system's error), not after a run.
+import { access, constants, readdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { userInfo } from 'node:os';
-import { extname, join, resolve } from 'node:path';
+import { dirname, extname, join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import {
+  renderChannelRule,
   renderError,
+  renderFileProblem,
   renderImagineProgress,
   renderImagineResult,
   renderLabels,
   renderSearchHits,
+  renderSizeRule,
   renderStaleNote,
 } from '../bots/core/render.js';
-import { libraryScope } from '../bots/web/library.js';
-import { type Database, type OpenDatabaseOptions, openDatabase } from '../shared/db/index.js';
+import { channelFromName, libraryScope, UPLOAD_MAX_BYTES } from '../bots/web/channels.js';
+import type { Database, OpenDatabaseOptions } from '../shared/db/index.js';
 import { asCodedError, BadInputError, CodedError, ImageTooLargeError } from '../shared/errors.js';
-import { DefaultImageLimits } from '../shared/image/decode.js';
-import { type ImagineProgress, jobLimits, presets } from '../shared/jobs.js';
-import { MemoryBlobs } from '../worker/processors/blobs.js';
-import { runClassify } from '../worker/processors/classify.js';
-import { runImagine } from '../worker/processors/imagine.js';
-import { runSearch } from '../worker/processors/search.js';
-import { lockDirectory } from '../worker/runtime/dir-lock.js';
-import { type LoadModelsOptions, loadModels, type WorkerModels } from '../worker/runtime/models.js';
-import { hasModels } from './models-setup.js';
+import type { ImagineProgress } from '../shared/jobs.js';
+import type { LoadModelsOptions, WorkerModels } from '../worker/runtime/models.js';
+import { cliLimits as jobLimits, cliPresets as presets } from './cli-limits.js';
 
 const USAGE = `usage: vqclip <command> [options]
 
   imagine "PROMPT" [--out FILE] [--steps N] [--size N | --width N --height N]
-                   [--preset draft|normal|better] [--seed N] [--timelapse FILE]
-      Paints PROMPT (syntax: "a red bicycle:1.5 | rain | blurry:-0.5") into a PNG.
+                   [--preset draft|normal|better] [--seed N] [--timelapse FILE.webp]
+      Paints PROMPT (syntax: "a red bicycle:1.5 | rain | blurry:-0.5") into FILE: .png (the
+      default, imagine-SEED.png), .jpg or .webp. --timelapse writes an animated WebP.
+      Sizes: ${jobLimits.minSide} to ${jobLimits.maxSide} pixels, a multiple of 16 (--size 256, or --width 256 --height 192).
+      Steps: 1 to ${jobLimits.maxSteps}; the preset sets them when not given.
   whatis FILE [--labels "cat, dog, human"] [--top N]
-      The top labels of an image (default vocabulary: 1000+ everyday and ImageNet labels).
+      The top labels of an image (at most ${UPLOAD_MAX_BYTES / 1024 / 1024} MiB; default vocabulary: 1000+ everyday and
+      ImageNet labels).
   search "QUERY" (--dir FOLDER | --channel NAME) [--k N]
       Images that match QUERY: the image files of FOLDER (embedded now), or a playground
-      library channel from the index in DATA_DIR (stop \`npm start\` first: PGlite has one user).
+      library channel (its display name or id) from the index in DATA_DIR (stop \`npm start\`
+      first: PGlite has one user).
   db status | db index
       status: images (per embedding model), the HNSW index's state. index: builds the HNSW index that searches of
       channels over 2,000 images walk, when an older database lacks it (PGlite: minutes per 100k
@@ -51,6 +55,89 @@ common options:
 
 /** A mistake on the command line: exit code 2 and the usage. */
 class UsageError extends Error {}
+
+/** A local file or folder that cannot be used, said with its path and the system's reason. */
+class LocalFileError extends Error {
+  constructor(path: string, problem: string) {
+    super(renderFileProblem(path, problem));
+  }
+}
+
+/** `ENOENT` -> `does not exist (ENOENT)`: the system's words, for a person. */
+function errnoProblem(error: unknown): string {
+  const code = (error as NodeJS.ErrnoException).code;
+  const words: Record<string, string> = {
+    ENOENT: 'does not exist',
+    ENOTDIR: 'is not a folder',
+    EISDIR: 'is a folder, not a file',
+    EACCES: 'cannot be written or read here (permission denied)',
+    EPERM: 'is not allowed here',
+    EROFS: 'is on a read-only file system',
+    ENOSPC: 'the disk is full',
+  };
+  return code === undefined
+    ? (error as Error).message
+    : `${words[code] ?? (error as Error).message} (${code})`;
+}
+
+/** Options that take a value: `--size -64` is theirs, not an unknown flag `-6`. */
+const VALUE_OPTIONS = new Set([
+  '--out',
+  '-o',
+  '--steps',
+  '--size',
+  '--width',
+  '--height',
+  '--seed',
+  '--top',
+  '--k',
+]);
+
+/** Joins `--size -64` into `--size=-64`, so parseArgs reports a bad value instead of an ambiguity. */
+export function joinNegativeValues(args: readonly string[]): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < args.length; i++) {
+    const arg = args[i]!;
+    const next = args[i + 1];
+    if (VALUE_OPTIONS.has(arg) && next !== undefined && /^-\d/.test(next)) {
+      out.push(`${arg}=${next}`);
+      i++;
+    } else out.push(arg);
+  }
+  return out;
+}
+
+/** Output formats by file extension: what `--out` may end in. */
+const IMAGE_OUTPUTS: Readonly<Record<string, 'png' | 'jpeg' | 'webp'>> = {
+  '.png': 'png',
+  '.jpg': 'jpeg',
+  '.jpeg': 'jpeg',
+  '.webp': 'webp',
+};
+
+/**
+ * Checks, before any work, that `path` can be written: a known extension, not a folder, in a folder
+ * that exists and is writable.
+ */
+async function checkOutput(path: string, option: string, extensions: readonly string[]): Promise<void> {
+  const info = await stat(path).catch(() => undefined);
+  if (info?.isDirectory()) throw new LocalFileError(path, 'is a folder; give a file name');
+  const ext = extname(path).toLowerCase();
+  if (!extensions.includes(ext)) {
+    const names = extensions.join(', ');
+    throw new UsageError(
+      `${option} ${path}: ${option === '--timelapse' ? 'a timelapse is an animated WebP' : 'images are written as PNG, JPEG or WebP'}: name it ${names}`,
+    );
+  }
+  const dir = dirname(path);
+  const dirInfo = await stat(dir).catch((error: unknown) => {
+    throw new LocalFileError(dir, errnoProblem(error));
+  });
+  if (!dirInfo.isDirectory()) throw new LocalFileError(dir, 'is not a folder (ENOTDIR)');
+  await access(dir, constants.W_OK).catch((error: unknown) => {
+    throw new LocalFileError(dir, errnoProblem(error));
+  });
+}
 
 export interface CliIo {
   stdout: (text: string) => void;
@@ -89,11 +176,20 @@ function intOption(name: string, raw: string | undefined, min: number, max: numb
   if (raw === undefined) return undefined;
   const n = Number(raw);
   if (!Number.isInteger(n) || n < min || n > max)
-    throw new UsageError(`--${name} must be an integer in [${min}, ${max}]`);
+    throw new UsageError(`--${name} must be a whole number from ${min} to ${max}`);
+  return n;
+}
+
+function sideOption(name: string, raw: string | undefined): number | undefined {
+  if (raw === undefined) return undefined;
+  const n = Number(raw);
+  if (!Number.isInteger(n) || n < jobLimits.minSide || n > jobLimits.maxSide || n % 16 !== 0)
+    throw new UsageError(`--${name} ${renderSizeRule(jobLimits)}`);
   return n;
 }
 
 async function openModels(c: Common, io: CliIo): Promise<WorkerModels> {
+  const { hasModels } = await import('./models-setup.js');
   if (!(await hasModels(c.modelsDir))) {
     throw new CodedError(
       'model_missing',
@@ -101,6 +197,7 @@ async function openModels(c: Common, io: CliIo): Promise<WorkerModels> {
         `\`npm run models -- random --preset tiny --out ${c.modelsDir}\` (npm start does this on first run)`,
     );
   }
+  const { loadModels } = await import('../worker/runtime/models.js');
   return loadModels(c.modelsDir, {
     providers: (io.env.ORT_PROVIDERS ?? 'cpu').split(',').includes('cuda') ? ['cuda', 'cpu'] : ['cpu'],
     labelCacheDir: join(c.dataDir, 'label-cache'),
@@ -144,7 +241,7 @@ export class ProgressBar {
 
 async function imagine(args: string[], io: CliIo): Promise<void> {
   const { values, positionals } = parseArgs({
-    args,
+    args: joinNegativeValues(args),
     allowPositionals: true,
     options: {
       ...commonOptions,
@@ -160,9 +257,9 @@ async function imagine(args: string[], io: CliIo): Promise<void> {
   });
   if (positionals.length !== 1) throw new UsageError('imagine takes one prompt (quote it)');
   const c = common(values, io.env);
-  const size = intOption('size', values.size, jobLimits.minSide, jobLimits.maxSide);
-  const width = intOption('width', values.width, jobLimits.minSide, jobLimits.maxSide) ?? size;
-  const height = intOption('height', values.height, jobLimits.minSide, jobLimits.maxSide) ?? size;
+  const size = sideOption('size', values.size);
+  const width = sideOption('width', values.width) ?? size;
+  const height = sideOption('height', values.height) ?? size;
   if ((width === undefined) !== (height === undefined))
     throw new UsageError('give --size, or both --width and --height');
   const preset = values.preset;
@@ -179,10 +276,22 @@ async function imagine(args: string[], io: CliIo): Promise<void> {
     ...(width === undefined || height === undefined ? {} : { size: { width, height } }),
     origin: { platform: 'cli', user: localUser() },
   };
+  // Where the results go is checked now, not after the whole generation. Without --out the name
+  // needs the seed, which the run draws; its folder (the current one) is checked all the same.
+  const outGiven = values.out === undefined ? undefined : resolve(values.out);
+  await checkOutput(outGiven ?? resolve('imagine.png'), '--out', Object.keys(IMAGE_OUTPUTS));
+  const timelapse = values.timelapse === undefined ? undefined : resolve(values.timelapse);
+  if (timelapse !== undefined) await checkOutput(timelapse, '--timelapse', ['.webp']);
+  if (timelapse !== undefined && timelapse === outGiven)
+    throw new UsageError('--out and --timelapse name the same file');
 
   const models = await openModels(c, io);
   const bar = new ProgressBar(io);
   try {
+    const [{ MemoryBlobs }, { runImagine }] = await Promise.all([
+      import('../worker/processors/blobs.js'),
+      import('../worker/processors/imagine.js'),
+    ]);
     const blobs = new MemoryBlobs();
     const result = await runImagine(models, data, {
       blobs,
@@ -190,12 +299,17 @@ async function imagine(args: string[], io: CliIo): Promise<void> {
       onProgress: (p) => bar.update(p),
     });
     bar.done();
-    const out = resolve(values.out ?? `imagine-${result.seed}.png`);
-    await writeFile(out, (await blobs.get(result.finalBlob))!.bytes);
-    let timelapse: string | undefined;
-    if (values.timelapse !== undefined && result.timelapseBlob !== undefined) {
-      timelapse = resolve(values.timelapse);
+    const out = outGiven ?? resolve(`imagine-${result.seed}.png`);
+    const png = (await blobs.get(result.finalBlob))!.bytes;
+    await writeFile(out, await encodeAs(IMAGE_OUTPUTS[extname(out).toLowerCase()] ?? 'png', png)).catch(
+      (error: unknown) => {
+        throw new LocalFileError(out, errnoProblem(error));
+      },
+    );
+    let wroteTimelapse: string | undefined;
+    if (timelapse !== undefined && result.timelapseBlob !== undefined) {
       await writeFile(timelapse, (await blobs.get(result.timelapseBlob))!.bytes);
+      wroteTimelapse = timelapse;
     }
     if (c.json) {
       io.stdout(
@@ -204,14 +318,14 @@ async function imagine(args: string[], io: CliIo): Promise<void> {
           steps: result.steps,
           lossFirst: result.lossFirst,
           lossLast: result.lossLast,
-          outputs: { image: out, ...(timelapse === undefined ? {} : { timelapse }) },
+          outputs: { image: out, ...(wroteTimelapse === undefined ? {} : { timelapse: wroteTimelapse }) },
           params: result.params,
           timingsMs: result.timings,
         })}\n`,
       );
     } else {
       io.stdout(`${out}\n${renderImagineResult(result)}\n`);
-      if (timelapse) io.stdout(`${timelapse}\n`);
+      if (wroteTimelapse) io.stdout(`${wroteTimelapse}\n`);
     }
   } finally {
     bar.done();
@@ -219,19 +333,33 @@ async function imagine(args: string[], io: CliIo): Promise<void> {
   }
 }
 
+/** The worker's PNG in the format the file name asks for. */
+async function encodeAs(format: 'png' | 'jpeg' | 'webp', png: Uint8Array): Promise<Uint8Array> {
+  if (format === 'png') return png;
+  const [{ decodeImage }, { encodeJpeg, encodeWebp }] = await Promise.all([
+    import('../shared/image/decode.js'),
+    import('../shared/image/encode.js'),
+  ]);
+  const img = await decodeImage(png);
+  return format === 'jpeg' ? encodeJpeg(img) : encodeWebp(img);
+}
+
+/** An image file's bytes: the path's real problem when it cannot be read, the one upload limit. */
 async function readImageFile(path: string): Promise<Uint8Array> {
-  const info = await stat(path).catch(() => undefined);
-  if (!info?.isFile()) throw new BadInputError(`${path} is not a file`);
+  const info = await stat(path).catch((error: unknown) => {
+    throw new LocalFileError(path, errnoProblem(error));
+  });
+  if (!info.isFile()) throw new LocalFileError(path, 'is not a file');
   // The cap is checked before the file is read, as uploads are checked before their body is.
-  if (info.size > DefaultImageLimits.maxBytes) {
-    throw new ImageTooLargeError({ bytes: info.size, maxBytes: DefaultImageLimits.maxBytes });
+  if (info.size > UPLOAD_MAX_BYTES) {
+    throw new ImageTooLargeError({ bytes: info.size, maxBytes: UPLOAD_MAX_BYTES });
   }
   return new Uint8Array(await readFile(path));
 }
 
 async function whatis(args: string[], io: CliIo): Promise<void> {
   const { values, positionals } = parseArgs({
-    args,
+    args: joinNegativeValues(args),
     allowPositionals: true,
     options: { ...commonOptions, labels: { type: 'string' }, top: { type: 'string' } },
   });
@@ -243,16 +371,24 @@ async function whatis(args: string[], io: CliIo): Promise<void> {
     ?.split(',')
     .map((l) => l.trim())
     .filter((l) => l.length > 0);
+  if (labels !== undefined && labels.length === 0) {
+    // An empty list is a slip, not a wish for the default vocabulary (which is leaving --labels out).
+    throw new UsageError('--labels needs at least one label ("cat, dog"); leave it out for everyday objects');
+  }
   const bytes = await readImageFile(file);
   const models = await openModels(c, io);
   try {
+    const [{ MemoryBlobs }, { runClassify }] = await Promise.all([
+      import('../worker/processors/blobs.js'),
+      import('../worker/processors/classify.js'),
+    ]);
     const blobs = new MemoryBlobs();
     const image = await blobs.put(bytes, { contentType: 'application/octet-stream' });
     if (!labels && !c.json)
       io.stderr('using the default vocabulary (the first run embeds it, then it is cached)…\n');
     const result = await runClassify(
       models,
-      { image, topK, ...(labels && labels.length > 0 ? { labels } : {}) },
+      { image, topK, ...(labels ? { labels } : {}) },
       { blobs, ...(io.signal === undefined ? {} : { signal: io.signal }) },
     );
     if (c.json) {
@@ -269,7 +405,7 @@ const IMAGE_EXTENSIONS = new Set(['.png', '.jpg', '.jpeg', '.webp', '.gif', '.av
 
 async function search(args: string[], io: CliIo): Promise<void> {
   const { values, positionals } = parseArgs({
-    args,
+    args: joinNegativeValues(args),
     allowPositionals: true,
     options: {
       ...commonOptions,
@@ -288,14 +424,21 @@ async function search(args: string[], io: CliIo): Promise<void> {
     throw new BadInputError(`the query must have 1 to ${jobLimits.queryChars} characters`);
   }
   const k = intOption('k', values.k, 1, jobLimits.maxSearchK) ?? 5;
+  // The folder, or the channel's name, is checked before the models load.
+  const dir = values.dir === undefined ? undefined : resolve(values.dir);
+  let names: string[] = [];
+  if (dir !== undefined) names = await imageFiles(dir);
+  const channel = values.channel === undefined ? undefined : channelFromName(values.channel);
+  if (values.channel !== undefined && channel === undefined)
+    throw new UsageError(`--channel ${values.channel}: ${renderChannelRule()}`);
   const models = await openModels(c, io);
-  let hits: { path: string; score: number }[];
+  let hits: { path: string; name: string; score: number }[];
   let staleImages = 0;
   try {
-    if (values.dir !== undefined) {
-      hits = await searchFolder(models, resolve(values.dir), query, k, io);
+    if (dir !== undefined) {
+      hits = await searchFolder(models, dir, names, query, k, io);
     } else {
-      ({ hits, staleImages } = await searchIndex(models, c.dataDir, values.channel!, query, k, io));
+      ({ hits, staleImages } = await searchIndex(models, c.dataDir, channel!, query, k, io));
     }
   } finally {
     await models.close();
@@ -309,43 +452,55 @@ async function search(args: string[], io: CliIo): Promise<void> {
   } else if (hits.length === 0) {
     io.stdout('no images\n');
   } else {
-    io.stdout(`${renderSearchHits(hits.map((h) => ({ score: h.score, name: h.path })))}\n`);
+    io.stdout(`${renderSearchHits(hits.map((h) => ({ score: h.score, name: h.name })))}\n`);
   }
+}
+
+/** The image files of a folder, by name; the folder's real problem when it cannot be listed. */
+async function imageFiles(dir: string): Promise<string[]> {
+  const entries = await readdir(dir, { withFileTypes: true }).catch((error: unknown) => {
+    throw new LocalFileError(dir, errnoProblem(error));
+  });
+  return entries
+    .filter((d) => d.isFile() && IMAGE_EXTENSIONS.has(extname(d.name).toLowerCase()))
+    .map((d) => d.name)
+    .sort();
 }
 
 /** Embeds every image file of a folder now and ranks them by cosine to the query. */
 async function searchFolder(
   models: WorkerModels,
   dir: string,
+  names: readonly string[],
   query: string,
   k: number,
   io: CliIo,
-): Promise<{ path: string; score: number }[]> {
-  const names = (await readdir(dir, { withFileTypes: true }))
-    .filter((d) => d.isFile() && IMAGE_EXTENSIONS.has(extname(d.name).toLowerCase()))
-    .map((d) => d.name)
-    .sort();
+): Promise<{ path: string; name: string; score: number }[]> {
   const [text] = [await models.classifier.embedTexts([query], io.signal)];
   const q = unit(text!);
-  const scored: { path: string; score: number }[] = [];
+  const scored: { path: string; name: string; score: number }[] = [];
   for (const [i, name] of names.entries()) {
     const path = join(dir, name);
     if (io.isTty) io.stderr(`\r\x1b[2Kembedding ${i + 1}/${names.length} ${name}`);
     try {
       const embedding = unit(await models.images.embed(await readImageFile(path), io.signal));
-      scored.push({ path, score: dot(q, embedding) });
+      scored.push({ path, name: path, score: dot(q, embedding) });
     } catch (error) {
       const coded = asCodedError(error);
       if (coded.code === 'cancelled') throw coded;
       // One unreadable file must not spoil the search of a whole folder.
-      io.stderr(`${io.isTty ? '\n' : ''}skipped ${name}: ${renderError(coded)}\n`);
+      const why = error instanceof LocalFileError ? error.message : renderError(coded);
+      io.stderr(`${io.isTty ? '\n' : ''}skipped ${name}: ${why}\n`);
     }
   }
   if (io.isTty && names.length > 0) io.stderr('\n');
   return scored.sort((a, b) => b.score - a.score).slice(0, k);
 }
 
-/** Searches a playground library channel through the database index in DATA_DIR. */
+/**
+ * Searches a playground library channel through the database index in DATA_DIR. Hits are named as
+ * the playground names them (the uploaded file's name, from the library's manifest).
+ */
 async function searchIndex(
   models: WorkerModels,
   dataDir: string,
@@ -353,8 +508,14 @@ async function searchIndex(
   query: string,
   k: number,
   io: CliIo,
-): Promise<{ hits: { path: string; score: number }[]; staleImages: number }> {
+): Promise<{ hits: { path: string; name: string; score: number }[]; staleImages: number }> {
   const options = { embeddingDim: models.embeddingDim, embeddingModel: models.embeddingModel };
+  const [{ runSearch }, { Library }] = await Promise.all([
+    import('../worker/processors/search.js'),
+    import('../bots/web/library.js'),
+  ]);
+  const library = new Library(join(resolve(dataDir), 'library'));
+  const names = new Map((await library.list(channel)).map((e) => [e.file, e.name]));
   return withDatabase(dataDir, io, options, async (db) => {
     const result = await runSearch(
       models,
@@ -363,7 +524,8 @@ async function searchIndex(
     );
     return {
       hits: result.hits.map((h) => ({
-        path: join(resolve(dataDir), 'library', channel, h.file),
+        path: join(library.dir(channel), h.file),
+        name: names.get(h.file) ?? h.file,
         score: h.score,
       })),
       staleImages: result.staleImages ?? 0,
@@ -379,6 +541,10 @@ async function withDatabase<T>(
   fn: (db: Database) => Promise<T>,
 ): Promise<T> {
   const databaseUrl = io.env.DATABASE_URL || undefined;
+  const [{ lockDirectory }, { openDatabase }] = await Promise.all([
+    import('../worker/runtime/dir-lock.js'),
+    import('../shared/db/index.js'),
+  ]);
   const lock = databaseUrl === undefined ? await lockDirectory(dataDir) : undefined;
   try {
     const db = await openDatabase({ dataDir, databaseUrl }, options);
@@ -499,15 +665,25 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
       io.stderr('\ncancelled\n');
       return 130;
     }
-    // Operator-facing messages (model_missing, unavailable) say what to do; users' get the sentence.
+    if (error instanceof LocalFileError) return fail(error.message, 'bad_input');
+    // A local tool shows the real cause: operator-facing messages (model_missing, unavailable) say
+    // what to do, user mistakes get their sentence, and anything else its own message (the chat
+    // bots' "something went wrong on our side" tells someone at their own terminal nothing).
     const text =
-      coded.code === 'model_missing' || coded.code === 'unavailable' ? coded.message : renderError(coded);
-    if (argv.includes('--json')) {
-      io.stdout(`${JSON.stringify({ error: { code: coded.code, message: text } })}\n`);
-    }
-    io.stderr(`vqclip ${name}: ${text}\n`);
+      coded.code === 'model_missing' || coded.code === 'unavailable'
+        ? coded.message
+        : coded.code === 'internal'
+          ? `${(error as Error).message ?? coded.message}${io.env.DEBUG ? '' : ' (DEBUG=1 shows where)'}`
+          : renderError(coded);
+    const code = fail(text, coded.code);
     if (coded.code === 'internal' && error instanceof Error && error.stack && io.env.DEBUG)
       io.stderr(`${error.stack}\n`);
+    return code;
+  }
+
+  function fail(text: string, code: string): number {
+    if (argv.includes('--json')) io.stdout(`${JSON.stringify({ error: { code, message: text } })}\n`);
+    io.stderr(`vqclip ${name}: ${text}\n`);
     return 1;
   }
 }

@@ -1,12 +1,17 @@
 // The CLI in process (runCli with captured streams) on tiny random models written once for the file:
 // --json output of imagine, whatis and search checked against the processors' own numbers.
+
+import { spawnSync } from 'node:child_process';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type CliIo, ProgressBar, runCli } from '../../src/app/cli.js';
+import { type CliIo, joinNegativeValues, ProgressBar, runCli } from '../../src/app/cli.js';
+import { cliLimits, cliPresets } from '../../src/app/cli-limits.js';
+import { Library } from '../../src/bots/web/library.js';
 import { Database, migrate, migrations, openDatabase } from '../../src/shared/db/index.js';
+import { jobLimits, presets } from '../../src/shared/jobs.js';
 import { writeRandomModels } from '../../src/worker/models/random.js';
 import { MemoryBlobs } from '../../src/worker/processors/blobs.js';
 import { runEmbedImage } from '../../src/worker/processors/embed-image.js';
@@ -226,12 +231,35 @@ describe('vqclip search --json', () => {
     } finally {
       await db.close();
     }
-    const { code, stdout } = await cli(['search', 'a red square', '--channel', 'holiday', '--json']);
+    // The playground's manifest names the files as they were uploaded.
+    const library = new Library(join(dataDir, 'library'));
+    for (const [name, shown] of [
+      ['red', 'Red square.png'],
+      ['blue', 'Blue sky.png'],
+    ] as const) {
+      await library.record('holiday', {
+        imageId: name,
+        file: `${name}.png`,
+        name: shown,
+        bytes: 1,
+        addedAt: new Date(0).toISOString(),
+      });
+    }
+    const { code, stdout } = await cli(['search', 'a red square', '--channel', 'Holiday', '--json']);
     expect(code).toBe(0);
     const report = JSON.parse(stdout) as { hits: { path: string; score: number }[]; staleImages: number };
     expect(report.hits.map((h) => h.path.split('/').at(-1)).sort()).toEqual(['blue.png', 'red.png']);
     expect(report.staleImages).toBe(1);
     const text = await cli(['search', 'a red square', '--channel', 'holiday']);
+    // Names as the playground shows them, not paths inside DATA_DIR.
+    expect(
+      text.stdout
+        .trim()
+        .split('\n')
+        .map((l) => l.replace(/^-?\d\.\d{3}\s+/, ''))
+        .sort(),
+    ).toEqual(['Blue sky.png', 'Red square.png']);
+    expect(text.stdout).not.toContain(dataDir);
     expect(text.stderr).toContain(
       '1 image was indexed with another model and is left out of searches. Re-index them',
     );
@@ -287,5 +315,108 @@ describe('ProgressBar', () => {
     const lines = log.trim().split('\n');
     expect(lines.length).toBe(11);
     expect(lines.at(-1)).toBe('[####] Step 20/20 · loss 1.000');
+  });
+});
+
+// What a newcomer met in the CLI (issue 15): each failed before its fix.
+describe('vqclip first run', () => {
+  // No models there: a check that ran after loading them would report model_missing instead.
+  const noModels = ['--models', '/nonexistent-models', '--data', '/nonexistent-data'];
+  const run = (args: string[]) => capture([...args, ...noModels]);
+
+  it('checks --out and --timelapse before any work, and names the real cause', async () => {
+    const folder = await cli(['imagine', 'x', '--steps', '1', '--out', dir]);
+    expect(folder.code).toBe(1);
+    expect(folder.stderr).toBe(`vqclip imagine: ${dir}: is a folder; give a file name\n`);
+    const missing = await run(['imagine', 'x', '--out', join(dir, 'no', 'such', 'a.png')]);
+    expect(missing.code).toBe(1);
+    expect(missing.stderr).toBe(`vqclip imagine: ${join(dir, 'no', 'such')}: does not exist (ENOENT)\n`);
+    expect(missing.stderr).not.toMatch(/Something went wrong/);
+    const gif = await run(['imagine', 'x', '--timelapse', join(dir, 't.gif')]);
+    expect(gif.code).toBe(2);
+    expect(gif.stderr).toMatch(/^--timelapse .*t\.gif: a timelapse is an animated WebP: name it \.webp/);
+    const bmp = await run(['imagine', 'x', '--out', join(dir, 'x.bmp')]);
+    expect(bmp.code).toBe(2);
+    expect(bmp.stderr).toMatch(/images are written as PNG, JPEG or WebP/);
+    const nodir = await run(['search', 'cat', '--dir', join(dir, 'nope')]);
+    expect(nodir.code).toBe(1);
+    expect(nodir.stderr).toBe(`vqclip search: ${join(dir, 'nope')}: does not exist (ENOENT)\n`);
+    const nofile = await run(['whatis', join(dir, 'nope.png')]);
+    expect(nofile.stderr).toBe(`vqclip whatis: ${join(dir, 'nope.png')}: does not exist (ENOENT)\n`);
+  });
+
+  it('writes the format the file name asks for', async () => {
+    for (const [name, format] of [
+      ['c.jpg', 'jpeg'],
+      ['c.webp', 'webp'],
+    ] as const) {
+      const out = join(dir, name);
+      const r = await cli(['imagine', 'a cat', '--size', '64', '--steps', '1', '--seed', '1', '--out', out]);
+      expect(r.code, r.stderr).toBe(0);
+      expect((await sharp(out).metadata()).format).toBe(format);
+    }
+  });
+
+  it('says the size rule for negative and odd sizes, and refuses an empty label list', async () => {
+    expect(joinNegativeValues(['--size', '-64', 'x', '--k', '-1'])).toEqual(['--size=-64', 'x', '--k=-1']);
+    for (const size of ['-64', '100', '2048']) {
+      const r = await run(['imagine', 'x', '--size', size]);
+      expect(r.code).toBe(2);
+      expect(r.stderr).toMatch(/^--size must be 64 to 1024 pixels, a multiple of 16\n/);
+      expect(r.stderr).not.toMatch(/ambiguous/);
+    }
+    expect((await run(['--help'])).stdout).toMatch(/64 to 1024 pixels, a multiple of 16/);
+    const labels = await run(['whatis', join(imagesDir, 'red.png'), '--labels', ' , ']);
+    expect(labels.code).toBe(2);
+    expect(labels.stderr).toMatch(/^--labels needs at least one label/);
+  });
+
+  it("takes images up to the playground's limit, one limit for both", async () => {
+    const big = join(dir, 'big.png');
+    await writeFile(big, Buffer.alloc(10 * 1024 * 1024 + 1));
+    const r = await run(['whatis', big]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toBe(
+      'vqclip whatis: That image is 10 MiB; the limit is 10 MiB. Please send a smaller one.\n',
+    );
+  });
+
+  it("keeps its limits equal to the job schema's", () => {
+    for (const [key, value] of Object.entries(cliLimits))
+      expect(value, key).toBe(jobLimits[key as keyof typeof jobLimits]);
+    expect([...cliPresets]).toEqual([...presets]);
+  });
+
+  it('loads nothing heavy before it has something to do', async () => {
+    // Every module the process resolves, logged by a loader hook: --help and a usage mistake must
+    // not pay for ONNX Runtime, BullMQ, zod, sharp or PGlite (about two seconds on these machines).
+    const hooks = join(dir, 'hooks.mjs');
+    const log = join(dir, 'resolved.txt');
+    await writeFile(
+      hooks,
+      `import { appendFileSync } from 'node:fs';
+export async function resolve(specifier, context, next) {
+  const r = await next(specifier, context);
+  appendFileSync(${JSON.stringify(log)}, r.url + '\\n');
+  return r;
+}`,
+    );
+    const register = join(dir, 'register.mjs');
+    await writeFile(
+      register,
+      `import { register } from 'node:module'; register(${JSON.stringify(`file://${hooks}`)});`,
+    );
+    const root = new URL('../../', import.meta.url).pathname;
+    for (const args of [['--help'], ['imagine', 'x', '--size', '-64']]) {
+      const r = spawnSync(process.execPath, ['--import', register, join(root, 'bin/vqclip.js'), ...args], {
+        cwd: root,
+        encoding: 'utf8',
+      });
+      expect(r.status, r.stderr).toBe(args[0] === '--help' ? 0 : 2);
+    }
+    const resolved = await readFile(log, 'utf8');
+    expect(resolved).toContain('/src/app/cli.ts');
+    for (const heavy of ['onnxruntime-node', 'bullmq', '/zod/', '/sharp/', '@electric-sql/pglite', 'ioredis'])
+      expect(resolved, heavy).not.toContain(heavy);
   });
 });
