@@ -207,20 +207,26 @@ def make_clip() -> dict[str, torch.Tensor]:
 
 # -------------------------------------------------------------------------------------------- VQGAN
 
+# The tiny preset's VQGAN (src/worker/models/config.ts tinyVqganConfig): vqgan_imagenet_f16_16384's
+# five levels (downsampling 16) and attention at 16 of 256, i.e. at the lowest level only; 32 channels
+# (the least GroupNorm(32) allows), 64 at the deepest level, so nin_shortcut is exercised both ways.
 VQGAN_DDCONFIG = {
     "double_z": False,
     "z_channels": 16,
-    "resolution": 16,
+    "resolution": 256,
     "in_channels": 3,
     "out_ch": 3,
     "ch": 32,
-    "ch_mult": [1, 2],
+    "ch_mult": [1, 1, 1, 1, 2],
     "num_res_blocks": 1,
-    "attn_resolutions": [8],
+    "attn_resolutions": [16],
     "dropout": 0.0,
 }
 VQGAN_EMBED_DIM = 16
-VQGAN_N_EMBED = 64
+VQGAN_N_EMBED = 1024
+VQGAN_FACTOR = 2 ** (len(VQGAN_DDCONFIG["ch_mult"]) - 1)
+# Not square, so a graph that swapped height and width would not match: a 4x6 latent (24 positions).
+VQGAN_IMAGE_HW = (64, 96)
 
 
 def init_vqgan(model: VQModel) -> None:
@@ -269,9 +275,10 @@ def make_vqgan() -> dict[str, torch.Tensor]:
     model = model.double()
 
     g = gen(4)
-    x = (torch.rand(1, 3, 16, 16, generator=g, dtype=torch.float32) * 2 - 1).contiguous()
-    z = torch.randn(1, VQGAN_EMBED_DIM, 8, 8, generator=g, dtype=torch.float32)
-    r = torch.randn(1, 3, 16, 16, generator=g, dtype=torch.float32)
+    ih, iw = VQGAN_IMAGE_HW
+    x = (torch.rand(1, 3, ih, iw, generator=g, dtype=torch.float32) * 2 - 1).contiguous()
+    z = torch.randn(1, VQGAN_EMBED_DIM, ih // VQGAN_FACTOR, iw // VQGAN_FACTOR, generator=g, dtype=torch.float32)
+    r = torch.randn(1, 3, ih, iw, generator=g, dtype=torch.float32)
 
     with torch.no_grad():
         h = model.encoder(x.double())

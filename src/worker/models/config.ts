@@ -313,24 +313,32 @@ export function vqganF16_16384Config(): VqganConfig {
   });
 }
 
-/** A VQGAN for unit tests: 16 px images, 8x8 latents, one downsampling level with attention at 8. */
+/**
+ * The tiny VQGAN (tests, the offline demo): vqgan_imagenet_f16_16384's shape at a fraction of its
+ * width. Five levels downsample by 16 and attention runs at the lowest one only (16 of 256, as in
+ * f16), so a 128 px image is an 8x8 latent and attention costs what it costs the real model. 32
+ * channels is the least GroupNorm(32) allows; the deepest level is 64 wide so that width changes
+ * (nin_shortcut) are exercised as in the real model. One res block a level; 1024 codes of 16, far
+ * more codes than an 8x8 latent has positions, as in f16 (a 64-code book made the optimisation
+ * coarse: generation/loop tests descended half as far).
+ */
 export function tinyVqganConfig(): VqganConfig {
   return parseVqganConfig({
     model_type: 'vqgan',
     ddconfig: {
       double_z: false,
       z_channels: 16,
-      resolution: 16,
+      resolution: 256,
       in_channels: 3,
       out_ch: 3,
       ch: 32,
-      ch_mult: [1, 2],
+      ch_mult: [1, 1, 1, 1, 2],
       num_res_blocks: 1,
-      attn_resolutions: [8],
+      attn_resolutions: [16],
       dropout: 0,
     },
     embed_dim: 16,
-    n_embed: 64,
+    n_embed: 1024,
   });
 }
 

@@ -304,29 +304,39 @@ export function fullSizeTokenizerJson(vocabSize = 49408): object {
   return clipTokenizerJson(vocab, tiny.model.merges);
 }
 
+/** The CLIP and VQGAN configs a preset writes, with the tokenizer.json its CLIP gets. */
+export function randomPresetConfigs(preset: RandomPreset): {
+  readonly clip: ClipConfig;
+  readonly vqgan: VqganConfig;
+  readonly tokenizer: () => object;
+} {
+  if (preset === 'tiny') {
+    return {
+      clip: tinyClipConfig({
+        vocabSize: TINY_TOKENIZER.vocabSize,
+        bosTokenId: TINY_TOKENIZER.startId,
+        eosTokenId: TINY_TOKENIZER.endId,
+        padTokenId: TINY_TOKENIZER.padId,
+      }),
+      vqgan: tinyVqganConfig(),
+      tokenizer: buildTinyClipTokenizerJson,
+    };
+  }
+  const clip = clipVitB32Config();
+  return {
+    clip,
+    vqgan: vqganF16_16384Config(),
+    tokenizer: () => fullSizeTokenizerJson(clip.text_config.vocab_size),
+  };
+}
+
 /** Writes `outDir/clip` (Hugging Face layout, with tokenizer.json) and `outDir/vqgan` for a preset. */
 export function writeRandomModels(options: RandomModelsOptions): RandomModelsResult {
   const clipDir = join(options.outDir, 'clip');
   const vqganDir = join(options.outDir, 'vqgan');
   const write = { seed: options.seed ?? 0, dtype: options.dtype ?? 'F32' } as const;
-  let clip: ClipConfig;
-  let tokenizer: object;
-  let vqgan: VqganConfig;
-  if (options.preset === 'tiny') {
-    clip = tinyClipConfig({
-      vocabSize: TINY_TOKENIZER.vocabSize,
-      bosTokenId: TINY_TOKENIZER.startId,
-      eosTokenId: TINY_TOKENIZER.endId,
-      padTokenId: TINY_TOKENIZER.padId,
-    });
-    tokenizer = buildTinyClipTokenizerJson();
-    vqgan = tinyVqganConfig();
-  } else {
-    clip = clipVitB32Config();
-    tokenizer = fullSizeTokenizerJson(clip.text_config.vocab_size);
-    vqgan = vqganF16_16384Config();
-  }
-  const c = writeRandomClip(clipDir, clip, { ...write, tokenizerJson: JSON.stringify(tokenizer) });
+  const { clip, vqgan, tokenizer } = randomPresetConfigs(options.preset);
+  const c = writeRandomClip(clipDir, clip, { ...write, tokenizerJson: JSON.stringify(tokenizer()) });
   const v = writeRandomVqgan(vqganDir, vqgan, write);
   return { clipDir, vqganDir, clipParameters: c.parameters, vqganParameters: v.parameters };
 }

@@ -134,15 +134,21 @@ describe('tiny presets', () => {
     expect(byName.get('visual_projection.weight')).toEqual([16, 32]);
   });
 
-  it('tiny VQGAN: 16 px to 8x8 latents of 16 channels, 64 codes', () => {
+  it('tiny VQGAN: f16 at a quarter of the width, 256 px to 16x16 latents of 16 channels, 1024 codes', () => {
     const c = tinyVqganConfig();
-    expect(vqganLatentSize(c)).toBe(8);
+    // Downsampling 16 as vqgan_imagenet_f16_16384: five levels, the same latent grid for a size.
+    expect(vqganLatentSize(c)).toBe(vqganLatentSize(vqganF16_16384Config()));
+    expect(c.ddconfig.ch_mult).toHaveLength(vqganF16_16384Config().ddconfig.ch_mult.length);
     const shapes = vqganParameterShapes(c);
     const byName = shapeMap(shapes);
-    expect(byName.get('quantize.embedding.weight')).toEqual([64, 16]);
-    expect(byName.get('decoder.up.1.attn.1.v.weight')).toEqual([64, 64, 1, 1]); // attention at 8 px
-    expect(byName.has('encoder.down.0.attn.0.q.weight')).toBe(false); // 16 px: none
-    expect(countParameters(shapes)).toBe(721_683);
+    expect(byName.get('quantize.embedding.weight')).toEqual([1024, 16]);
+    // Attention at the lowest level only (16 of 256), as in f16.
+    const attention = new Set(shapes.filter(([n]) => /\.attn/.test(n)).map(([n]) => n.split('.attn')[0]));
+    expect([...attention]).toEqual(['encoder.down.4', 'encoder.mid', 'decoder.mid', 'decoder.up.4']);
+    expect(byName.get('decoder.up.4.attn.1.v.weight')).toEqual([64, 64, 1, 1]);
+    expect(byName.get('decoder.up.3.block.0.nin_shortcut.weight')).toEqual([32, 64, 1, 1]);
+    expect(byName.get('decoder.up.0.block.1.conv2.weight')).toEqual([32, 32, 3, 3]);
+    expect(countParameters(shapes)).toBe(960_147);
   });
 });
 
@@ -214,8 +220,8 @@ describe('VQGAN config parsing', () => {
     expect(() => parseVqganConfig({ ...base, ddconfig: { ...base.ddconfig, double_z: true } })).toThrow(
       /double_z/,
     );
-    expect(() => parseVqganConfig({ ...base, ddconfig: { ...base.ddconfig, resolution: 15 } })).toThrow(
-      /multiple of 2/,
+    expect(() => parseVqganConfig({ ...base, ddconfig: { ...base.ddconfig, resolution: 40 } })).toThrow(
+      /resolution 40 must be a multiple of 16/,
     );
     expect(() => parseVqganConfig({ ...base, n_embed: 0 })).toThrow(/n_embed/);
   });

@@ -202,7 +202,7 @@ describe('models command', () => {
     expect(written.stdout).toContain('70,625 parameters');
     expect(existsSync(join(out, 'clip', 'tokenizer.json'))).toBe(true);
     const checked = await run(process.execPath, [...cli, 'check', join(out, 'vqgan')]);
-    expect(checked.stdout).toContain('721,683 parameters expected');
+    expect(checked.stdout).toContain('960,147 parameters expected');
     expect(checked.stdout).toContain('ok');
     const bad = await run(process.execPath, [...cli, 'random', '--preset', 'huge', '--out', out]).catch(
       (e) => e,

@@ -208,58 +208,63 @@ describe('vqgan-tiny reference fixtures', () => {
 
   it('has a taming ddconfig and taming state_dict names', () => {
     const cfg = readJson(join(DIR, 'vqgan-tiny/config.json'));
-    expect(cfg).toMatchObject({ model_type: 'vqgan', embed_dim: 16, n_embed: 64 });
+    expect(cfg).toMatchObject({ model_type: 'vqgan', embed_dim: 16, n_embed: 1024 });
     expect(cfg.ddconfig).toEqual({
       double_z: false,
       z_channels: 16,
-      resolution: 16,
+      resolution: 256,
       in_channels: 3,
       out_ch: 3,
       ch: 32,
-      ch_mult: [1, 2],
+      ch_mult: [1, 1, 1, 1, 2],
       num_res_blocks: 1,
-      attn_resolutions: [8],
+      attn_resolutions: [16],
       dropout: 0,
     });
-    expect(model.names()).toHaveLength(155);
+    expect(model.names()).toHaveLength(239);
     expectShapes(model, {
-      'quantize.embedding.weight': [64, 16],
+      'quantize.embedding.weight': [1024, 16],
       'quant_conv.weight': [16, 16, 1, 1],
       'post_quant_conv.weight': [16, 16, 1, 1],
       'encoder.conv_in.weight': [32, 3, 3, 3],
       'encoder.down.0.downsample.conv.weight': [32, 32, 3, 3],
-      'encoder.down.1.block.0.nin_shortcut.weight': [64, 32, 1, 1],
-      'encoder.down.1.attn.0.q.weight': [64, 64, 1, 1],
+      'encoder.down.3.downsample.conv.weight': [32, 32, 3, 3],
+      'encoder.down.4.block.0.nin_shortcut.weight': [64, 32, 1, 1],
+      // Attention only at the lowest level (16 of 256), as in f16.
+      'encoder.down.4.attn.0.q.weight': [64, 64, 1, 1],
       'encoder.mid.attn_1.proj_out.weight': [64, 64, 1, 1],
       'encoder.conv_out.weight': [16, 64, 3, 3],
       'decoder.conv_in.weight': [64, 16, 3, 3],
       'decoder.mid.block_2.norm2.weight': [64],
-      // up[1] is the low-resolution level that runs first; up[0] ends at full resolution.
-      'decoder.up.1.attn.1.k.weight': [64, 64, 1, 1],
-      'decoder.up.1.upsample.conv.weight': [64, 64, 3, 3],
-      'decoder.up.0.block.0.nin_shortcut.weight': [32, 64, 1, 1],
+      // up[4] is the low-resolution level that runs first; up[0] ends at full resolution.
+      'decoder.up.4.attn.1.k.weight': [64, 64, 1, 1],
+      'decoder.up.4.upsample.conv.weight': [64, 64, 3, 3],
+      'decoder.up.3.block.0.nin_shortcut.weight': [32, 64, 1, 1],
+      'decoder.up.1.upsample.conv.weight': [32, 32, 3, 3],
       'decoder.norm_out.weight': [32],
       'decoder.conv_out.weight': [3, 32, 3, 3],
     });
+    expect(model.has('encoder.down.4.downsample.conv.weight')).toBe(false);
+    expect(model.has('encoder.down.3.attn.0.q.weight')).toBe(false);
     expect(model.has('decoder.up.0.upsample.conv.weight')).toBe(false);
-    expect(model.has('decoder.up.0.attn.0.q.weight')).toBe(false);
+    expect(model.has('decoder.up.3.attn.0.q.weight')).toBe(false);
   });
 
   it('has inputs and outputs of the documented shapes', () => {
     expectShapes(io, {
-      x: [1, 3, 16, 16],
-      h: [1, 16, 8, 8],
-      z_e: [1, 16, 8, 8],
-      z_q: [1, 16, 8, 8],
-      indices: [64],
-      indices_f32: [64],
-      decoded_zq: [1, 3, 16, 16],
-      z: [1, 16, 8, 8],
-      post_quant_z: [1, 16, 8, 8],
-      decoder_mid: [1, 64, 8, 8],
-      decoded: [1, 3, 16, 16],
-      r: [1, 3, 16, 16],
-      grad_z: [1, 16, 8, 8],
+      x: [1, 3, 64, 96],
+      h: [1, 16, 4, 6],
+      z_e: [1, 16, 4, 6],
+      z_q: [1, 16, 4, 6],
+      indices: [24],
+      indices_f32: [24],
+      decoded_zq: [1, 3, 64, 96],
+      z: [1, 16, 4, 6],
+      post_quant_z: [1, 16, 4, 6],
+      decoder_mid: [1, 64, 4, 6],
+      decoded: [1, 3, 64, 96],
+      r: [1, 3, 64, 96],
+      grad_z: [1, 16, 4, 6],
     });
     expect(io.info('indices').dtype).toBe('I64');
     const x = io.get('x');
@@ -271,16 +276,17 @@ describe('vqgan-tiny reference fixtures', () => {
     const zq = io.get('z_q');
     const idx = io.get('indices_f32');
     const e = model.get('quantize.embedding.weight');
-    for (let p = 0; p < 64; p++) {
+    const positions = 4 * 6;
+    for (let p = 0; p < positions; p++) {
       let best = -1;
       let bestD = Infinity;
-      for (let k = 0; k < 64; k++) {
+      for (let k = 0; k < 1024; k++) {
         let d = 0;
-        for (let c = 0; c < 16; c++) d += (ze[c * 64 + p]! - e[k * 16 + c]!) ** 2;
+        for (let c = 0; c < 16; c++) d += (ze[c * positions + p]! - e[k * 16 + c]!) ** 2;
         if (d < bestD) [best, bestD] = [k, d];
       }
       expect(idx[p], `position ${p}`).toBe(best);
-      for (let c = 0; c < 16; c++) expect(zq[c * 64 + p]).toBe(e[best * 16 + c]);
+      for (let c = 0; c < 16; c++) expect(zq[c * positions + p]).toBe(e[best * 16 + c]);
     }
     expect(new Set(idx).size).toBeGreaterThan(10);
   });
@@ -289,10 +295,11 @@ describe('vqgan-tiny reference fixtures', () => {
     const z = io.get('z');
     const w = model.get('post_quant_conv.weight');
     const bias = model.get('post_quant_conv.bias');
-    const expected = Array.from({ length: 16 * 64 }, (_, i) => {
-      const [o, p] = [Math.floor(i / 64), i % 64];
+    const positions = 4 * 6;
+    const expected = Array.from({ length: 16 * positions }, (_, i) => {
+      const [o, p] = [Math.floor(i / positions), i % positions];
       let s = bias[o]!;
-      for (let c = 0; c < 16; c++) s += w[o * 16 + c]! * z[c * 64 + p]!;
+      for (let c = 0; c < 16; c++) s += w[o * 16 + c]! * z[c * positions + p]!;
       return s;
     });
     expect(maxRelErr(io.get('post_quant_z'), expected)).toBeLessThan(1e-5);

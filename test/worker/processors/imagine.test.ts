@@ -78,7 +78,7 @@ describe('runImagine', () => {
     const state = decodeState((await blobs.get(result.latentBlob!))!.bytes);
     expect(state.step).toBe(4);
     expect(state.params.seed).toBe(7);
-    expect(state.latent.dims).toEqual([1, 16, 32, 32]);
+    expect(state.latent.dims).toEqual([1, 16, 4, 4]); // 64 px over the tiny VQGAN's factor 16
 
     const row = await db.getGenerationByJob(jobId);
     expect(row).toMatchObject({
