@@ -116,14 +116,18 @@ export class ChannelIndexer {
     }
     const kept = new Set(now.map((a) => a.id));
     for (const gone of imageAttachments(before.attachments.values())) {
-      if (!kept.has(gone.id)) await this.#o.core.unindex(scope, after.id, gone.id);
+      if (!kept.has(gone.id)) {
+        const count = await this.#o.core.unindex(scope, after.id, gone.id);
+        this.#o.logger.debug({ ...scope, messageId: after.id, file: gone.id, count }, 'unindexed a file');
+      }
     }
   }
 
   async onDelete(message: Message | PartialMessage): Promise<void> {
     const scope = scopeOf(message);
     if (!scope || !(await this.isIndexed(scope))) return;
-    await this.#o.core.unindex(scope, message.id);
+    const count = await this.#o.core.unindex(scope, message.id);
+    this.#o.logger.debug({ ...scope, messageId: message.id, count }, 'unindexed a message');
   }
 
   async onBulkDelete(messages: Iterable<Message | PartialMessage>): Promise<void> {

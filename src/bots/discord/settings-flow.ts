@@ -2,7 +2,7 @@
 // age-restricted channels) in Redis, a channel's indexing opt-in in the database, and the admin
 // backfill, which reports its progress in the ephemeral reply while its token lasts.
 import { type ChatInputCommandInteraction, PermissionFlagsBits } from 'discord.js';
-import { ForbiddenError } from '../../shared/errors.js';
+import { BadInputError, ForbiddenError } from '../../shared/errors.js';
 import type { ChannelScope, Preset } from '../../shared/jobs.js';
 import { LatestWins } from '../core/latest-wins.js';
 import type { WorkspaceSettings } from '../core/settings.js';
@@ -27,7 +27,18 @@ export async function onSettings(ctx: DiscordContext, i: ChatInputCommandInterac
     return;
   }
   await deferPrivate(i);
-  const channelId = i.options.getChannel('channel')?.id ?? i.channelId;
+  // The option's value is the id even when Discord resolved no channel object (threads, uncached).
+  const chosen = i.options.get('channel')?.value;
+  const channelId = typeof chosen === 'string' ? chosen : i.channelId;
+  const known = ctx.client.channels.cache.get(channelId);
+  if (known && (known.isDMBased() || known.guildId !== guildId)) {
+    await tellError(
+      ctx,
+      i,
+      new BadInputError('that channel is not in this server', { reason: 'foreign_channel' }),
+    );
+    return;
+  }
   const scope: ChannelScope = { platform: 'discord', workspace: guildId, channel: channelId };
   const settings = ctx.services.settings;
   try {
