@@ -180,6 +180,7 @@ export async function startSlackBot(options: SlackBotOptions): Promise<SlackBot>
     safetyMode: (team) => services.settings.safetyMode('slack', team),
     actionId: (action, jobId) => core.actionId(action, jobId),
     previewIntervalMs: o.previewIntervalMs,
+    closing: closing.signal,
   };
 
   const ctx: SlackContext = {

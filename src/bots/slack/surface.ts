@@ -41,6 +41,8 @@ export interface SurfaceDeps {
   actionId(action: ImagineAction, jobId: JobRef): string;
   /** Least time between two preview images (each is an upload, a share and a delete). */
   previewIntervalMs: number;
+  /** The adapter is closing: no new previews (the next process takes over the message). */
+  closing: AbortSignal;
 }
 
 /** Where a job's message lives; saved in the in-flight entry so a restarted bot finds it. */
@@ -114,6 +116,7 @@ export class SlackSurface implements ReplySurface {
     if (this.postError !== undefined) return;
     if (this.#reply.ts === undefined) return this.#ensurePosted(view);
     const wantsPreview =
+      !this.#d.closing.aborted &&
       view.state === 'running' &&
       view.previewBlob !== undefined &&
       view.previewBlob !== this.#previewBlob &&
@@ -132,6 +135,11 @@ export class SlackSurface implements ReplySurface {
     const previous = this.#reply.preview;
     const next = await this.#share(blob, `preview-${safeFileName(this.#header.prompt, 'image', 60)}`);
     if (!next) return;
+    if (this.#d.closing.aborted) {
+      // Too late to show: the next process reads the reply address saved before this upload.
+      await this.#d.files.remove(next.file, { channel: this.#reply.channel, ts: next.ts });
+      return;
+    }
     this.#reply = { ...this.#reply, preview: next };
     await this.#update(body(), 'taken');
     await this.#saveReply();

@@ -107,12 +107,23 @@ export function latencyOf(outcome: AckOutcome | HttpDelivery): number {
 
 /** Registers cleanup (before the stack's own, so the bot stops first); call at module level after useBotStack. */
 export function useSlackHarness(stack: ReturnType<typeof useBotStack>) {
-  const cleanups: (() => Promise<unknown>)[] = [];
+  const cleanups: { name: string; run: () => Promise<unknown> }[] = [];
   afterEach(async () => {
-    for (const c of cleanups.splice(0).reverse()) {
+    for (const { name, run } of cleanups.splice(0).reverse()) {
       const t = performance.now();
-      await c().catch(() => {});
-      if (process.env.SLACK_TEST_LOG) console.log(`cleanup ${(performance.now() - t).toFixed(0)} ms`);
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([
+        run().catch(() => {}),
+        new Promise<void>((resolve) => {
+          timer = setTimeout(() => {
+            console.log(`cleanup ${name} still running after 15 s; moving on`);
+            resolve();
+          }, 15_000);
+        }),
+      ]);
+      clearTimeout(timer);
+      const ms = performance.now() - t;
+      if (ms > 2000 || process.env.SLACK_TEST_LOG) console.log(`cleanup ${name}: ${ms.toFixed(0)} ms`);
     }
   });
   return {
@@ -124,7 +135,7 @@ export function useSlackHarness(stack: ReturnType<typeof useBotStack>) {
         teamId: `T${randomBytes(4).toString('hex').toUpperCase()}`,
         ...options.fake,
       });
-      cleanups.push(() => fake.close());
+      cleanups.push({ name: 'fake slack', run: () => fake.close() });
       const botStack = await stack.start(options.stack);
       const launch = async (services: BotServices) => {
         const bot = await startSlackBot({
@@ -142,7 +153,21 @@ export function useSlackHarness(stack: ReturnType<typeof useBotStack>) {
           previewIntervalMs: 0,
           ...options.bot,
         });
-        cleanups.push(() => bot.close());
+        cleanups.push({ name: 'slack bot', run: () => bot.close() });
+        // The fake's close() waits for events it is still delivering, but drops their ack timers when
+        // it closes its sockets, so one caught in flight would hang it: let them settle first.
+        cleanups.push({
+          name: 'events in flight',
+          run: async () => {
+            fake.deliverEventsTo(undefined);
+            await fake
+              .waitFor(
+                () => fake.deliveredEvents.every((e) => e.via === 'none' || e.outcome || e.error),
+                5000,
+              )
+              .catch(() => {});
+          },
+        });
         fake.deliverEventsTo(mode === 'socket' ? 'socket' : { url: urlOf(bot) });
         return bot;
       };
