@@ -63,8 +63,10 @@ export function useDiscordHarness(): { start(options?: HarnessOptions): Promise<
   });
   return {
     async start(options: HarnessOptions = {}) {
+      const logger = collectingLogger();
       const stack = await stacks.start({
         throttleMs: 300,
+        logger,
         imagineQuota: { concurrent: 8, perWindow: 100 },
         ...options.stack,
       });
@@ -77,7 +79,6 @@ export function useDiscordHarness(): { start(options?: HarnessOptions): Promise<
         apiUrl: fake.apiUrl,
         rest: { retries: 0 },
       });
-      const logger = collectingLogger();
       const launch = async (): Promise<DiscordBot> => {
         const bot = await startDiscordBot({
           services: stack.services,

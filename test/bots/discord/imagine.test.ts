@@ -63,7 +63,7 @@ describe('/imagine', () => {
   });
 
   it('waits out 429 Retry-After on progress edits; the final still lands', async () => {
-    const { fake } = await harness.start({ fake: { rateLimit: { limit: 2, windowMs: 1_000 } } });
+    const { fake, logger } = await harness.start({ fake: { rateLimit: { limit: 2, windowMs: 1_000 } } });
     const handle = fake.interact(
       fake.slashCommand({ name: 'imagine', options: { prompt: 'a busy street', steps: 40, size: '64' } }),
     );
@@ -75,6 +75,10 @@ describe('/imagine', () => {
       refused.every((r) => r.status === 429 && r.route === 'PATCH /webhooks/:app/:token/messages/@original'),
     ).toBe(true);
     await handle.waitForRequest((r) => r.status === 200 && JSON.stringify(r.body).includes('vq1:reroll:'));
+    // Waited out, not failed and retried: no edit was given up on.
+    const warnings = logger.lines.filter((l) => l.level === 'warn').map((l) => l.msg);
+    expect(warnings).not.toContain('posting the result failed; giving the claim back');
+    expect(warnings).not.toContain('update callback failed');
   });
 
   it('Re-roll, Variations, Continue and Timelapse each answer with a new message', async () => {

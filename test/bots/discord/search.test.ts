@@ -98,6 +98,13 @@ describe('channel image search', () => {
       timeoutMs: 10_000,
       what: 'the delete and the edit unindexed',
     });
+    // The index itself, not only the reply (which also drops hits whose message is gone).
+    const scope = { platform: 'discord', workspace: fake.guild.id, channel: fake.channel.id } as const;
+    const raw = await h.bot.core.search({ image: { url: query.url, name: 'q.png' } }, scope, {
+      ...scope,
+      user: fake.user.id,
+    });
+    expect(raw.hits.map((hit) => hit.message)).toEqual([]);
     const menu = fake.interact(
       fake.messageCommand({ name: 'Find similar', target: fake.message(posted[0]?.message.id ?? '')! }),
     );
