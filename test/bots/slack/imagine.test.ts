@@ -76,6 +76,45 @@ describe.each<Mode>(['socket', 'http'])('/imagine in %s mode', (mode) => {
       `[${mode}] ack ${latencyOf(outcome).toFixed(0)} ms, ${updates.length} chat.update, ${uploads} uploads`,
     );
   });
+
+  it('replaces its preview one at a time: shown once shared, deleted only once replaced', async () => {
+    const h = await slack.start({ mode, bot: { updatesPerMinute: 600 } });
+    await h.command('/imagine', 'a yellow kite --steps 45 --size 64');
+    const message = await nthJobMessage(h.fake, 1);
+    const done = await finished(h.fake, message.ts);
+    const [finalFile] = imageFilesOf(done);
+    const live = () =>
+      [...h.fake.store.files.values()].filter((r) => r.file.user === h.fake.botUserId && !r.deleted);
+    await h.fake.waitFor(() => live().length === 1);
+    const blocksOf = (c: { args: Record<string, unknown> }) =>
+      JSON.parse(String(c.args.blocks ?? '[]')) as { type: string; slack_file?: { id: string } }[];
+    const order = h.fake.calls.filter((c) => c.method === 'chat.update' || c.method === 'files.delete');
+    const shown: string[] = [];
+    for (const [i, c] of order.entries()) {
+      if (c.method !== 'chat.update') continue;
+      const images = blocksOf(c).filter((b) => b.type === 'image');
+      expect(images.length).toBeLessThanOrEqual(1);
+      const id = images[0]?.slack_file?.id;
+      if (id === undefined || id === shown.at(-1)) continue;
+      // The one it replaces is still there when the new one is shown, and goes right after.
+      const before = shown.at(-1);
+      if (before !== undefined) {
+        expect(order.slice(0, i).some((d) => d.method === 'files.delete' && d.args.file === before)).toBe(
+          false,
+        );
+        expect(order.slice(i).some((d) => d.method === 'files.delete' && d.args.file === before)).toBe(true);
+      }
+      shown.push(id);
+    }
+    expect(shown.at(-1)).toBe(finalFile);
+    expect(shown.length).toBeGreaterThanOrEqual(3);
+    expect(shown.slice(0, -1).every((id) => h.fake.file(id)?.deleted)).toBe(true);
+    // Their thread messages went too: the thread holds the final image only.
+    const thread = h.fake
+      .messages(h.channel)
+      .filter((m) => m.thread_ts === message.ts && m.ts !== message.ts);
+    expect(thread.map((m) => m.files?.[0]?.id)).toEqual([finalFile]);
+  });
 });
 
 /** Makes a fake user a workspace admin (the fake's users have no such field until set). */

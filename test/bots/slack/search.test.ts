@@ -134,6 +134,9 @@ describe('backfill', () => {
     const manual = createManualClock();
     const clock = steppedClock(manual);
     const h = await slack.start({ fake: { clock: manual }, bot: { clock } });
+    // The oldest: an image the bot itself posted (its own results are not the channel's).
+    const own = h.fake.addFile(await noisePng(99), { name: 'own.png' });
+    h.fake.seedMessage(h.channel, { bot_id: h.fake.botId, files: [own] });
     const files = [];
     for (let i = 0; i < 20; i++)
       files.push(h.fake.addFile(await noisePng(100 + i), { name: `old-${i}.png`, channel: h.channel }));
@@ -178,7 +181,7 @@ describe('backfill', () => {
     expect(perFile.size).toBe(20);
     await h.fake.waitFor(() => jobMessages(h.fake).some((m) => m.text.startsWith('Done indexing')));
     expect(jobMessages(h.fake).find((m) => m.text.startsWith('Done indexing'))?.text).toMatch(
-      /7 images from 7 messages/,
+      /7 images from 8 messages/,
     );
 
     await h.command('/imagesearch', 'backfill');
