@@ -24,6 +24,9 @@ function promptOf(text: string): string {
   }
 }
 
+/** The slash commands the app answers; slack-manifest.yml declares the same. */
+export const SLASH_COMMANDS = ['/imagine', '/whatis', '/imagesearch'] as const;
+
 export function registerCommands(app: App, ctx: SlackContext, backfills: Backfills): void {
   app.command('/imagine', async ({ command, ack, respond }) => {
     await ack();

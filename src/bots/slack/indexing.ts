@@ -120,6 +120,16 @@ type MessageEvent = IndexableMessage & {
   previous_message?: IndexableMessage;
 };
 
+/** The Events API subscriptions the adapter listens to (slack-manifest.yml's bot_events). */
+export const BOT_EVENTS = [
+  'app_home_opened',
+  'file_deleted',
+  'file_shared',
+  'member_joined_channel',
+  'message.channels',
+  'message.groups',
+] as const;
+
 /** Channels and private channels; DMs are conversations with the bot, not a shared library. */
 const INDEXED_CHANNEL_TYPES = new Set(['channel', 'group']);
 

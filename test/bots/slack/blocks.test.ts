@@ -17,10 +17,14 @@ import {
   searchMessage,
   sentence,
 } from '../../../src/bots/slack/blocks.js';
+import { SLASH_COMMANDS } from '../../../src/bots/slack/commands.js';
+import { BOT_EVENTS } from '../../../src/bots/slack/indexing.js';
+import { FIND_SIMILAR, WHAT_IS_THIS } from '../../../src/bots/slack/interactions.js';
 import { findPermalink, permalinkFor } from '../../../src/bots/slack/permalinks.js';
 import { retryAfterOf, UpdateBudget, withRetryAfter } from '../../../src/bots/slack/rate-limits.js';
 import { fromSlackError } from '../../../src/bots/slack/slack-errors.js';
 import { extensionOf } from '../../../src/bots/slack/surface.js';
+import { manifest } from './harness.js';
 
 const jobId = 'imagine:0b6f0a4e-6c1b-4bd8-9d7e-4e2f1a3b5c6d' as const;
 const header = { prompt: 'a <!channel> *bold* cat', user: 'U1' };
@@ -331,5 +335,18 @@ describe('rate limits', () => {
     await expect(withRetryAfter(async () => Promise.reject(new Error('x')), { clock })).rejects.toThrow('x');
     expect(retryAfterOf(limited)).toBe(7);
     expect(retryAfterOf(new Error('x'))).toBeUndefined();
+  });
+});
+
+describe('slack-manifest.yml', () => {
+  it('declares the commands, shortcuts and events the adapter answers', () => {
+    const m = manifest();
+    expect(m.features.slash_commands.map((c) => c.command)).toEqual([...SLASH_COMMANDS]);
+    expect(m.features.shortcuts.map((s) => [s.type, s.callback_id])).toEqual([
+      ['message', WHAT_IS_THIS],
+      ['message', FIND_SIMILAR],
+    ]);
+    expect(m.settings.event_subscriptions.bot_events).toEqual([...BOT_EVENTS]);
+    expect(m.settings.socket_mode_enabled).toBe(true);
   });
 });

@@ -2,7 +2,9 @@
 // worker, the core's services) and startSlackBot on them, in Socket Mode or HTTP mode. Payloads go in
 // the way Slack sends them (envelopes, or signed HTTP posts); `restart()` replaces the bot process.
 import { randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { afterEach } from 'vitest';
+import { parse } from 'yaml';
 import type { BotServices } from '../../../src/bots/core/services.js';
 import type { SlackClock } from '../../../src/bots/slack/rate-limits.js';
 import { type SlackBot, type SlackBotOptions, startSlackBot } from '../../../src/bots/slack/slack-adapter.js';
@@ -21,6 +23,15 @@ import {
 } from '../../helpers/fake-slack/index.js';
 
 export type Mode = 'socket' | 'http';
+
+/** slack-manifest.yml, as Slack would read it. */
+export function manifest(): {
+  features: { slash_commands: { command: string }[]; shortcuts: { callback_id: string; type: string }[] };
+  oauth_config: { scopes: { bot: string[] } };
+  settings: { event_subscriptions: { bot_events: string[] }; socket_mode_enabled: boolean };
+} {
+  return parse(readFileSync(new URL('../../../slack-manifest.yml', import.meta.url), 'utf8'));
+}
 
 /** Keeps warnings and errors (printed with SLACK_TEST_LOG=1), for failures worth reading. */
 export function testLogger(): Logger & { lines: string[] } {
@@ -136,6 +147,8 @@ export function useSlackHarness(stack: ReturnType<typeof useBotStack>) {
         ...options.fake,
       });
       cleanups.push({ name: 'fake slack', run: () => fake.close() });
+      // The token holds exactly the manifest's scopes: every test shows they are enough.
+      fake.setScopes(fake.botToken, manifest().oauth_config.scopes.bot);
       const botStack = await stack.start(options.stack);
       const launch = async (services: BotServices) => {
         const bot = await startSlackBot({
