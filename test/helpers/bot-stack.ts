@@ -12,6 +12,7 @@ import type { Logger } from '../../src/shared/logger.js';
 import { silentLogger } from '../../src/shared/logger.js';
 import { createConnection, waitUntilReady } from '../../src/shared/queues.js';
 import type { QuotaLimits } from '../../src/shared/quota.js';
+import type { LoadModelsOptions } from '../../src/worker/runtime/models.js';
 import { startWorker, type WorkerHandle } from '../../src/worker/runtime/start-worker.js';
 import { deletePrefix, testPrefix, useRedis } from './redis.js';
 import { useTinyWorker } from './tiny-worker.js';
@@ -36,12 +37,15 @@ export interface BotStack {
 }
 
 /**
- * Registers the private Redis and tiny models for the file; call `start()` inside a test for a fresh
- * prefix, worker and services (stopped after that test).
+ * Registers the private Redis and tiny models for the file (`models`: e.g. a small default vocabulary,
+ * since CLIP's full one costs the tiny models ~11 s to embed); call `start()` inside a test for a
+ * fresh prefix, worker and services (stopped after that test).
  */
-export function useBotStack(): { start(options?: BotStackOptions): Promise<BotStack> } {
+export function useBotStack(models: LoadModelsOptions = {}): {
+  start(options?: BotStackOptions): Promise<BotStack>;
+} {
   const redis = useRedis();
-  const tiny = useTinyWorker();
+  const tiny = useTinyWorker(models);
   const undos: UndoStack[] = [];
   afterEach(async () => {
     for (const undo of undos.splice(0).reverse()) await undo.release();

@@ -10,7 +10,8 @@ import {
 } from '../../../src/bots/discord/discord-adapter.js';
 import { registerCommands } from '../../../src/bots/discord/register.js';
 import type { Logger } from '../../../src/shared/logger.js';
-import type { BotStack, BotStackOptions } from '../../helpers/bot-stack.js';
+import { type BotStack, type BotStackOptions, useBotStack } from '../../helpers/bot-stack.js';
+
 import {
   type FakeDiscord,
   type FakeDiscordOptions,
@@ -18,7 +19,8 @@ import {
   type RecordedRequest,
   startFakeDiscord,
 } from '../../helpers/fake-discord/index.js';
-import { useDiscordStack } from './stack.js';
+
+const VOCABULARY = ['cat', 'dog', 'bird', 'car', 'tree', 'house', 'person', 'boat', 'flower', 'mountain'];
 
 export const EDIT_ORIGINAL = 'PATCH /webhooks/:app/:token/messages/@original';
 export const V2 = 1 << 15;
@@ -56,7 +58,11 @@ export interface Harness {
 }
 
 export function useDiscordHarness(): { start(options?: HarnessOptions): Promise<Harness> } {
-  const stacks = useDiscordStack();
+  // A small default vocabulary: "What is this?" has no labels option, and CLIP's full vocabulary
+  // (>1000 labels x 80 templates) costs the tiny models ~11 s of one core.
+  const stacks = useBotStack({
+    classifier: { defaultLabels: VOCABULARY, defaultTemplates: ['a photo of a {}.', 'a picture of a {}.'] },
+  });
   const cleanups: (() => Promise<unknown>)[] = [];
   afterEach(async () => {
     for (const cleanup of cleanups.splice(0).reverse()) await cleanup().catch(() => {});
