@@ -1,8 +1,9 @@
 // Images leaving for Discord: each upload must fit the interaction's attachment_size_limit, so a
 // still image over it is re-encoded (JPEG, then smaller) through src/shared/image, and the reply
-// says so. Animations cannot be re-encoded there yet: one over the limit is refused in words.
+// says so; an animation (the timelapse) is re-encoded as a smaller animated WebP, and one that cannot
+// be made small enough is refused in words.
 import { decodeImage } from '../../shared/image/decode.js';
-import { encodeJpeg } from '../../shared/image/encode.js';
+import { encodeJpeg, shrinkAnimatedWebp } from '../../shared/image/encode.js';
 import { resizeRgb } from '../../shared/image/resize.js';
 import { formatBytes } from '../core/render.js';
 
@@ -34,7 +35,8 @@ const MIN_SIDE = 32;
 
 /**
  * `bytes` as they are when they fit `maxBytes`; else a still image re-encoded as JPEG at falling
- * quality, then halved in size until it fits. Animations (`animated`) are never flattened.
+ * quality, then halved in size until it fits. Animations (`animated`) are never flattened: they are
+ * re-encoded as smaller animated WebP.
  */
 export async function fitMedia(
   bytes: Uint8Array,
@@ -47,7 +49,19 @@ export async function fitMedia(
     return { ok: true, media: { data: bytes, contentType, ext: extensionOf(contentType) } };
   }
   const tooLarge = `The ${what} is ${formatBytes(bytes.byteLength)}, more than the ${formatBytes(maxBytes)} this chat accepts, so it is not attached.`;
-  if (options.animated) return { ok: false, note: tooLarge };
+  if (options.animated) {
+    const shrunk = await shrinkAnimatedWebp(bytes, maxBytes);
+    if (!shrunk) return { ok: false, note: tooLarge };
+    return {
+      ok: true,
+      media: {
+        data: shrunk.bytes,
+        contentType: 'image/webp',
+        ext: 'webp',
+        note: `The ${what} was re-encoded smaller (${formatBytes(bytes.byteLength)} → ${formatBytes(shrunk.bytes.byteLength)}, ${shrunk.width}×${shrunk.height}) to fit this chat's upload limit of ${formatBytes(maxBytes)}.`,
+      },
+    };
+  }
   let image = await decodeImage(bytes);
   const sourceSide = `${image.width}×${image.height}`;
   for (;;) {

@@ -100,3 +100,47 @@ export async function encodeAnimatedWebp(
       .toBuffer(),
   );
 }
+
+export interface ShrunkAnimation {
+  bytes: Uint8Array;
+  width: number;
+  /** Height of one frame. */
+  height: number;
+  quality: number;
+}
+
+// Quality before size, as for still images; an animation's frames are all resized alike.
+const ANIMATION_SCALES = [1, 0.75, 0.5, 0.35, 0.25] as const;
+const ANIMATION_QUALITIES = [60, 40, 25] as const;
+
+/**
+ * An animated WebP (a timelapse) re-encoded at falling quality, then smaller, until it fits
+ * `maxBytes`; undefined when even the smallest try is too large. Frames and delays are kept.
+ */
+export async function shrinkAnimatedWebp(
+  bytes: Uint8Array,
+  maxBytes: number,
+): Promise<ShrunkAnimation | undefined> {
+  const meta = await sharp(bytes, { animated: true }).metadata();
+  const width = meta.width;
+  const frameHeight = meta.pageHeight ?? meta.height;
+  if (!width || !frameHeight) return undefined;
+  for (const scale of ANIMATION_SCALES) {
+    const w = Math.max(16, Math.round(width * scale));
+    for (const quality of ANIMATION_QUALITIES) {
+      const out = await sharp(bytes, { animated: true })
+        .resize({ width: w })
+        .webp({ quality, loop: 0, ...(meta.delay ? { delay: meta.delay } : {}) })
+        .toBuffer();
+      if (out.byteLength <= maxBytes) {
+        return {
+          bytes: new Uint8Array(out),
+          width: w,
+          height: Math.round((frameHeight * w) / width),
+          quality,
+        };
+      }
+    }
+  }
+  return undefined;
+}

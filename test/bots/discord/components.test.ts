@@ -2,6 +2,7 @@
 // core's views (buttons, spoilers, withheld images, notes, escaping), the command set, uploads fitted
 // to a size limit, and the arguments of `npm run discord:register`.
 import { readFile } from 'node:fs/promises';
+import sharp from 'sharp';
 import { describe, expect, it } from 'vitest';
 import type { DoneView, RunningView } from '../../../src/bots/core/view.js';
 import { CommandNames, commandDefinitions } from '../../../src/bots/discord/commands.js';
@@ -21,7 +22,7 @@ import { fitMedia } from '../../../src/bots/discord/media.js';
 import { parseRegisterArgs } from '../../../src/bots/discord/register.js';
 import { jumpLink } from '../../../src/bots/discord/reply-target.js';
 import { decodeImage } from '../../../src/shared/image/decode.js';
-import { encodePng } from '../../../src/shared/image/encode.js';
+import { encodeAnimatedWebp, encodePng } from '../../../src/shared/image/encode.js';
 
 const JOB = 'imagine:11111111-2222-4333-8444-555555555555' as const;
 const V2 = 1 << 15;
@@ -283,7 +284,7 @@ describe('the command set and its registration arguments', () => {
 });
 
 describe('uploads fitted to the size limit', () => {
-  it('keeps what fits, re-encodes a still image as JPEG (smaller if need be), refuses animations in words', async () => {
+  it('keeps what fits, re-encodes a still image as JPEG (smaller if need be), and an animation it cannot shrink enough is refused in words', async () => {
     const png = await readFile(new URL('../../fixtures/images/down-smooth-640x480.png', import.meta.url));
     const kept = await fitMedia(png, 'image/png', png.length);
     expect(kept).toMatchObject({ ok: true, media: { ext: 'png', contentType: 'image/png' } });
@@ -303,10 +304,33 @@ describe('uploads fitted to the size limit', () => {
       10,
     );
     expect(tiny).toEqual({ ok: false, note: expect.stringMatching(/more than the 10 B this chat accepts/) });
-    const animation = await fitMedia(png, 'image/webp', 100, { animated: true, what: 'timelapse' });
+    const animation = await fitMedia(png, 'image/png', 100, { animated: true, what: 'timelapse' });
     expect(animation).toEqual({
       ok: false,
       note: expect.stringMatching(/^The timelapse is 42 KiB, more than the 100 B/),
     });
+  });
+
+  it('re-encodes a timelapse over the limit as a smaller animated WebP, keeping every frame', async () => {
+    // 12 frames of noise at 256x256: hard to compress, so the first try does not fit 40 KiB.
+    const frames = Array.from({ length: 12 }, (_, f) => {
+      const data = new Uint8Array(256 * 256 * 3);
+      let x = f * 7919 + 1;
+      for (let i = 0; i < data.length; i++) {
+        x = (x * 1103515245 + 12345) >>> 0;
+        data[i] = x >>> 24;
+      }
+      return { data, width: 256, height: 256 };
+    });
+    const webp = await encodeAnimatedWebp(frames, { quality: 90 });
+    const limit = 40 * 1024;
+    expect(webp.byteLength).toBeGreaterThan(limit);
+    const fitted = await fitMedia(webp, 'image/webp', limit, { animated: true, what: 'timelapse' });
+    if (!fitted.ok) throw new Error(fitted.note);
+    expect(fitted.media.data.byteLength).toBeLessThanOrEqual(limit);
+    expect(fitted.media).toMatchObject({ contentType: 'image/webp', ext: 'webp' });
+    expect(fitted.media.note).toMatch(/^The timelapse was re-encoded smaller \(.+ → .+, \d+×\d+\) to fit/);
+    const meta = await sharp(fitted.media.data, { animated: true }).metadata();
+    expect(meta.pages).toBe(12);
   });
 });
