@@ -11,6 +11,7 @@ import { generateBench } from './generate.js';
 import { graphBench } from './graph.js';
 import { type BenchModule, formatTable } from './lib.js';
 import { pipelineBench } from './pipeline.js';
+import { playgroundBench } from './playground.js';
 import { winogradBench } from './winograd.js';
 
 const MODULES: readonly BenchModule[] = [
@@ -18,6 +19,7 @@ const MODULES: readonly BenchModule[] = [
   classifyBench,
   generateBench,
   pipelineBench,
+  playgroundBench,
   dbInsertBench,
   comparePytorchBench,
   winogradBench,
