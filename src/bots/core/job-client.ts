@@ -418,10 +418,41 @@ export class JobClient {
     const ahead = Math.max(0, position);
     const averageMs = await this.#averageDurationMs(kind);
     if (averageMs === undefined) return { state: 'waiting', position: ahead };
-    // Assume every running slot stays busy: one round of `parallel` jobs per average duration.
-    const parallel = Math.max(1, active);
-    const rounds = Math.floor(ahead / parallel) + (active > 0 ? 1 : 0) + 1;
-    return { state: 'waiting', position: ahead, etaSeconds: Math.round((rounds * averageMs) / 1000) };
+    const startsInMs = await this.#startsInMs(kind, ahead, active, averageMs);
+    return { state: 'waiting', position: ahead, etaSeconds: Math.round((startsInMs + averageMs) / 1000) };
+  }
+
+  /**
+   * When a job with `ahead` jobs before it starts: the running jobs free their slots when their
+   * average duration is up (counted from when each started, so a job about to finish frees its slot
+   * soon), then every slot takes the next job for an average duration. Without that, a job next in
+   * line behind one about to finish was told two full durations.
+   */
+  async #startsInMs(kind: JobKind, ahead: number, active: number, averageMs: number): Promise<number> {
+    // Nothing running: one slot, free now (a worker may be down; this is the best guess).
+    let slots: number[] = [];
+    if (active > 0) {
+      try {
+        const now = Date.now();
+        const running = await this.#queue(kind).getActive(0, Math.min(active, 100) - 1);
+        slots = running.map((j) => Math.max(0, averageMs - (now - (j.processedOn ?? now))));
+      } catch {
+        slots = Array.from({ length: active }, () => averageMs);
+      }
+    }
+    if (slots.length === 0) slots = [0];
+    // Past a few hundred jobs the rounds are even: skip them whole instead of one by one.
+    const parallel = slots.length;
+    const wholeRounds = Math.max(0, Math.floor((ahead - parallel) / parallel));
+    let left = ahead - wholeRounds * parallel;
+    slots = slots.map((t) => t + wholeRounds * averageMs).sort((a, b) => a - b);
+    while (left > 0) {
+      const next = slots.shift()!;
+      slots.push(next + averageMs);
+      slots.sort((a, b) => a - b);
+      left--;
+    }
+    return slots[0]!;
   }
 
   async #averageDurationMs(kind: JobKind): Promise<number | undefined> {

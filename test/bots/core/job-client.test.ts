@@ -191,6 +191,42 @@ describe('JobClient', () => {
     expect(await fresh.status(second.jobId)).toEqual({ state: 'waiting', position: 1, etaSeconds: 8 });
   });
 
+  it('counts a running job from when it started: next behind one about to finish is not two durations away', async () => {
+    prefix = testPrefix();
+    const client = newClient();
+    const quick = startWorker('classify', echoLabels);
+    const first = await client.submit('classify', classifyData(), { userId: 'u' });
+    await client.result(first.jobId);
+    await quick.close();
+    const hash = (ref: string) => `${prefix}:classify:${ref.split(':')[1]}`;
+    const finishedOn = Number(await producer.hget(hash(first.jobId), 'finishedOn'));
+    await producer.hset(hash(first.jobId), 'processedOn', finishedOn - 4000);
+    let release!: () => void;
+    const gate = new Promise<void>((r) => {
+      release = r;
+    });
+    let started!: () => void;
+    const running = new Promise<void>((r) => {
+      started = r;
+    });
+    startWorker('classify', async (job: { data: ClassifyJob }) => {
+      started();
+      await gate;
+      return echoLabels(job);
+    });
+    const busy = await client.submit('classify', classifyData(), { userId: 'u' });
+    await running;
+    // The running job started 3 s ago (of 4 s on average): it frees its slot in about 1 s.
+    await producer.hset(hash(busy.jobId), 'processedOn', Date.now() - 3000);
+    const fresh = newClient();
+    const next = await fresh.submit('classify', classifyData(), { userId: 'u' });
+    const status = await fresh.status(next.jobId);
+    release();
+    expect(status).toMatchObject({ state: 'waiting', position: 0 });
+    // About 1 s until it starts, then its own 4 s (was 8 s: a full duration for the running job).
+    expect(status.state === 'waiting' && status.etaSeconds).toBe(5);
+  });
+
   it('delivers imagine progress in order and the final result', async () => {
     prefix = testPrefix();
     const client = newClient({ throttleMs: 30 });
