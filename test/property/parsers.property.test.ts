@@ -103,7 +103,10 @@ describe('prompt syntax', () => {
     });
     fc.assert(
       fc.property(fc.array(segment, { minLength: 1, maxLength: 8 }), (segments) => {
-        const prompts = segments.map((s) => ({ text: s.text.trim().replace(/\s+/g, ' '), weight: s.weight === 0 ? 0 : s.weight }));
+        const prompts = segments.map((s) => ({
+          text: s.text.trim().replace(/\s+/g, ' '),
+          weight: s.weight === 0 ? 0 : s.weight,
+        }));
         if (!prompts.some((p) => p.weight > 0) || prompts.some((p) => p.text === '')) return;
         expect(parsePrompt(formatPrompt(prompts))).toEqual(prompts);
       }),

@@ -11,7 +11,9 @@ import { CHANNEL_NAME } from './channels.js';
 export { CHANNEL_NAME, channelFromName, libraryScope, UPLOAD_MAX_BYTES } from './channels.js';
 
 /** Channel names double as folder names: a strict alphabet keeps paths inside the library. */
-export const channelNameSchema = z.string().regex(CHANNEL_NAME, 'lowercase letters, digits, _ and - (at most 40)');
+export const channelNameSchema = z
+  .string()
+  .regex(CHANNEL_NAME, 'lowercase letters, digits, _ and - (at most 40)');
 
 const MANIFEST = '.manifest.json';
 
