@@ -19,7 +19,7 @@ import {
 } from '../src/worker/models/config.js';
 import type { WeightSource } from '../src/worker/models/params.js';
 import { drawTensor, type InitExtras, initExtras, initFor } from '../src/worker/models/random.js';
-import { ModelSession } from '../src/worker/onnx/session.js';
+import { ModelSession, type SessionOptions } from '../src/worker/onnx/session.js';
 import {
   type BenchModule,
   type BenchResult,
@@ -118,7 +118,7 @@ class CountingGraph extends Graph {
   }
 }
 
-interface Measured {
+export interface Measured {
   readonly size: number;
   readonly cutouts: number;
   readonly gflop: number;
@@ -149,16 +149,20 @@ async function measureGemm(o: Options): Promise<{ timing: Timing; gflops: number
   return { timing, gflops: gflops(2 * n ** 3, timing.medianMs) };
 }
 
-async function measureConfig(
+/**
+ * One step configuration: graph build, then warm-up and timed steps (feeds made before each run, not
+ * beside it as the loop does). `session` adds to the step session's options (the worker's by default).
+ */
+export async function measureConfig(
   models: Parameters<typeof stepGraph>[0],
   size: number,
   cutouts: number,
-  o: Options,
+  o: Pick<Options, 'threads' | 'steps' | 'warmup'> & { readonly session?: SessionOptions },
 ): Promise<Measured> {
   const t0 = performance.now();
   const built = stepGraph(models, { width: size, height: size, cutouts, prompts: 1 }, new CountingGraph());
   const gflop = (built.graph as CountingGraph).flops / 1e9;
-  const session = await StepSession.fromGraph(built, { intraOpThreads: o.threads });
+  const session = await StepSession.fromGraph(built, { ...o.session, intraOpThreads: o.threads });
   const buildMs = performance.now() - t0;
   const rssAfterCreateMb = mb(process.memoryUsage().rss);
   try {

@@ -12,12 +12,14 @@ import { graphBench } from './graph.js';
 import { type BenchModule, formatTable } from './lib.js';
 import { pipelineBench } from './pipeline.js';
 import { playgroundBench } from './playground.js';
+import { tinyStepBench } from './tiny-step.js';
 import { winogradBench } from './winograd.js';
 
 const MODULES: readonly BenchModule[] = [
   graphBench,
   classifyBench,
   generateBench,
+  tinyStepBench,
   pipelineBench,
   playgroundBench,
   dbInsertBench,
