@@ -849,9 +849,15 @@ describe('first run', () => {
 
   it('says Cancelling… for a running job until its stream says Cancelled', async () => {
     setup();
+    // The job runs until the cancel has been answered (on a loaded machine a fixed delay could end
+    // it first), then fails as a cancelled job does.
+    let answered!: () => void;
+    const cancelAnswered = new Promise<void>((r) => {
+      answered = r;
+    });
     serveJobs<ImagineJob, ImagineResult>('imagine', async (job) => {
       await job.updateProgress({ step: 1, steps: 100, loss: 1, etaSeconds: 60 });
-      await new Promise((r) => setTimeout(r, 300));
+      await Promise.race([cancelAnswered, new Promise((r) => setTimeout(r, 20_000))]);
       throw new UnrecoverableError(serializeError(new CancelledError()));
     });
     const s = (await (await postJson('/api/imagine', { prompt: 'a cat' })).json()) as { jobId: string };
@@ -860,6 +866,7 @@ describe('first run', () => {
       await new Promise((r) => setTimeout(r, 20));
     await queue.close();
     const res = await request(`/api/jobs/${encodeURIComponent(s.jobId)}/cancel`, { method: 'POST' });
+    answered();
     expect(await res.json()).toEqual({ outcome: 'signalled', text: 'Cancelling…' });
   });
 
