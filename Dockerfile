@@ -47,5 +47,5 @@ VOLUME ["/data", "/models"]
 EXPOSE 3000
 
 # Everything in one container (private Redis needs redis-server: use REDIS_URL instead). Compose runs
-# the playground (src/bots/web/main.ts) and workers (src/worker/main.ts) as separate services.
+# the bot side (src/bots/main.ts: chat adapters and playground) and workers (src/worker/main.ts) as separate services.
 CMD ["node", "--import", "tsx", "src/app/start.ts"]

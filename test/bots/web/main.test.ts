@@ -1,5 +1,6 @@
-// The playground as its own process (the compose `bot` service): it serves and enqueues against a
-// Redis it is given, needs no models, and exits cleanly on SIGTERM.
+// The playground in the bot-only process (`npm run bot`, the compose `bot` service) with no chat
+// tokens: it serves and enqueues against a Redis it is given, needs no models, and exits cleanly on
+// SIGTERM.
 import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { Queue } from 'bullmq';
@@ -16,7 +17,7 @@ const cleanup = useProcessCleanup();
 function start(env: Record<string, string>): { child: ChildProcess; stderr: () => string } {
   const base = { ...process.env };
   for (const k of ['REDIS_URL', 'DATABASE_URL', 'LOG_LEVEL', 'PORT', 'QUEUE_PREFIX']) delete base[k];
-  const child = spawn(process.execPath, ['--import', 'tsx', 'src/bots/web/main.ts'], {
+  const child = spawn(process.execPath, ['--import', 'tsx', 'src/bots/main.ts'], {
     cwd: ROOT,
     env: { ...base, LOG_LEVEL: 'warn', ...env },
     stdio: ['ignore', 'ignore', 'pipe'],
