@@ -1,7 +1,9 @@
 // Zero-shot image classification with CLIP: image bytes -> preprocessing -> image tower (N images in
 // one session run) -> cosine against label text embeddings (cached per label set) -> softmax ->
 // top-k. Labels are the default vocabulary or the user's ("cat, dog, human").
+
 import { join } from 'node:path';
+import { abortable } from '../../shared/cancel.js';
 import { BadInputError, CodedError } from '../../shared/errors.js';
 import type { ImageLimits } from '../../shared/image/decode.js';
 import { type ClipConfig, loadModelConfig } from '../models/config.js';
@@ -317,26 +319,6 @@ export class Classifier {
       throw new CodedError('internal', 'the image encoder failed', { cause: err });
     }
   }
-}
-
-/** `p`, or the signal's reason as soon as it aborts (the work behind `p` carries on). */
-function abortable<T>(p: Promise<T>, signal: AbortSignal | undefined): Promise<T> {
-  if (!signal) return p;
-  if (signal.aborted) return Promise.reject(signal.reason);
-  return new Promise<T>((resolve, reject) => {
-    const onAbort = () => reject(signal.reason);
-    signal.addEventListener('abort', onAbort, { once: true });
-    p.then(
-      (v) => {
-        signal.removeEventListener('abort', onAbort);
-        resolve(v);
-      },
-      (e: unknown) => {
-        signal.removeEventListener('abort', onAbort);
-        reject(e);
-      },
-    );
-  });
 }
 
 function stripUndefined<T extends object>(o: T): Partial<T> {

@@ -2,8 +2,10 @@
 // categories (nudity, gore, violence, ...) and for ordinary safe content, a softmax over every
 // prompt, and the probability mass on the unsafe ones as the score. Scoring is pure
 // (`scoreSafety`); `SafetyChecker` embeds the prompts once (cached like label sets) and scores.
+
 import { readFile } from 'node:fs/promises';
 import { z } from 'zod';
+import { abortable } from '../../shared/cancel.js';
 import { BadInputError } from '../../shared/errors.js';
 import type { Safety } from '../../shared/jobs.js';
 import type { LabelEmbeddings } from './label-embeddings.js';
@@ -282,24 +284,4 @@ export class SafetyChecker {
     const prompts = await this.promptEmbeddings(signal);
     return scoreSafety(imageEmbedding, prompts, { logitScale: this.logitScale, threshold: this.threshold });
   }
-}
-
-/** `p`, or the signal's reason as soon as it aborts (the shared work behind `p` carries on). */
-function abortable<T>(p: Promise<T>, signal: AbortSignal | undefined): Promise<T> {
-  if (!signal) return p;
-  if (signal.aborted) return Promise.reject(signal.reason);
-  return new Promise<T>((resolve, reject) => {
-    const onAbort = () => reject(signal.reason);
-    signal.addEventListener('abort', onAbort, { once: true });
-    p.then(
-      (v) => {
-        signal.removeEventListener('abort', onAbort);
-        resolve(v);
-      },
-      (e: unknown) => {
-        signal.removeEventListener('abort', onAbort);
-        reject(e);
-      },
-    );
-  });
 }
