@@ -3,7 +3,7 @@
 // become jobs, posted images are indexed and unindexed.
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { type Job, Queue, Worker } from 'bullmq';
+import { type Job, Worker } from 'bullmq';
 import type { Redis } from 'ioredis';
 import sharp from 'sharp';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
@@ -13,11 +13,11 @@ import { JobClient } from '../../../src/bots/core/job-client.js';
 import { JobRunner, type ReplySurface } from '../../../src/bots/core/reply.js';
 import type { JobView } from '../../../src/bots/core/view.js';
 import { BlobStore } from '../../../src/shared/blobs.js';
-import { type ImagineResult, jobKinds } from '../../../src/shared/jobs.js';
-import { openConnection } from '../../../src/shared/queues.js';
-import { deletePrefix, testPrefix, useRedis } from '../../helpers/redis.js';
+import type { ImagineResult } from '../../../src/shared/jobs.js';
+import { clearPrefix, testPrefix, useQueueConnections, useRedis } from '../../helpers/redis.js';
 
 const redis = useRedis();
+const connections = useQueueConnections(redis);
 let producer: Redis;
 let consumer: Redis;
 let prefix: string;
@@ -31,8 +31,8 @@ const record = (kind: string, value: unknown) => {
 };
 
 beforeAll(async () => {
-  producer = await openConnection(redis.url);
-  consumer = await openConnection(redis.url, 'worker');
+  producer = connections.producer;
+  consumer = connections.consumer;
   png = await sharp({ create: { width: 32, height: 24, channels: 3, background: '#c04020' } })
     .png()
     .toBuffer();
@@ -52,17 +52,10 @@ beforeAll(async () => {
 });
 afterEach(async () => {
   for (const close of closers.splice(0).reverse()) await close();
-  for (const kind of jobKinds) {
-    const queue = new Queue(kind, { connection: producer, prefix });
-    await queue.obliterate({ force: true });
-    await queue.close();
-  }
-  await deletePrefix(producer, prefix);
+  await clearPrefix(producer, prefix);
   for (const key of Object.keys(seen)) delete seen[key];
 });
 afterAll(async () => {
-  await producer.quit();
-  await consumer.quit();
   await new Promise((resolve) => cdn.close(resolve));
 });
 

@@ -1,42 +1,34 @@
 // The run loop against real Redis and a real BullMQ worker (a scripted imagine processor), drawn on a
 // fake ReplySurface that records every call: ack -> progress -> final exactly once, a final post that
 // fails once, a bot restart mid-job, two processes re-attaching at once, cancel, quota, bad input.
-import { type Job, Queue, Worker } from 'bullmq';
+import { type Job, Worker } from 'bullmq';
 import type { Redis } from 'ioredis';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { JobFollower } from '../../../src/bots/core/follow.js';
 import { InflightIndex } from '../../../src/bots/core/inflight.js';
 import { JobClient } from '../../../src/bots/core/job-client.js';
 import { JobRunner, type ReplySurface } from '../../../src/bots/core/reply.js';
 import type { JobView } from '../../../src/bots/core/view.js';
 import { CancelWatcher } from '../../../src/shared/cancel.js';
-import { type ImagineJob, type ImagineResult, jobKinds, toJobError } from '../../../src/shared/jobs.js';
+import { type ImagineJob, type ImagineResult, toJobError } from '../../../src/shared/jobs.js';
 import { openConnection } from '../../../src/shared/queues.js';
 import { QuotaLimiter } from '../../../src/shared/quota.js';
-import { deletePrefix, testPrefix, useRedis } from '../../helpers/redis.js';
+import { clearPrefix, testPrefix, useQueueConnections, useRedis } from '../../helpers/redis.js';
 
 const redis = useRedis();
+const connections = useQueueConnections(redis);
 let producer: Redis;
 let consumer: Redis;
 let prefix: string;
 const closers: (() => Promise<unknown> | unknown)[] = [];
 
 beforeAll(async () => {
-  producer = await openConnection(redis.url);
-  consumer = await openConnection(redis.url, 'worker');
+  producer = connections.producer;
+  consumer = connections.consumer;
 });
 afterEach(async () => {
   for (const close of closers.splice(0).reverse()) await close();
-  for (const kind of jobKinds) {
-    const queue = new Queue(kind, { connection: producer, prefix });
-    await queue.obliterate({ force: true });
-    await queue.close();
-  }
-  await deletePrefix(producer, prefix);
-});
-afterAll(async () => {
-  await producer.quit();
-  await consumer.quit();
+  await clearPrefix(producer, prefix);
 });
 
 const origin = { platform: 'discord', workspace: 'g1', channel: 'c1', user: 'alice' } as const;
