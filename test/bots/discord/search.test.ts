@@ -111,6 +111,21 @@ describe('channel image search', () => {
     const after = await answer(fake, menu);
     expect(galleryUrls(after)).toEqual([]);
     expect(textOf(after)).toContain('No matching images in this channel yet.');
+
+    // A bulk delete (a moderator purging messages) takes the last one out of the index too.
+    const me = { ...scope, user: fake.user.id };
+    const left = await h.bot.core.search({ text: 'noise' }, scope, me);
+    expect(left.hits.map((hit) => hit.message)).toEqual([posted[0]?.message.id]);
+    fake.dispatch('MESSAGE_DELETE_BULK', {
+      ids: [posted[0]?.message.id ?? ''],
+      channel_id: fake.channel.id,
+      guild_id: fake.guild.id,
+    });
+    await fake.waitFor(() => logged(h, 'unindexed a message') >= 2, {
+      timeoutMs: 10_000,
+      what: 'the bulk delete unindexed',
+    });
+    expect((await h.bot.core.search({ text: 'noise' }, scope, me)).hits).toEqual([]);
   });
 
   it('backfills a channel history resumably, in pages, reporting progress', async () => {
