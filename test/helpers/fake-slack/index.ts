@@ -20,8 +20,8 @@ import { type AckOutcome, type AckRecord, type EnvelopeType, SocketModeServer } 
 import {
   type EphemeralMessage,
   type FileRecord,
-  filetypeOf,
   guessMimetype,
+  hostedFile,
   pngSize,
   type SlackChannel,
   type SlackFile,
@@ -754,38 +754,19 @@ export async function startFakeSlack(options: FakeSlackOptions = {}): Promise<Fa
       const buf = Buffer.from(bytes);
       const mimetype = info.mimetype ?? guessMimetype(info.name);
       const user = info.user ?? defaultUserId;
-      const name = encodeURIComponent(info.name);
       const dims = pngSize(buf);
       const file: SlackFile = {
-        id,
-        created: nowSec(),
-        timestamp: nowSec(),
-        name: info.name,
-        title: info.title ?? info.name,
-        mimetype,
-        filetype: filetypeOf(info.name, mimetype),
-        pretty_type: filetypeOf(info.name, mimetype).toUpperCase(),
-        user,
-        user_team: o.teamId,
-        editable: false,
-        size: buf.length,
-        mode: 'hosted',
-        is_external: false,
-        external_type: '',
-        is_public: false,
-        public_url_shared: false,
-        display_as_bot: false,
-        username: '',
-        url_private: `${baseUrl}/files-pri/${o.teamId}-${id}/${name}`,
-        url_private_download: `${baseUrl}/files-pri/${o.teamId}-${id}/download/${name}`,
-        permalink: `${baseUrl}/files/${user}/${id}/${name}`,
-        permalink_public: `${baseUrl}/public/${o.teamId}-${id}`,
-        file_access: 'visible',
-        has_rich_preview: false,
-        channels: [],
-        groups: [],
-        ims: [],
-        shares: {},
+        ...hostedFile({
+          id,
+          name: info.name,
+          title: info.title ?? info.name,
+          mimetype,
+          user,
+          teamId: o.teamId,
+          size: buf.length,
+          base: baseUrl,
+          nowSec: nowSec(),
+        }),
         ...(dims !== undefined ? { original_w: dims.w, original_h: dims.h } : {}),
       };
       store.files.set(id, {

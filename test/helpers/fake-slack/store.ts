@@ -312,3 +312,55 @@ export function filetypeOf(name: string, mimetype: string): string {
   if (ext !== '') return ext === 'jpeg' ? 'jpg' : ext;
   return mimetype.split('/')[1] ?? 'binary';
 }
+
+/**
+ * A hosted file as Slack describes it, served by the fake's file host at `base`: what addFile and
+ * files.getUploadURLExternal both create (not shared anywhere yet).
+ */
+export function hostedFile(f: {
+  id: string;
+  name: string;
+  title: string;
+  mimetype: string;
+  user: string;
+  teamId: string;
+  size: number;
+  base: string;
+  nowSec: number;
+  /** Part of permalink_public after the team and file ids. @defaultValue none */
+  publicSuffix?: string;
+}): SlackFile {
+  const name = encodeURIComponent(f.name);
+  const filetype = filetypeOf(f.name, f.mimetype);
+  return {
+    id: f.id,
+    created: f.nowSec,
+    timestamp: f.nowSec,
+    name: f.name,
+    title: f.title,
+    mimetype: f.mimetype,
+    filetype,
+    pretty_type: filetype.toUpperCase(),
+    user: f.user,
+    user_team: f.teamId,
+    editable: false,
+    size: f.size,
+    mode: 'hosted',
+    is_external: false,
+    external_type: '',
+    is_public: false,
+    public_url_shared: false,
+    display_as_bot: false,
+    username: '',
+    url_private: `${f.base}/files-pri/${f.teamId}-${f.id}/${name}`,
+    url_private_download: `${f.base}/files-pri/${f.teamId}-${f.id}/download/${name}`,
+    permalink: `${f.base}/files/${f.user}/${f.id}/${name}`,
+    permalink_public: `${f.base}/public/${f.teamId}-${f.id}${f.publicSuffix === undefined ? '' : `-${f.publicSuffix}`}`,
+    file_access: 'visible',
+    has_rich_preview: false,
+    channels: [],
+    groups: [],
+    ims: [],
+    shares: {},
+  };
+}
