@@ -91,6 +91,14 @@ export function quotaUserId(origin: Pick<Origin, 'platform' | 'workspace' | 'use
 }
 
 /**
+ * The origin of work nobody asked for: indexing, unindexing and settings reads of a channel. Its
+ * user is `system`; those jobs go through the JobClient without a quota.
+ */
+export function systemOrigin(scope: { platform: Platform; workspace: string; channel: string }): Origin {
+  return { platform: scope.platform, workspace: scope.workspace, channel: scope.channel, user: 'system' };
+}
+
+/**
  * One channel of one workspace of one platform: the scope of indexed images and of searches. The
  * same shape in every job that names a channel.
  */

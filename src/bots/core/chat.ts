@@ -16,7 +16,7 @@ import type {
   Platform,
   SearchResult,
 } from '../../shared/jobs.js';
-import { quotaUserId } from '../../shared/jobs.js';
+import { quotaUserId, systemOrigin } from '../../shared/jobs.js';
 import { type Logger, silentLogger } from '../../shared/logger.js';
 import { actionId, followUpJob, type ImagineAction, parentOf, parseActionId } from './actions.js';
 import { downloadImage, type IngestPolicy } from './ingest.js';
@@ -298,18 +298,13 @@ export class ChatCore {
 
   /** Removes a message's images from the index (message deleted), or one file of it (edited away). */
   async unindex(scope: ChannelScope, message: string, file?: string): Promise<number> {
-    const origin: Origin = {
-      platform: scope.platform,
-      workspace: scope.workspace,
-      channel: scope.channel,
-      user: 'system',
-    };
-    const { jobId } = await this.#indexJobs.submit(
+    const origin = systemOrigin(scope);
+    const result = await this.#wait(
+      this.#indexJobs,
       'delete-image',
       { ...scope, message, ...(file === undefined ? {} : { file }), origin },
-      { userId: quotaUserId(origin) },
+      origin,
     );
-    const result = await this.#indexJobs.result(jobId, { timeoutMs: this.#o.waitTimeoutMs });
     return result.count ?? (result.deleted ? 1 : 0);
   }
 
@@ -322,14 +317,13 @@ export class ChatCore {
     return this.blobs.owns(blob) && (await this.blobs.ttl(blob)) !== undefined;
   }
 
-  async #wait<K extends JobKind>(
+  #wait<K extends JobKind>(
     client: JobClient,
     kind: K,
     data: JobData<K>,
     origin: Origin,
   ): Promise<JobResult<K>> {
-    const { jobId } = await client.submit(kind, data, { userId: quotaUserId(origin) });
-    return client.result(jobId, { timeoutMs: this.#o.waitTimeoutMs });
+    return client.run(kind, data, { userId: quotaUserId(origin), timeoutMs: this.#o.waitTimeoutMs });
   }
 
   async #refused(error: unknown, surface: ReplySurface): Promise<Run> {

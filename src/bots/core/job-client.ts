@@ -282,8 +282,20 @@ export class JobClient {
     image: DeleteImageJob,
     options: SubmitOptions & { timeoutMs?: number },
   ): Promise<DeleteImageResult> {
+    return this.run('delete-image', image, options);
+  }
+
+  /**
+   * Submits a job and waits for its result: for the short jobs a reply waits on (classify, search,
+   * indexing, settings). Throws what submit() or result() throw.
+   */
+  async run<K extends JobKind>(
+    kind: K,
+    data: JobData<K>,
+    options: SubmitOptions & { timeoutMs?: number },
+  ): Promise<JobResult<K>> {
     const { timeoutMs, ...submit } = options;
-    const { jobId } = await this.submit('delete-image', image, submit);
+    const { jobId } = await this.submit(kind, data, submit);
     return this.result(jobId, timeoutMs === undefined ? {} : { timeoutMs });
   }
 

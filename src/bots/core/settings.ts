@@ -10,6 +10,7 @@ import {
   type Platform,
   presets,
   quotaUserId,
+  systemOrigin,
 } from '../../shared/jobs.js';
 import type { JobClient } from './job-client.js';
 import type { SafetyMode } from './view.js';
@@ -97,17 +98,11 @@ export class SettingsStore {
     scope: ChannelScope,
     set?: { indexing?: boolean; backfillCursor?: string | null; backfillDone?: boolean },
   ): Promise<ChannelStateResult> {
-    const origin = {
-      platform: scope.platform,
-      workspace: scope.workspace,
-      channel: scope.channel,
-      user: 'system',
-    };
-    const { jobId } = await this.#jobs.submit(
+    const origin = systemOrigin(scope);
+    return this.#jobs.run(
       'channel-state',
       { ...scope, ...(set === undefined ? {} : { set }), origin },
-      { userId: quotaUserId(origin) },
+      { userId: quotaUserId(origin), timeoutMs: this.#timeoutMs },
     );
-    return this.#jobs.result(jobId, { timeoutMs: this.#timeoutMs });
   }
 }

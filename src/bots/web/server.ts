@@ -466,8 +466,7 @@ export function createPlayground(options: PlaygroundOptions): Playground {
   }
 
   async function run<K extends JobKind>(client: JobClient, kind: K, data: JobData<K>): Promise<JobResult<K>> {
-    const { jobId } = await client.submit(kind, data, { userId });
-    return client.result(jobId, { timeoutMs: o.waitTimeoutMs });
+    return client.run(kind, data, { userId, timeoutMs: o.waitTimeoutMs });
   }
 
   app.post('/api/whatis', async (c) => {
