@@ -32,7 +32,6 @@ import {
   whatisFromText,
   whatisRequest,
 } from './requests.js';
-import { failedView } from './view.js';
 
 /** An image the platform holds: what its payload says about an attachment or file. */
 export interface RemoteImage {
@@ -169,7 +168,7 @@ export class ChatCore {
         command.defaults ?? {},
       );
     } catch (error) {
-      return this.#refused(error, surface);
+      return this.runner.refuse(error, surface);
     }
     return this.runner.submit('imagine', data, surface, options);
   }
@@ -255,7 +254,7 @@ export class ChatCore {
     try {
       data = await followUpJob(parent, action, origin, jobId, (blob) => this.#exists(blob), input);
     } catch (error) {
-      return { kind: 'started', action, run: await this.#refused(error, surface) };
+      return { kind: 'started', action, run: await this.runner.refuse(error, surface) };
     }
     return { kind: 'started', action, run: await this.runner.submit('imagine', data, surface, options) };
   }
@@ -324,15 +323,5 @@ export class ChatCore {
     origin: Origin,
   ): Promise<JobResult<K>> {
     return client.run(kind, data, { userId: quotaUserId(origin), timeoutMs: this.#o.waitTimeoutMs });
-  }
-
-  async #refused(error: unknown, surface: ReplySurface): Promise<Run> {
-    const view = failedView(error);
-    try {
-      await surface.fail(view);
-    } catch (drawError) {
-      this.#logger.warn({ err: drawError }, 'reply surface call failed');
-    }
-    return { done: Promise.resolve({ state: 'rejected', code: view.code }), stop: () => {} };
   }
 }

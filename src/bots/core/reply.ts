@@ -126,9 +126,7 @@ export class JobRunner {
         ...(options.priority === undefined ? {} : { priority: options.priority }),
       });
     } catch (error) {
-      const view = failedView(error);
-      await this.#safely('fail', () => surface.fail(view));
-      return { done: Promise.resolve({ state: 'rejected', code: view.code }), stop: () => {} };
+      return this.refuse(error, surface);
     }
     const { jobId, position } = submitted;
     if (origin && this.#inflight) {
@@ -143,6 +141,16 @@ export class JobRunner {
     );
     const run = this.follow(jobId, surface, { ...options, ...(origin ? { platform: origin.platform } : {}) });
     return { jobId, position, done: run.done, stop: run.stop };
+  }
+
+  /**
+   * Draws a refusal (bad input, quota, an attachment that could not be read: anything before a job
+   * exists) with fail() and returns a run that is already `rejected`. Never throws.
+   */
+  async refuse(error: unknown, surface: ReplySurface): Promise<Run> {
+    const view = failedView(error);
+    await this.#safely('fail', () => surface.fail(view));
+    return { done: Promise.resolve({ state: 'rejected', code: view.code }), stop: () => {} };
   }
 
   /**
