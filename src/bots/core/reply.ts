@@ -8,6 +8,7 @@ import { type Logger, silentLogger } from '../../shared/logger.js';
 import type { InflightEntry, InflightIndex } from './inflight.js';
 import type { CancelOutcome, JobClient } from './job-client.js';
 import type { JobRef, JobStatus } from './job-status.js';
+import { renderStatus } from './render.js';
 import {
   type DoneView,
   type FailedView,
@@ -302,7 +303,7 @@ export class JobRunner {
 }
 
 function queuedText(position: number): string {
-  return viewOf('imagine:pending', { state: 'waiting', position }).text;
+  return renderStatus({ state: 'waiting', position });
 }
 
 function sleep(ms: number): Promise<void> {

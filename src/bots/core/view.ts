@@ -2,7 +2,7 @@
 // playground, the CLI). Pure: status in, view out. Adapters only draw it; every sentence comes
 // from render.ts, so all surfaces say the same thing.
 import { asCodedError } from '../../shared/errors.js';
-import type { ImagineJob, ImagineResult, JobKind, JobResult, Safety } from '../../shared/jobs.js';
+import type { ImagineResult, JobKind, JobResult, Safety } from '../../shared/jobs.js';
 import type { JobRef, JobStatus } from './job-status.js';
 import { renderError, renderImagineResult, renderStatus } from './render.js';
 
@@ -68,10 +68,6 @@ export interface FailedView {
 }
 
 export type JobView = QueuedView | RunningView | DoneView | FailedView;
-
-export function isFinalView(view: JobView): view is DoneView | FailedView {
-  return view.state === 'done' || view.state === 'failed';
-}
 
 /** The view of a status read from Redis. */
 export function viewOf<K extends JobKind>(jobId: JobRef<K>, status: JobStatus<K>): JobView {
@@ -167,14 +163,4 @@ export function safetyNote(presentation: SafetyPresentation): string | undefined
   if (presentation === 'spoiler')
     return 'The safety check flagged this image: it is hidden behind a spoiler.';
   return undefined;
-}
-
-/** The options of an imagine job as a short line (for captions and /queue). */
-export function describeImagine(job: Pick<ImagineJob, 'preset' | 'steps' | 'size' | 'seed'>): string {
-  const parts: string[] = [];
-  if (job.preset) parts.push(job.preset);
-  if (job.size) parts.push(`${job.size.width}×${job.size.height}`);
-  if (job.steps !== undefined) parts.push(`${job.steps} steps`);
-  if (job.seed !== undefined) parts.push(`seed ${job.seed}`);
-  return parts.join(' · ');
 }
