@@ -5,15 +5,10 @@
 // the models, opens the database and serves the queues through src/worker/runtime, and it stops when
 // told to, on SIGTERM, or when the parent is gone (the IPC channel closes however the parent ends).
 import { pino } from 'pino';
-import { openDatabase } from '../shared/db/index.js';
 import { asCodedError } from '../shared/errors.js';
 import { UndoStack } from '../shared/lifecycle.js';
 import type { Logger } from '../shared/logger.js';
-import { checkEvictionPolicy, createConnection, waitUntilReady } from '../shared/queues.js';
-import { lockDirectory } from '../worker/runtime/dir-lock.js';
-import { loadModels } from '../worker/runtime/models.js';
-import { startWorker } from '../worker/runtime/start-worker.js';
-import { modelSettings, workerSettings } from '../worker/runtime/worker-settings.js';
+import { composeWorker } from '../worker/runtime/compose-worker.js';
 import type { FromWorker, ToWorker } from './worker-child.js';
 
 /** After the parent is gone nobody waits for a tidy close: this long at most, then exit. */
@@ -32,45 +27,20 @@ let interruptible = true;
 async function start(message: Extract<ToWorker, { type: 'start' }>, undo: UndoStack, logger: Logger) {
   const { config } = message;
   const root = pino({ level: message.logLevel });
-  const child = (name: string): Logger => root.child({ name });
   if (config.redisUrl === undefined) throw new Error('the worker process needs a Redis URL');
-  if (config.databaseUrl === undefined) {
-    // PGlite serves one process: this one.
-    const lock = await lockDirectory(config.dataDir);
-    undo.push('data dir lock', () => lock.release());
-  }
-  const connection = createConnection(config.redisUrl, 'worker');
-  connection.on('error', (err) => logger.warn({ err: err.message }, 'redis connection error'));
-  undo.push('redis connection', () => connection.quit());
-  await waitUntilReady(connection);
-  await checkEvictionPolicy(connection, logger);
-
-  const models = await loadModels(config.modelsDir, {
-    ...modelSettings(config),
-    logger: child('worker:models'),
-    ...message.models,
-  });
-  undo.push('models', () => models.close());
-  interruptible = false;
-  send({ type: 'opening-database' });
-  const db = await openDatabase(config, {
-    embeddingDim: models.embeddingDim,
-    embeddingModel: models.embeddingModel,
-    logger: child('worker:db'),
-  });
-  undo.push('database', () => db.close());
-  const handle = await startWorker({ connection, ...workerSettings(config), models, db, logger: root });
-  undo.push('worker', () => handle.close());
-
-  if (config.worker.warmup && config.worker.queues.includes('classify')) {
-    // In the background: jobs are served meanwhile; the embeddings are cached on disk for next time.
-    models.classifier
-      .warmup()
-      .then((set) =>
-        logger.info({ labels: set.labels.length, fromCache: set.fromCache }, 'default vocabulary ready'),
-      )
-      .catch((err: unknown) => logger.warn({ err }, 'default vocabulary warm-up failed'));
-  }
+  await composeWorker(
+    { ...config, redisUrl: config.redisUrl },
+    {
+      root,
+      logger,
+      undo,
+      ...(message.models === undefined ? {} : { models: message.models }),
+      onOpeningDatabase: () => {
+        interruptible = false;
+        send({ type: 'opening-database' });
+      },
+    },
+  );
 }
 
 function main(): void {

@@ -3,15 +3,10 @@
 // SIGTERM/SIGINT finishes or hands back its jobs before exiting. Run as many as you like.
 import { pino } from 'pino';
 import { loadConfig, redactedConfig } from '../shared/config.js';
-import { openDatabase } from '../shared/db/index.js';
 import { ensureReadableDir, ensureWritableDir } from '../shared/dirs.js';
 import { startWithUndo } from '../shared/lifecycle.js';
-import { checkEvictionPolicy, createConnection, waitUntilReady } from '../shared/queues.js';
 import { onShutdown, runMain } from '../shared/shutdown.js';
-import { lockDirectory } from './runtime/dir-lock.js';
-import { loadModels } from './runtime/models.js';
-import { startWorker } from './runtime/start-worker.js';
-import { modelSettings, workerSettings } from './runtime/worker-settings.js';
+import { composeWorker } from './runtime/compose-worker.js';
 
 async function main(): Promise<void> {
   const config = loadConfig(process.env);
@@ -35,59 +30,9 @@ async function main(): Promise<void> {
     'MODELS_DIR',
     'put model folders there (npm run models -- pull, or -- random --preset tiny)',
   );
-  const { undo } = await startWithUndo(logger, async (resources) => {
-    if (config.databaseUrl === undefined) {
-      await resources.use(
-        'data dir lock',
-        () => lockDirectory(config.dataDir),
-        (lock) => lock.release(),
-      );
-    }
-    const connection = createConnection(redisUrl, 'worker');
-    connection.on('error', (err) => logger.warn({ err: err.message }, 'redis connection error'));
-    resources.push('redis connection', () => connection.quit());
-    await waitUntilReady(connection);
-    await checkEvictionPolicy(connection, logger);
-
-    const models = await loadModels(config.modelsDir, {
-      ...modelSettings(config),
-      logger: root.child({ name: 'worker:models' }),
-    });
-    resources.push('models', () => models.close());
-    const db = await openDatabase(config, {
-      embeddingDim: models.embeddingDim,
-      embeddingModel: models.embeddingModel,
-      logger: root.child({ name: 'worker:db' }),
-    });
-    resources.push('database', () => db.close());
-
-    const handle = await startWorker({
-      connection,
-      ...workerSettings(config),
-      models,
-      db,
-      logger: root,
-    });
-    resources.push('worker', () => handle.close());
-
-    if (env.warmup && env.queues.includes('classify')) {
-      // In the background: jobs are served meanwhile, and the result is cached on disk for next time.
-      const started = performance.now();
-      models.classifier
-        .warmup()
-        .then((set) =>
-          logger.info(
-            {
-              labels: set.labels.length,
-              fromCache: set.fromCache,
-              ms: Math.round(performance.now() - started),
-            },
-            'default vocabulary ready',
-          ),
-        )
-        .catch((err: unknown) => logger.warn({ err }, 'default vocabulary warm-up failed'));
-    }
-  });
+  const { undo } = await startWithUndo(logger, (undo) =>
+    composeWorker({ ...config, redisUrl }, { root, logger, undo }),
+  );
   // Running jobs get the grace period, then are handed back; the rest closes in moments.
   onShutdown([() => undo.release()], logger, {
     timeoutMs: env.shutdownGraceMs + 20_000,

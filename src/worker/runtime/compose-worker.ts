@@ -1,0 +1,82 @@
+// A worker process's resources in the order they depend on each other: the DATA_DIR lock (PGlite
+// serves one process), a worker-role Redis connection with its eviction check, the models, the
+// database, the BullMQ workers, and the default vocabulary warmed in the background. Each release is
+// registered on the caller's undo stack. Worker main and npm start's worker process both use it.
+import type { Config } from '../../shared/config.js';
+import { openDatabase } from '../../shared/db/index.js';
+import type { UndoStack } from '../../shared/lifecycle.js';
+import type { Logger } from '../../shared/logger.js';
+import { checkEvictionPolicy, createConnection, waitUntilReady } from '../../shared/queues.js';
+import { lockDirectory } from './dir-lock.js';
+import { type LoadModelsOptions, loadModels } from './models.js';
+import { startWorker, type WorkerHandle } from './start-worker.js';
+import { modelSettings, workerSettings } from './worker-settings.js';
+
+type RootLogger = Logger & { child(bindings: Record<string, unknown>): Logger };
+
+export interface ComposeWorkerOptions {
+  /** Names the parts' loggers (`worker:models`, `worker:db`, one per queue). */
+  root: RootLogger;
+  /** For this composition's own lines (connection errors, the warm-up). */
+  logger: Logger;
+  undo: UndoStack;
+  /** Overrides of loadModels' options (tests: a small default vocabulary). */
+  models?: Partial<LoadModelsOptions>;
+  /** Called once the models are loaded, before the database opens (from here on a stop must be orderly). */
+  onOpeningDatabase?: () => void;
+}
+
+export async function composeWorker(
+  config: Config & { redisUrl: string },
+  options: ComposeWorkerOptions,
+): Promise<WorkerHandle> {
+  const { root, logger, undo } = options;
+  if (config.databaseUrl === undefined) {
+    await undo.use(
+      'data dir lock',
+      () => lockDirectory(config.dataDir),
+      (lock) => lock.release(),
+    );
+  }
+  const connection = createConnection(config.redisUrl, 'worker');
+  connection.on('error', (err) => logger.warn({ err: err.message }, 'redis connection error'));
+  undo.push('redis connection', () => connection.quit());
+  await waitUntilReady(connection);
+  await checkEvictionPolicy(connection, logger);
+
+  const models = await loadModels(config.modelsDir, {
+    ...modelSettings(config),
+    logger: root.child({ name: 'worker:models' }),
+    ...options.models,
+  });
+  undo.push('models', () => models.close());
+  options.onOpeningDatabase?.();
+  const db = await openDatabase(config, {
+    embeddingDim: models.embeddingDim,
+    embeddingModel: models.embeddingModel,
+    logger: root.child({ name: 'worker:db' }),
+  });
+  undo.push('database', () => db.close());
+
+  const handle = await startWorker({ connection, ...workerSettings(config), models, db, logger: root });
+  undo.push('worker', () => handle.close());
+
+  if (config.worker.warmup && config.worker.queues.includes('classify')) {
+    // In the background: jobs are served meanwhile, and the result is cached on disk for next time.
+    const started = performance.now();
+    models.classifier
+      .warmup()
+      .then((set) =>
+        logger.info(
+          {
+            labels: set.labels.length,
+            fromCache: set.fromCache,
+            ms: Math.round(performance.now() - started),
+          },
+          'default vocabulary ready',
+        ),
+      )
+      .catch((err: unknown) => logger.warn({ err }, 'default vocabulary warm-up failed'));
+  }
+  return handle;
+}
