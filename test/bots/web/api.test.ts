@@ -910,4 +910,34 @@ describe('first run', () => {
     expect(failed[0]).toMatchObject({ failedReason: 'cancelled by the user', stacktrace: [] });
     expect(failed[0]!.name).toMatch(/\(cancelled\)$/);
   });
+
+  it("never runs a cancelled job again from /admin's Retry or Retry all; other failed jobs are retried", async () => {
+    setup({ admin: true });
+    const runs: Record<string, number> = {};
+    serveJobs<ImagineJob, ImagineResult>('imagine', async (job) => {
+      runs[job.data.prompt] = (runs[job.data.prompt] ?? 0) + 1;
+      const error = job.data.prompt === 'a cat' ? new CancelledError() : new InternalError('no');
+      throw new UnrecoverableError(serializeError(error));
+    });
+    const queue = new Queue('imagine', { connection: producer, prefix });
+    const failedId = async (prompt: string) => {
+      const { jobId } = (await (await postJson('/api/imagine', { prompt })).json()) as { jobId: string };
+      const id = jobId.split(':')[1]!;
+      for (let i = 0; i < 200 && (await queue.getJob(id).then((j) => j?.getState())) !== 'failed'; i++)
+        await new Promise((r) => setTimeout(r, 25));
+      return id;
+    };
+    const cancelled = await failedId('a cat');
+    await failedId('a dog');
+
+    const one = await request(`/admin/api/queues/imagine/${cancelled}/retry`, { method: 'PUT' });
+    expect(one.status).toBe(400);
+    expect(JSON.stringify(await one.json())).toMatch(/Cancelled jobs are not retried/);
+    const all = await request('/admin/api/queues/imagine/retry/failed', { method: 'PUT' });
+    expect(await all.json()).toEqual({ retried: 1, skipped: 1 });
+    for (let i = 0; i < 200 && runs['a dog'] !== 2; i++) await new Promise((r) => setTimeout(r, 25));
+    expect(runs).toEqual({ 'a cat': 1, 'a dog': 2 });
+    expect(await queue.getJob(cancelled).then((j) => j?.getState())).toBe('failed');
+    await queue.close();
+  });
 });
