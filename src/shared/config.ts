@@ -75,12 +75,33 @@ export interface Config {
   port: number;
   /** Playground bind address; loopback so the page is not exposed by accident. @defaultValue '127.0.0.1' */
   host: string;
+  /**
+   * Password of the playground and /admin (PLAYGROUND_PASSWORD): HTTP Basic with any user name, or
+   * `Authorization: Bearer <password>`. Required whenever `host` is not loopback: the bot refuses to
+   * start without it (src/bots/web/auth.ts). A secret: redactedConfig masks it. @defaultValue none
+   */
+  playgroundPassword?: string;
+  /** The /metrics and /healthz listeners of the bot and worker processes (METRICS_*). */
+  metrics: MetricsConfig;
   /** @defaultValue 'info' */
   logLevel: LogLevel;
   /** Worker tuning (WORKER_*), for processes that run a worker; workerSettings() maps it to startWorker. */
   worker: WorkerConfig;
   /** The CLIP zero-shot safety check of images (SAFETY_*). */
   safety: SafetyConfig;
+}
+
+export interface MetricsConfig {
+  /**
+   * Address both listeners bind (METRICS_HOST). They answer without a password: Prometheus and
+   * container healthchecks scrape them, and they expose counts only, never jobs or secrets.
+   * @defaultValue '127.0.0.1'
+   */
+  host: string;
+  /** The bot process's port for /metrics and /healthz (METRICS_PORT; 0: any free port). @defaultValue none (off) */
+  port?: number;
+  /** A worker process's port (WORKER_METRICS_PORT; 0: any free port). @defaultValue none (off) */
+  workerPort?: number;
 }
 
 export type SafetyMode = 'off' | 'spoiler' | 'block';
@@ -220,6 +241,13 @@ const envSchema = z.object({
   ),
   PORT: intVar(3000, 1, 65_535),
   HOST: stringWithDefault('127.0.0.1'),
+  PLAYGROUND_PASSWORD: z.preprocess(
+    unsetIfEmpty,
+    z.string().min(12, 'must be at least 12 characters (it guards the job dashboard)').optional(),
+  ),
+  METRICS_HOST: stringWithDefault('127.0.0.1'),
+  METRICS_PORT: z.preprocess(unsetIfEmpty, z.coerce.number().int().min(0).max(65_535).optional()),
+  WORKER_METRICS_PORT: z.preprocess(unsetIfEmpty, z.coerce.number().int().min(0).max(65_535).optional()),
   LOG_LEVEL: z.preprocess(
     (v) => (typeof unsetIfEmpty(v) === 'string' ? (v as string).toLowerCase() : undefined),
     z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
@@ -327,6 +355,12 @@ export function loadConfig(env: Env): Config {
     },
     port: e.PORT,
     host: e.HOST,
+    ...(e.PLAYGROUND_PASSWORD === undefined ? {} : { playgroundPassword: e.PLAYGROUND_PASSWORD }),
+    metrics: {
+      host: e.METRICS_HOST,
+      ...(e.METRICS_PORT === undefined ? {} : { port: e.METRICS_PORT }),
+      ...(e.WORKER_METRICS_PORT === undefined ? {} : { workerPort: e.WORKER_METRICS_PORT }),
+    },
     logLevel: e.LOG_LEVEL,
     worker: {
       queues: e.WORKER_QUEUES,
@@ -366,6 +400,7 @@ export function redactedConfig(config: Config): Config {
     ...config,
     ...(config.redisUrl === undefined ? {} : { redisUrl: redactUrl(config.redisUrl) }),
     ...(config.databaseUrl === undefined ? {} : { databaseUrl: redactUrl(config.databaseUrl) }),
+    ...(config.playgroundPassword === undefined ? {} : { playgroundPassword: REDACTED }),
     discord: { ...config.discord, ...definedOnly({ token: redact(config.discord.token) }) },
     slack: {
       ...config.slack,

@@ -21,6 +21,7 @@ describe('loadConfig', () => {
       slack: { port: 3001 },
       port: 3000,
       host: '127.0.0.1',
+      metrics: { host: '127.0.0.1' },
       logLevel: 'info',
       // Every WORKER_ default: test/worker/runtime/worker-settings.test.ts
       worker: expect.objectContaining({
@@ -196,5 +197,28 @@ describe('loadConfig', () => {
     expect(r.databaseUrl).toContain('u:');
     // The original is untouched.
     expect(c.discord.token).toBe('hunter2');
+  });
+
+  it('reads the playground password and the metrics listeners, and redacts the password', () => {
+    const c = loadConfig({
+      PLAYGROUND_PASSWORD: 'correct horse battery',
+      METRICS_HOST: '0.0.0.0',
+      METRICS_PORT: '9464',
+      WORKER_METRICS_PORT: '0',
+    });
+    expect(c.playgroundPassword).toBe('correct horse battery');
+    expect(c.metrics).toEqual({ host: '0.0.0.0', port: 9464, workerPort: 0 });
+    expect(JSON.stringify(redactedConfig(c))).not.toContain('horse');
+    expect(redactedConfig(c).playgroundPassword).toBe('[redacted]');
+    expect('playgroundPassword' in loadConfig({ PLAYGROUND_PASSWORD: ' ' })).toBe(false);
+    const error = (() => {
+      try {
+        loadConfig({ PLAYGROUND_PASSWORD: 'short', METRICS_PORT: 'x' });
+      } catch (e) {
+        return e as CodedError;
+      }
+    })();
+    expect(error?.message).toContain('PLAYGROUND_PASSWORD: must be at least 12 characters');
+    expect(error?.message).toContain('METRICS_PORT');
   });
 });
