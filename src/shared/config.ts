@@ -51,7 +51,15 @@ export interface Config {
     ttlSeconds: number;
     /** @defaultValue 26214400 (25 MiB) */
     maxBytes: number;
+    /** Blobs in an S3-compatible bucket (BLOB_STORE_URL=s3://bucket/prefix); absent: in Redis. */
+    s3?: S3BlobConfig;
   };
+  /**
+   * The bot refuses new jobs ("busy, try again in a minute") while Redis uses more than this share
+   * of its maxmemory (REDIS_MEMORY_HIGH_WATER, percent), before BullMQ's own writes would fail.
+   * @defaultValue 0.9
+   */
+  redisMemoryHighWater: number;
   /**
    * The Discord adapter runs when `token` is set. `apiUrl`: REST base URL (DISCORD_API_URL, default
    * Discord's; REST proxies and tests set it). `cdnUrl`: one more origin allowed for attachment
@@ -158,6 +166,28 @@ export interface WorkerConfig {
   warmup: boolean;
 }
 
+/**
+ * Where the S3 blob store lives: BLOB_STORE_URL (s3://bucket/prefix) and the usual AWS variables
+ * (AWS_ENDPOINT_URL or AWS_ENDPOINT_URL_S3, AWS_REGION, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY,
+ * AWS_SESSION_TOKEN). Without keys the SDK's default chain (profiles, instance roles) finds them.
+ */
+export interface S3BlobConfig {
+  bucket: string;
+  /** Object keys start with it ('' for none); never ends in '/'. */
+  keyPrefix: string;
+  /** @defaultValue 'us-east-1' */
+  region: string;
+  /** Absent: AWS's own endpoint for the region. */
+  endpoint?: string;
+  /** Bucket in the path (MinIO, s3rver, Ceph) rather than the host name. @defaultValue true with an endpoint */
+  forcePathStyle: boolean;
+  accessKeyId?: string;
+  secretAccessKey?: string;
+  sessionToken?: string;
+  /** How often expired blobs are deleted (BLOB_SWEEP_INTERVAL_SECONDS; 0: never). @defaultValue 600 */
+  sweepIntervalSeconds: number;
+}
+
 export type Env = Readonly<Record<string, string | undefined>>;
 
 // Docker env files and shells often set a variable to '' to mean "unset".
@@ -211,6 +241,32 @@ const envSchema = z.object({
   QUOTA_LIGHT_JOBS_PER_HOUR: intVar(600, 0, 1_000_000),
   BLOB_TTL_SECONDS: intVar(86_400, 10, 30 * 86_400),
   BLOB_MAX_BYTES: intVar(25 * 1024 * 1024, 1024, 512 * 1024 * 1024),
+  BLOB_STORE_URL: z.preprocess(
+    unsetIfEmpty,
+    z
+      .string()
+      .regex(
+        /^(redis|s3:\/\/[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](\/[A-Za-z0-9_.\/-]*)?)$/,
+        "must be 'redis' or s3://bucket/prefix (a bucket name of 3-63 lowercase letters, digits, '.' and '-')",
+      )
+      .optional(),
+  ),
+  BLOB_SWEEP_INTERVAL_SECONDS: intVar(600, 0, 7 * 86_400),
+  BLOB_S3_FORCE_PATH_STYLE: z.preprocess(
+    unsetIfEmpty,
+    z
+      .enum(['true', 'false', '1', '0'], { error: 'must be true or false' })
+      .optional()
+      .transform((v) => (v === undefined ? undefined : v === 'true' || v === '1')),
+  ),
+  AWS_ENDPOINT_URL: urlVar(/^https?$/),
+  AWS_ENDPOINT_URL_S3: urlVar(/^https?$/),
+  AWS_REGION: optionalString(),
+  AWS_DEFAULT_REGION: optionalString(),
+  AWS_ACCESS_KEY_ID: optionalString(),
+  AWS_SECRET_ACCESS_KEY: optionalString(),
+  AWS_SESSION_TOKEN: optionalString(),
+  REDIS_MEMORY_HIGH_WATER: intVar(90, 10, 99),
   DISCORD_TOKEN: optionalString(),
   DISCORD_APPLICATION_ID: z.preprocess(
     unsetIfEmpty,
@@ -336,7 +392,12 @@ export function loadConfig(env: Env): Config {
       imagine: { concurrent: e.QUOTA_CONCURRENT_JOBS, perWindow: e.QUOTA_JOBS_PER_HOUR },
       light: { concurrent: e.QUOTA_LIGHT_CONCURRENT_JOBS, perWindow: e.QUOTA_LIGHT_JOBS_PER_HOUR },
     },
-    blobs: { ttlSeconds: e.BLOB_TTL_SECONDS, maxBytes: e.BLOB_MAX_BYTES },
+    blobs: {
+      ttlSeconds: e.BLOB_TTL_SECONDS,
+      maxBytes: e.BLOB_MAX_BYTES,
+      ...(e.BLOB_STORE_URL === undefined || e.BLOB_STORE_URL === 'redis' ? {} : { s3: s3BlobConfig(e) }),
+    },
+    redisMemoryHighWater: e.REDIS_MEMORY_HIGH_WATER / 100,
     discord: definedOnly({
       token: e.DISCORD_TOKEN,
       applicationId: e.DISCORD_APPLICATION_ID,
@@ -391,6 +452,26 @@ export function loadConfig(env: Env): Config {
   };
 }
 
+/** BLOB_STORE_URL (already checked to be s3://bucket[/prefix]) and the AWS variables. */
+function s3BlobConfig(e: z.infer<typeof envSchema>): S3BlobConfig {
+  const url = new URL(e.BLOB_STORE_URL!);
+  // AWS_ENDPOINT_URL_S3 wins over AWS_ENDPOINT_URL, as in the AWS SDKs and CLI.
+  const endpoint = e.AWS_ENDPOINT_URL_S3 ?? e.AWS_ENDPOINT_URL;
+  return {
+    bucket: url.hostname,
+    keyPrefix: url.pathname.replace(/^\/+|\/+$/g, ''),
+    region: e.AWS_REGION ?? e.AWS_DEFAULT_REGION ?? 'us-east-1',
+    ...(endpoint === undefined ? {} : { endpoint }),
+    forcePathStyle: e.BLOB_S3_FORCE_PATH_STYLE ?? endpoint !== undefined,
+    ...definedOnly({
+      accessKeyId: e.AWS_ACCESS_KEY_ID,
+      secretAccessKey: e.AWS_SECRET_ACCESS_KEY,
+      sessionToken: e.AWS_SESSION_TOKEN,
+    }),
+    sweepIntervalSeconds: e.BLOB_SWEEP_INTERVAL_SECONDS,
+  };
+}
+
 const REDACTED = '[redacted]';
 
 /** A copy safe to log: tokens replaced, passwords in connection URLs masked. */
@@ -401,6 +482,20 @@ export function redactedConfig(config: Config): Config {
     ...(config.redisUrl === undefined ? {} : { redisUrl: redactUrl(config.redisUrl) }),
     ...(config.databaseUrl === undefined ? {} : { databaseUrl: redactUrl(config.databaseUrl) }),
     ...(config.playgroundPassword === undefined ? {} : { playgroundPassword: REDACTED }),
+    ...(config.blobs.s3 === undefined
+      ? {}
+      : {
+          blobs: {
+            ...config.blobs,
+            s3: {
+              ...config.blobs.s3,
+              ...definedOnly({
+                secretAccessKey: redact(config.blobs.s3.secretAccessKey),
+                sessionToken: redact(config.blobs.s3.sessionToken),
+              }),
+            },
+          },
+        }),
     discord: { ...config.discord, ...definedOnly({ token: redact(config.discord.token) }) },
     slack: {
       ...config.slack,
