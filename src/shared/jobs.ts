@@ -283,7 +283,10 @@ export const imagineProgressSchema = z.strictObject({
   steps: z.number().int().min(1),
   loss: z.number(),
   etaSeconds: z.number().min(0),
+  /** One key per job, overwritten by each preview and deleted when the job ends (see previewStep). */
   previewBlob: blobKeySchema.optional(),
+  /** The step the image under previewBlob shows: a change means a new image under the same key. */
+  previewStep: z.number().int().min(0).optional(),
 });
 export type ImagineProgress = z.infer<typeof imagineProgressSchema>;
 

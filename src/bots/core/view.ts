@@ -23,8 +23,10 @@ export interface RunningView {
   steps?: number;
   loss?: number;
   etaSeconds?: number;
-  /** The latest preview image (a blob key), when the worker has stored one. */
+  /** The latest preview image (a blob key, the same for every preview of a job), when the worker has stored one. */
   previewBlob?: string;
+  /** The step that preview shows: the key stays, so this is what tells a surface to fetch it again. */
+  previewStep?: number;
   /** Set while an attempt failed and a retry waits. */
   retrying?: boolean;
   text: string;
@@ -84,7 +86,14 @@ export function viewOf<K extends JobKind>(jobId: JobRef<K>, status: JobStatus<K>
       return { state: 'running', jobId, retrying: true, text: renderStatus(status) };
     case 'active': {
       const p = status.progress as
-        | { step?: number; steps?: number; loss?: number; etaSeconds?: number; previewBlob?: string }
+        | {
+            step?: number;
+            steps?: number;
+            loss?: number;
+            etaSeconds?: number;
+            previewBlob?: string;
+            previewStep?: number;
+          }
         | undefined;
       const view: RunningView = { state: 'running', jobId, text: renderStatus(status) };
       if (p && typeof p === 'object' && typeof p.step === 'number') {
@@ -93,6 +102,7 @@ export function viewOf<K extends JobKind>(jobId: JobRef<K>, status: JobStatus<K>
         if (typeof p.loss === 'number') view.loss = p.loss;
         if (typeof p.etaSeconds === 'number') view.etaSeconds = p.etaSeconds;
         if (typeof p.previewBlob === 'string') view.previewBlob = p.previewBlob;
+        if (typeof p.previewStep === 'number') view.previewStep = p.previewStep;
       }
       return view;
     }

@@ -56,7 +56,7 @@ export class DiscordSurface implements ReplySurface {
   #jobId: JobRef | undefined;
   #prompt: string | undefined;
   #promptRead = false;
-  #preview: { blob: string; media: Media | undefined; note?: string } | undefined;
+  #preview: { blob: string; step: number | undefined; media: Media | undefined; note?: string } | undefined;
   #lastBuild: Build | undefined;
   #finished = false;
   #timer: NodeJS.Timeout | undefined;
@@ -158,7 +158,10 @@ export class DiscordSurface implements ReplySurface {
 
   async #previewOf(view: QueuedView | RunningView): Promise<Media | undefined> {
     const blob = view.state === 'running' ? view.previewBlob : undefined;
-    if (blob === undefined || blob === this.#preview?.blob) return this.#preview?.media;
+    // Every preview of a job has one key: the step says whether the image behind it is new.
+    const step = view.state === 'running' ? view.previewStep : undefined;
+    if (blob === undefined || (blob === this.#preview?.blob && step === this.#preview.step))
+      return this.#preview?.media;
     const stored = await this.#d.blobs.get(blob).catch(() => undefined);
     if (!stored) return this.#preview?.media;
     const fitted = await fitMedia(
@@ -176,7 +179,7 @@ export class DiscordSurface implements ReplySurface {
           contentType: fitted.media.contentType,
         }
       : undefined;
-    this.#preview = { blob, media };
+    this.#preview = { blob, step, media };
     return media;
   }
 

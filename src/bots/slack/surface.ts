@@ -89,7 +89,8 @@ export class SlackSurface implements ReplySurface {
   #reply: SlackReply;
   #jobId: JobRef | undefined;
   #lastText = '';
-  #previewBlob: string | undefined;
+  /** The preview shown: its key and step (every preview of a job has the same key). */
+  #previewShown: string | undefined;
   #previewAt = Number.NEGATIVE_INFINITY;
   #posting: Promise<void> | undefined;
   /** Why the first post failed (the job is then cancelled by the command); later calls do nothing. */
@@ -119,7 +120,7 @@ export class SlackSurface implements ReplySurface {
       !this.#d.closing.aborted &&
       view.state === 'running' &&
       view.previewBlob !== undefined &&
-      view.previewBlob !== this.#previewBlob &&
+      previewVersion(view) !== this.#previewShown &&
       this.#d.clock.now() - this.#previewAt >= this.#d.previewIntervalMs;
     const body = () => progressMessage(this.#header, view, this.#progressOptions());
     if (!wantsPreview) {
@@ -130,7 +131,7 @@ export class SlackSurface implements ReplySurface {
     // A new preview costs an edit too: without a token the old one stays until the next chance.
     const blob = view.previewBlob;
     if (blob === undefined || !this.#d.budget.tryTake(this.#reply.team)) return;
-    this.#previewBlob = blob;
+    this.#previewShown = previewVersion(view);
     this.#previewAt = this.#d.clock.now();
     const previous = this.#reply.preview;
     const next = await this.#share(blob, `preview-${safeFileName(this.#header.prompt, 'image', 60)}`);
@@ -325,4 +326,9 @@ export function extensionOf(contentType: string): string {
   const sub = /^image\/([a-z0-9.+-]+)/i.exec(contentType)?.[1]?.toLowerCase();
   if (sub === 'jpeg') return 'jpg';
   return sub !== undefined && /^[a-z0-9]{2,5}$/.test(sub) ? sub : 'png';
+}
+
+/** Which preview a view shows: one key per job, so the step tells two previews apart. */
+function previewVersion(view: RunningView): string | undefined {
+  return view.previewBlob === undefined ? undefined : `${view.previewBlob}@${view.previewStep ?? ''}`;
 }

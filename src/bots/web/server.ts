@@ -39,6 +39,7 @@ import { JobRunner, type ReplySurface } from '../core/reply.js';
 import { imagineRequest, searchRequest, whatisRequest } from '../core/requests.js';
 import { type JobView, viewOf } from '../core/view.js';
 import { type AdminBoard, createAdminBoard } from './admin.js';
+import { assertPlaygroundExposure, passwordGuard } from './auth.js';
 import { errorBody, readBody, readJson, readQuery } from './http.js';
 import {
   channelFromName,
@@ -82,6 +83,11 @@ export interface PlaygroundOptions {
   randomWeights?: boolean;
   /** Says when CLIP will not read a whole prompt; absent: no such notes. */
   promptTokens?: PromptTokens | undefined;
+  /**
+   * Asked for on every route, /admin included (config.playgroundPassword; auth.ts). startPlayground
+   * refuses a host other than loopback without one. @defaultValue none (open)
+   */
+  password?: string | undefined;
   logger?: Logger;
 }
 
@@ -221,7 +227,10 @@ export function viewPayload(view: JobView): Record<string, unknown> {
       return {
         state,
         ...progress,
-        ...(view.previewBlob ? { previewUrl: blobUrl(view.previewBlob) } : {}),
+        // One key for every preview of a job: the step makes each preview's URL its own.
+        ...(view.previewBlob
+          ? { previewUrl: `${blobUrl(view.previewBlob)}?step=${view.previewStep ?? 0}` }
+          : {}),
       };
     }
     case 'done': {
@@ -280,6 +289,8 @@ export function createPlayground(options: PlaygroundOptions): Playground {
   let admin: AdminBoard | undefined;
 
   const app = new Hono();
+  // First, so that no route (the page, the API, /admin) answers without it.
+  if (o.password) app.use('*', passwordGuard(o.password));
 
   app.onError((error, c) => {
     const coded = asCodedError(error);
@@ -442,7 +453,8 @@ export function createPlayground(options: PlaygroundOptions): Playground {
     if (!blobs.owns(key)) throw new NotFoundError('no such image');
     const blob = await blobs.get(key);
     if (!blob) throw new NotFoundError('the image has expired');
-    // Keys are never reused, so a fetched blob never changes.
+    // Keys are never reused, so a fetched blob never changes, except a job's preview, whose key each
+    // preview overwrites: its URLs carry ?step= and it is only ever newer than the step asked for.
     return c.body(new Uint8Array(blob.bytes), 200, {
       'Content-Type': blob.contentType,
       'Cache-Control': 'private, max-age=86400, immutable',
@@ -656,6 +668,7 @@ export interface RunningPlayground {
 export async function startPlayground(
   options: PlaygroundOptions & { port: number; host: string },
 ): Promise<RunningPlayground> {
+  assertPlaygroundExposure(options.host, options.password);
   const playground = createPlayground(options);
   const server = serve({ fetch: playground.app.fetch, port: options.port, hostname: options.host });
   try {

@@ -5,10 +5,12 @@ import { randomUUID } from 'node:crypto';
 import type { Blob, PutOptions } from '../../shared/blobs.js';
 import { BadInputError, BlobMissingError, BlobTooLargeError } from '../../shared/errors.js';
 
-/** The part of BlobStore processors use (BlobStore satisfies it). */
+/** The part of BlobStore processors use (every BlobStore satisfies it). */
 export interface Blobs {
   get(key: string): Promise<Blob | undefined>;
+  /** With `options.name`, replaces the blob of that name (a job's one preview). */
   put(bytes: Uint8Array, options: PutOptions): Promise<string>;
+  delete(key: string): Promise<boolean>;
 }
 
 /** Reads a blob named in job data; `blob_missing` when it expired or never existed. */
@@ -38,7 +40,7 @@ export class MemoryBlobs implements Blobs {
 
   async put(bytes: Uint8Array, options: PutOptions): Promise<string> {
     if (bytes.byteLength > this.maxBytes) throw new BlobTooLargeError(bytes.byteLength, this.maxBytes);
-    const key = `${this.#namespace}${randomUUID()}`;
+    const key = `${this.#namespace}${options.name ?? randomUUID()}`;
     this.#blobs.set(key, { bytes: Buffer.from(bytes), contentType: options.contentType });
     return key;
   }
@@ -50,6 +52,7 @@ export class MemoryBlobs implements Blobs {
   }
 
   async delete(key: string): Promise<boolean> {
+    if (!key.startsWith(this.#namespace)) throw new BadInputError('not a blob key of this store', { key });
     return this.#blobs.delete(key);
   }
 

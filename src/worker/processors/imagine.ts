@@ -1,8 +1,9 @@
 // The imagine job: validate -> fetch init image (or saved state) and image prompts -> the loop, reporting
-// {step, steps, loss, etaSeconds, previewBlob} after every step -> final PNG, timelapse and saved
-// state as blobs, and the safety check of the final image -> the generation's row in the database.
-// Callable without BullMQ (the CLI).
-import { createHash } from 'node:crypto';
+// {step, steps, loss, etaSeconds, previewBlob, previewStep} after every step -> final PNG, timelapse and
+// saved state as blobs, and the safety check of the final image -> the generation's row in the database.
+// Previews overwrite one blob per job, deleted when the run ends, so a running job holds O(1) blob
+// memory however long it runs. Callable without BullMQ (the CLI).
+import { createHash, randomUUID } from 'node:crypto';
 import type { Database } from '../../shared/db/index.js';
 import { asCodedError, BadInputError, InternalError } from '../../shared/errors.js';
 import {
@@ -33,7 +34,10 @@ export interface ImagineContext extends RunContext {
   jobId?: string;
   /** Wall-clock budget; the run stops early with a full result when it is spent. @defaultValue none */
   timeBudgetMs?: number;
-  /** TTL of preview blobs: seen for seconds, so kept briefly. @defaultValue 3600 */
+  /**
+   * TTL of the job's preview blob, renewed by every preview: it only outlives the run when the worker
+   * dies without deleting it. @defaultValue 3600
+   */
   previewTtlSeconds?: number;
   /** A preview every this many steps. @defaultValue 10 */
   previewEvery?: number;
@@ -88,8 +92,11 @@ export async function runImagine(
     ...(imagePrompts.length === 0 ? {} : { imagePrompts: imagePrompts.map((image) => ({ image })) }),
     ...(ctx.timeBudgetMs === undefined ? {} : { timeBudgetMs: ctx.timeBudgetMs }),
   };
+  // One name for every preview of this run: each preview replaces the last one.
+  const previewName = `preview:${(ctx.jobId ?? randomUUID()).replace(/[^A-Za-z0-9_:.-]/g, '_')}`;
+  let previewBlob: string | undefined;
   try {
-    let previewBlob: string | undefined;
+    let previewStep: number | undefined;
     let last: ImagineProgress | undefined;
     let result: GenerateResult | undefined;
     const events = generate(request, models.generation, {
@@ -108,16 +115,19 @@ export async function runImagine(
           steps: event.steps,
           loss: event.loss,
           etaSeconds: Math.round(Math.max(0, event.etaMs) / 100) / 10,
-          ...(previewBlob === undefined ? {} : { previewBlob }),
+          ...(previewBlob === undefined || previewStep === undefined ? {} : { previewBlob, previewStep }),
         };
         await ctx.onProgress?.(last);
       } else if (event.type === 'preview') {
         previewBlob = await ctx.blobs.put(event.image.bytes, {
           contentType: `image/${event.image.format}`,
           ttlSeconds: o.previewTtlSeconds,
+          name: previewName,
         });
+        // The key stays the same: the step tells readers that the image behind it changed.
+        previewStep = event.step;
         if (last) {
-          last = { ...last, previewBlob };
+          last = { ...last, previewBlob, previewStep };
           await ctx.onProgress?.(last);
         }
       } else {
@@ -191,6 +201,13 @@ export async function runImagine(
         .catch((e: unknown) => logger.warn({ err: e, jobId: ctx.jobId }, 'could not record the failure'));
     }
     throw error;
+  } finally {
+    // Done, failed, cancelled or handed back: the final image (or a re-run's previews) replaces it.
+    if (previewBlob !== undefined) {
+      await ctx.blobs
+        .delete(previewBlob)
+        .catch((e: unknown) => logger.warn({ err: e, jobId: ctx.jobId }, 'could not delete the preview'));
+    }
   }
 }
 
