@@ -19,7 +19,7 @@ export const DefaultCoverLimits = {
 /**
  * Decodes any image sharp reads (EXIF orientation applied, alpha dropped, sRGB), scales it to cover
  * width x height and crops the centre (CLIP's resize-shortest-side + centre-crop when square).
- * Throws NotAnImageError for unreadable bytes and ImageTooLargeError beyond the limits.
+ * Throws NotAnImageError for unreadable, truncated or damaged bytes and ImageTooLargeError beyond the limits.
  */
 export async function decodeCover(
   bytes: Uint8Array,
@@ -32,7 +32,9 @@ export async function decodeCover(
     throw new ImageTooLargeError({ bytes: bytes.byteLength, maxBytes: o.maxBytes });
   let raw: Buffer;
   try {
-    raw = await sharp(bytes, { limitInputPixels: o.maxPixels, failOn: 'error' })
+    // failOn 'warning', as decodeImage: libjpeg and libwebp report damaged data as warnings, and an
+    // init image that /whatis refuses as damaged must not be painted from either.
+    raw = await sharp(bytes, { limitInputPixels: o.maxPixels, failOn: 'warning' })
       .rotate() // honour EXIF orientation
       .removeAlpha()
       .toColourspace('srgb')
