@@ -6,6 +6,7 @@
 import { join } from 'node:path';
 import { type StartedAdapter, startChatAdapters } from '../bots/adapters.js';
 import { createBotServices } from '../bots/core/services.js';
+import { assertPlaygroundExposure } from '../bots/web/auth.js';
 import { Library } from '../bots/web/library.js';
 import { type RunningPlayground, startPlayground } from '../bots/web/server.js';
 import type { Config } from '../shared/config.js';
@@ -74,7 +75,9 @@ export async function startStack(options: StackOptions): Promise<Stack> {
   const release = () => undo.release();
 
   try {
-    // Before anything slow: a second `npm start` should hear about the port at once.
+    // Before anything slow: a second `npm start` should hear about the port at once, and a page
+    // open to the network without a password is refused at once.
+    assertPlaygroundExposure(config.host, config.playgroundPassword);
     if (config.port !== 0) await assertPortFree(config.port, config.host);
     if (config.redisUrl === undefined || config.databaseUrl === undefined) {
       // The private Redis's append-only file and PGlite both belong to one stack at a time.
@@ -150,6 +153,7 @@ export async function startStack(options: StackOptions): Promise<Stack> {
       logger: child('bot:web'),
       port: config.port,
       host: config.host,
+      password: config.playgroundPassword,
     });
     undo.push('playground', () => playground.close());
 

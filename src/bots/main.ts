@@ -9,6 +9,7 @@ import { startWithUndo } from '../shared/lifecycle.js';
 import { onShutdown, runMain } from '../shared/shutdown.js';
 import { startChatAdapters } from './adapters.js';
 import { createBotServices } from './core/services.js';
+import { assertPlaygroundExposure } from './web/auth.js';
 import { Library } from './web/library.js';
 import { startPlayground } from './web/server.js';
 
@@ -17,6 +18,8 @@ async function main(): Promise<void> {
   const root = pino({ level: config.logLevel });
   const logger = root.child({ name: 'bot:main' });
   logger.info({ config: redactedConfig(config) }, 'starting');
+  // Before connecting anything: a page open to the network without a password does not start.
+  assertPlaygroundExposure(config.host, config.playgroundPassword);
   const redisUrl = config.redisUrl;
   if (redisUrl === undefined) {
     throw new Error(
@@ -41,6 +44,7 @@ async function main(): Promise<void> {
       logger: root.child({ name: 'bot:web' }),
       port: config.port,
       host: config.host,
+      password: config.playgroundPassword,
     });
     undo.push('playground', () => playground.close());
     logger.info({ url: playground.url }, 'playground listening');
