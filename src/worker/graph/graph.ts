@@ -85,6 +85,17 @@ export interface Initializer {
 export const sizeOf = (shape: Shape): number => shape.reduce((a, b) => a * b, 1);
 export const fmtShape = (shape: Shape): string => `[${shape.join(',')}]`;
 
+const BYTES_PER_ELEMENT: Record<DType, number> = {
+  float32: 4,
+  int64: 8,
+  int32: 4,
+  bool: 1,
+  uint8: 1,
+  float16: 2,
+  int8: 1,
+};
+export const bytesPerElement = (dtype: DType): number => BYTES_PER_ELEMENT[dtype];
+
 const EXPECTED_ARRAY: Record<DType, string> = {
   float32: 'Float32Array',
   int64: 'BigInt64Array',
@@ -117,6 +128,8 @@ export class Graph {
   /** While > 0, emitted nodes get no tape records (composite internals). */
   private noTapeDepth = 0;
   private readonly scalarCache = new Map<string, Tensor>();
+  /** Bytes of every node output emitted so far: what running the graph would hold with no reuse. */
+  emittedBytes = 0;
   /** Constants derived at build time from other data (transposed, flipped weights), per graph. */
   private readonly derivedCache = new WeakMap<object, Map<string, Tensor>>();
 
@@ -212,6 +225,7 @@ export class Graph {
     const nodeName = this.uniqueName(`${opType}`);
     const outputs: Tensor[] = options.outputs.map((o, i) => {
       checkShape(o.shape, `${opType} output ${i}`);
+      this.emittedBytes += sizeOf(o.shape) * bytesPerElement(o.dtype);
       return {
         graph: this,
         name: this.uniqueName(`${nodeName}:${i}`),

@@ -3,11 +3,15 @@ import { makeCutouts } from '../../../src/worker/generate/cutouts.js';
 import { randomLatent } from '../../../src/worker/generate/latent.js';
 import { Rng } from '../../../src/worker/generate/rng.js';
 import {
+  ARENA_MAX_ACTIVATION_BYTES,
   type StepFeeds,
   StepGraphCache,
   StepSession,
+  stepGraph,
+  stepSessionMemory,
   stepShapes,
 } from '../../../src/worker/generate/step-graph.js';
+import { Graph } from '../../../src/worker/graph/index.js';
 import { tinyModels, tinyVqgan } from './tiny-models.js';
 
 // 64x64 is a 4x4 latent (the tiny VQGAN downsamples by 16, as f16): the smallest job size, and large
@@ -152,6 +156,29 @@ describe('step graph gradient', () => {
     ]);
     expect(() => stepShapes(models, { width: 72, height: 64, cutouts: 2, prompts: 1 })).toThrow(/multiple/);
     expect(() => stepShapes(models, { width: 16, height: 16, cutouts: 0, prompts: 1 })).toThrow(/cutouts/);
+  });
+});
+
+describe('step session memory', () => {
+  it('counts the bytes of every node output a graph emits', () => {
+    const g = new Graph();
+    expect(g.emittedBytes).toBe(0);
+    g.emit('Identity', [g.input('x', [2, 3])], { outputs: [{ shape: [2, 3], dtype: 'float32' }] });
+    g.emit('Shape', [g.input('y', [5])], { outputs: [{ shape: [1], dtype: 'int64' }] });
+    expect(g.emittedBytes).toBe(2 * 3 * 4 + 8);
+  });
+
+  it('runs small step graphs with the memory arena and large ones without', () => {
+    expect(stepSessionMemory(ARENA_MAX_ACTIVATION_BYTES)).toEqual({ memoryArena: true });
+    expect(stepSessionMemory(ARENA_MAX_ACTIVATION_BYTES + 1)).toEqual({ memoryArena: false });
+    // A larger image adds activations in proportion (the decoder's top levels): 64 px has a quarter
+    // of the pixels of 128 px.
+    const models = tinyModels(1);
+    const bytes = (side: number) =>
+      stepGraph(models, { width: side, height: side, cutouts: 2, prompts: 1 }).graph.emittedBytes;
+    const [small, large] = [bytes(32), bytes(64)];
+    expect(large).toBeGreaterThan(2 * small);
+    expect(large).toBeLessThan(ARENA_MAX_ACTIVATION_BYTES);
   });
 });
 
