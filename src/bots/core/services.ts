@@ -2,7 +2,8 @@
 // the JobClients (user jobs under quota, indexing without), the quota limiter, blobs, the in-flight
 // index and the run loop. Mains call createBotServices once and pass the parts to their adapters.
 import type { Redis } from 'ioredis';
-import { BlobStore } from '../../shared/blobs.js';
+import { openBlobStore } from '../../shared/blobs/open-blob-store.js';
+import type { BlobStore } from '../../shared/blobs.js';
 import type { Config } from '../../shared/config.js';
 import type { UndoStack } from '../../shared/lifecycle.js';
 import type { Logger } from '../../shared/logger.js';
@@ -60,12 +61,9 @@ export async function createBotServices(
   const jobs = new JobClient({ connection, prefix, quota, logger });
   const indexJobs = new JobClient({ connection, prefix, logger });
   undo.push('job clients', () => Promise.all([jobs.close(), indexJobs.close()]));
-  const blobs = new BlobStore({
-    connection,
-    prefix,
-    ttlSeconds: config.blobs.ttlSeconds,
-    maxBytes: config.blobs.maxBytes,
-  });
+  // Redis beside the queues, or the S3 bucket of BLOB_STORE_URL (its sweeper runs in workers).
+  const blobs = await openBlobStore(config, { connection, logger });
+  undo.push('blob store', () => blobs.close());
   const inflight = new InflightIndex({ connection, prefix });
   const runner = new JobRunner({
     jobs,

@@ -2,6 +2,7 @@
 // serves one process), a worker-role Redis connection with its eviction check, the models, the
 // database, the BullMQ workers, and the default vocabulary warmed in the background. Each release is
 // registered on the caller's undo stack. Worker main and npm start's worker process both use it.
+import { openBlobStore } from '../../shared/blobs/open-blob-store.js';
 import type { Config } from '../../shared/config.js';
 import { openDatabase } from '../../shared/db/index.js';
 import type { UndoStack } from '../../shared/lifecycle.js';
@@ -43,6 +44,14 @@ export async function composeWorker(
   undo.push('redis connection', () => connection.quit());
   await waitUntilReady(connection);
   await checkEvictionPolicy(connection, logger);
+  // Before the models, so that a bad BLOB_STORE_URL or credentials stop the start at once.
+  // Workers sweep expired S3 blobs (Redis expires its own); any number of sweepers is harmless.
+  const blobs = await openBlobStore(config, {
+    connection,
+    logger: root.child({ name: 'worker:blobs' }),
+    sweep: true,
+  });
+  undo.push('blob store', () => blobs.close());
 
   const models = await loadModels(config.modelsDir, {
     ...modelSettings(config),
@@ -58,7 +67,14 @@ export async function composeWorker(
   });
   undo.push('database', () => db.close());
 
-  const handle = await startWorker({ connection, ...workerSettings(config), models, db, logger: root });
+  const handle = await startWorker({
+    connection,
+    ...workerSettings(config),
+    models,
+    db,
+    blobs,
+    logger: root,
+  });
   undo.push('worker', () => handle.close());
 
   if (config.worker.warmup && config.worker.queues.includes('classify')) {

@@ -4,7 +4,7 @@
 // finishes running jobs or, past a grace period, hands them back to the queue for another worker.
 import { type Job, type Processor, WaitingError, Worker } from 'bullmq';
 import type { Redis } from 'ioredis';
-import { BlobStore } from '../../shared/blobs.js';
+import { type BlobStore, RedisBlobStore } from '../../shared/blobs.js';
 import { CancelWatcher } from '../../shared/cancel.js';
 import type { Database } from '../../shared/db/index.js';
 import { asCodedError, InternalError, UnavailableError } from '../../shared/errors.js';
@@ -44,6 +44,11 @@ export interface StartWorkerOptions {
   stalledIntervalMs?: number;
   /** Times a job may stall before it fails (a job that kills its worker must not kill them all). @defaultValue 1 */
   maxStalledCount?: number;
+  /**
+   * Where inputs are read and results written (openBlobStore: Redis or S3); caller-owned. When absent,
+   * Redis blobs on `connection` with blobTtlSeconds and blobMaxBytes. @defaultValue a RedisBlobStore
+   */
+  blobs?: BlobStore;
   /** Blob TTL for results (config.blobs.ttlSeconds). @defaultValue 86400 */
   blobTtlSeconds?: number;
   /** Largest blob stored (config.blobs.maxBytes). @defaultValue 26214400 */
@@ -121,12 +126,14 @@ export async function startWorker(options: StartWorkerOptions): Promise<WorkerHa
     if (!Number.isInteger(n) || n < 1) throw new RangeError(`concurrency of ${q} must be an integer >= 1`);
   }
 
-  const blobs = new BlobStore({
-    connection: o.connection,
-    prefix: o.prefix,
-    ttlSeconds: o.blobTtlSeconds,
-    maxBytes: o.blobMaxBytes,
-  });
+  const blobs =
+    options.blobs ??
+    new RedisBlobStore({
+      connection: o.connection,
+      prefix: o.prefix,
+      ttlSeconds: o.blobTtlSeconds,
+      maxBytes: o.blobMaxBytes,
+    });
   const cancels = new CancelWatcher({
     connection: o.connection,
     prefix: o.prefix,
