@@ -246,7 +246,7 @@ const envSchema = z.object({
     z
       .string()
       .regex(
-        /^(redis|s3:\/\/[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](\/[A-Za-z0-9_.\/-]*)?)$/,
+        /^(redis|s3:\/\/[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](\/[A-Za-z0-9_./-]*)?)$/,
         "must be 'redis' or s3://bucket/prefix (a bucket name of 3-63 lowercase letters, digits, '.' and '-')",
       )
       .optional(),

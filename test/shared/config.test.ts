@@ -17,6 +17,7 @@ describe('loadConfig', () => {
       clipImagePrecision: 'fp32',
       quota: { imagine: { concurrent: 2, perWindow: 30 }, light: { concurrent: 8, perWindow: 600 } },
       blobs: { ttlSeconds: 86_400, maxBytes: 25 * 1024 * 1024 },
+      redisMemoryHighWater: 0.9,
       discord: {},
       slack: { port: 3001 },
       port: 3000,
@@ -179,6 +180,49 @@ describe('loadConfig', () => {
     ]);
     expect(coded.message).toContain('REDIS_URL: must be a URL like redis://host:6379');
     expect(coded.message).toContain('SLACK_BOT_TOKEN: must start with xoxb-');
+  });
+
+  it('reads an S3 blob store from BLOB_STORE_URL and the AWS variables, and redacts its secret', () => {
+    expect(loadConfig({ BLOB_STORE_URL: 'redis' }).blobs.s3).toBeUndefined();
+    const c = loadConfig({
+      BLOB_STORE_URL: 's3://vqclip-images/prod/blobs/',
+      AWS_ENDPOINT_URL: 'http://minio:9000',
+      AWS_DEFAULT_REGION: 'eu-west-1',
+      AWS_ACCESS_KEY_ID: 'AKIA1',
+      AWS_SECRET_ACCESS_KEY: 'shh',
+      BLOB_SWEEP_INTERVAL_SECONDS: '60',
+      REDIS_MEMORY_HIGH_WATER: '80',
+    });
+    expect(c.blobs.s3).toEqual({
+      bucket: 'vqclip-images',
+      keyPrefix: 'prod/blobs',
+      region: 'eu-west-1',
+      endpoint: 'http://minio:9000',
+      forcePathStyle: true,
+      accessKeyId: 'AKIA1',
+      secretAccessKey: 'shh',
+      sweepIntervalSeconds: 60,
+    });
+    expect(c.redisMemoryHighWater).toBe(0.8);
+    expect(redactedConfig(c).blobs.s3?.secretAccessKey).toBe('[redacted]');
+    expect(JSON.stringify(redactedConfig(c))).not.toContain('shh');
+    // AWS's own endpoint: virtual-hosted buckets, the SDK's credential chain; the S3 endpoint wins.
+    const aws = loadConfig({ BLOB_STORE_URL: 's3://bucket1', AWS_REGION: 'us-west-2' }).blobs.s3;
+    expect(aws).toEqual({
+      bucket: 'bucket1',
+      keyPrefix: '',
+      region: 'us-west-2',
+      forcePathStyle: false,
+      sweepIntervalSeconds: 600,
+    });
+    const both = loadConfig({
+      BLOB_STORE_URL: 's3://bucket1',
+      AWS_ENDPOINT_URL: 'http://a:1',
+      AWS_ENDPOINT_URL_S3: 'http://b:2',
+    });
+    expect(both.blobs.s3?.endpoint).toBe('http://b:2');
+    expect(() => loadConfig({ BLOB_STORE_URL: 'http://bucket' })).toThrow(/BLOB_STORE_URL.*s3:\/\/bucket/s);
+    expect(() => loadConfig({ BLOB_STORE_URL: 's3://Bad_Bucket' })).toThrow(/BLOB_STORE_URL/);
   });
 
   it('redacts tokens and URL passwords', () => {
