@@ -1,10 +1,12 @@
 // `npm run models -- <command>`: writes random-weight model folders (tiny for tests and the offline
 // demo, full-size for benchmarks), downloads and converts real weights, and checks a model folder's
 // weights against its config.
-//   random --preset tiny|full --out DIR [--seed N] [--dtype f32|f16]
+//   random --preset tiny|full --out DIR [--seed N] [--dtype f32|f16] [--dalle]
 //   pull [--clip REPO] [--vqgan NAME] [--only clip|vqgan] [--out DIR] ...
 //   check DIR
+import { join } from 'node:path';
 import { parseArgs } from 'node:util';
+import { writeRandomDallePreset } from '../dalle/random.js';
 import { checkModelFolder } from './check.js';
 import type { DownloadProgress } from './pull/download.js';
 import {
@@ -18,7 +20,8 @@ import {
 import { writeRandomModels } from './random.js';
 
 const USAGE = `usage:
-  models random --preset tiny|full --out DIR [--seed N] [--dtype f32|f16]
+  models random --preset tiny|full --out DIR [--seed N] [--dtype f32|f16] [--dalle]
+      --dalle also writes DIR/dalle, a random minDALL-E stage 2 (full: 1.3B parameters, 5.2 GB in f32)
   models pull [--out DIR] [--only clip|vqgan] [--dtype f32|f16] [--keep-downloads]
               [--clip REPO] [--clip-revision REV]
               [--vqgan NAME] [--vqgan-url URL --vqgan-config-url URL] [--vqgan-sha256 HEX]
@@ -37,6 +40,7 @@ function random(args: string[]): void {
       out: { type: 'string' },
       seed: { type: 'string', default: '0' },
       dtype: { type: 'string', default: 'f32' },
+      dalle: { type: 'boolean', default: false },
     },
   });
   if (values.preset !== 'tiny' && values.preset !== 'full')
@@ -54,8 +58,13 @@ function random(args: string[]): void {
     seed,
     dtype: values.dtype === 'f16' ? 'F16' : 'F32',
   });
+  const dalleDir = join(values.out, 'dalle');
+  const dalle = values.dalle
+    ? writeRandomDallePreset(dalleDir, values.preset, { seed, dtype: values.dtype === 'f16' ? 'F16' : 'F32' })
+    : undefined;
   const secs = ((Date.now() - started) / 1000).toFixed(1);
   console.log(`wrote ${r.clipDir} (${r.clipParameters.toLocaleString('en')} parameters)`);
+  if (dalle) console.log(`wrote ${dalleDir} (${dalle.parameters.toLocaleString('en')} parameters)`);
   console.log(`wrote ${r.vqganDir} (${r.vqganParameters.toLocaleString('en')} parameters) in ${secs} s`);
 }
 
