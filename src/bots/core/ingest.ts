@@ -1,7 +1,13 @@
 // Downloads of the images people attach in chat: the one place the bot fetches a URL it was handed, so
 // it is a server-side request forgery guard first (https to the platform's file hosts only, every
-// redirect re-checked before it is followed, no IP literals) and a size guard second (bytes counted
+// redirect re-checked before it is followed, no IP literals, and every connection only to public
+// addresses whatever the name resolves to: address-guard.ts) and a size guard second (bytes counted
 // while streaming, magic bytes and the pixel count checked before anything decodes).
+//
+// The one exception is the operator's: the origins of DISCORD_CDN_URL and SLACK_API_URL (a proxy in
+// front of the platform; the tests' fake CDNs on 127.0.0.1) are trusted as configured, loopback
+// included. They come from the environment only and match a whole origin (scheme, host and port), so
+// a URL a user posts reaches loopback or a private network only if the operator pointed one there.
 import {
   CancelledError,
   CodedError,
@@ -13,6 +19,7 @@ import {
 } from '../../shared/errors.js';
 import { DefaultImageLimits, type ImageFormat, probeImage } from '../../shared/image/decode.js';
 import type { Platform } from '../../shared/jobs.js';
+import { publicFetch } from './address-guard.js';
 
 /** Where Discord serves attachments (`url`) and their media-proxy copies (`proxy_url`). */
 export const discordFileHosts = ['cdn.discordapp.com', 'media.discordapp.net'] as const;
@@ -39,7 +46,8 @@ export interface DownloadOptions {
   readonly allowedHosts: readonly string[];
   /**
    * Full origins allowed as well, http and IP literals included (`http://127.0.0.1:8080`): for a proxy
-   * in front of the platform, and for tests. @defaultValue none
+   * in front of the platform, and for tests. Only ever from the operator's configuration: these are
+   * the one place where loopback and private addresses are reached. @defaultValue none
    */
   readonly allowedOrigins?: readonly string[];
   /** Largest body accepted; checked against Content-Length and while streaming. @defaultValue 32 MiB */
@@ -56,7 +64,10 @@ export interface DownloadOptions {
   readonly headers?: Readonly<Record<string, string>>;
   /** The platform, for error details (the user's sentence names it). @defaultValue none */
   readonly platform?: Platform;
-  /** The fetch to use. @defaultValue globalThis.fetch */
+  /**
+   * The fetch to use for every hop. It replaces the connection-level address guard too, so only tests
+   * give one. @defaultValue publicFetch (public addresses only), or globalThis.fetch for `allowedOrigins`
+   */
   readonly fetch?: typeof fetch;
   /** A size the platform reported before the download: over maxBytes refuses without a request. @defaultValue none */
   readonly declaredSize?: number;
@@ -194,10 +205,22 @@ export async function downloadImage(url: string | URL, options: DownloadOptions)
 
   const timeout = AbortSignal.timeout(timeoutMs);
   const signal = o.signal ? AbortSignal.any([timeout, o.signal]) : timeout;
-  const doFetch = o.fetch ?? globalThis.fetch;
+  // The operator's origins are trusted as configured; every other host connects to public addresses only.
+  const transport = (at: URL): typeof fetch =>
+    o.fetch ?? (rules.origins.has(at.origin) ? globalThis.fetch : publicFetch);
   // Why a fetch or a read failed, in our codes: the caller's abort wins, then our timeout, then the network.
   const explain = (error: unknown): CodedError => {
     if (error instanceof CodedError) return error;
+    // The address guard refuses inside the connection's lookup; fetch wraps that in its TypeError.
+    for (
+      let cause = (error as { cause?: unknown })?.cause;
+      cause;
+      cause = (cause as { cause?: unknown }).cause
+    ) {
+      if (cause instanceof HostNotAllowedError) {
+        return new HostNotAllowedError(String(cause.details.host), rules.platform);
+      }
+    }
     if (o.signal?.aborted) {
       const reason: unknown = o.signal.reason;
       return reason instanceof CodedError ? reason : new CancelledError();
@@ -209,7 +232,7 @@ export async function downloadImage(url: string | URL, options: DownloadOptions)
   let response: Response;
   for (let hop = 0; ; hop++) {
     try {
-      response = await doFetch(current, { headers: { ...o.headers }, redirect: 'manual', signal });
+      response = await transport(current)(current, { headers: { ...o.headers }, redirect: 'manual', signal });
     } catch (error) {
       throw explain(error);
     }
