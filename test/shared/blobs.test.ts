@@ -1,6 +1,6 @@
 import type { Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { BlobStore } from '../../src/shared/blobs.js';
+import { RedisBlobStore } from '../../src/shared/blobs.js';
 import { openConnection } from '../../src/shared/queues.js';
 import { deletePrefix, testPrefix, useRedis } from '../helpers/redis.js';
 
@@ -17,12 +17,12 @@ afterAll(async () => {
   await connection.quit();
 });
 
-function store(options: { ttlSeconds?: number; maxBytes?: number } = {}): BlobStore {
+function store(options: { ttlSeconds?: number; maxBytes?: number } = {}): RedisBlobStore {
   prefix = testPrefix();
-  return new BlobStore({ connection, prefix, ...options });
+  return new RedisBlobStore({ connection, prefix, ...options });
 }
 
-describe('BlobStore', () => {
+describe('RedisBlobStore', () => {
   it('round-trips bytes (all 256 values) with their content type', async () => {
     const blobs = store();
     const bytes = new Uint8Array(1000);
@@ -76,6 +76,31 @@ describe('BlobStore', () => {
     await blobs.put(new Uint8Array(1024), { contentType: 'x/y' });
     const [, found] = await connection.scan('0', 'MATCH', `${prefix}:*`, 'COUNT', 100);
     expect(found.length).toBe(1);
+  });
+
+  it('replaces a named blob in place (one key, the newest bytes, the TTL renewed); no presigned URLs', async () => {
+    const blobs = store();
+    const a = await blobs.put(new Uint8Array([1]), {
+      contentType: 'image/webp',
+      name: 'preview:j1',
+      ttlSeconds: 5,
+    });
+    const b = await blobs.put(new Uint8Array([2, 2]), {
+      contentType: 'image/png',
+      name: 'preview:j1',
+      ttlSeconds: 60,
+    });
+    expect(b).toBe(a);
+    expect(a).toBe(`${prefix}:blob:preview:j1`);
+    expect(await blobs.get(a)).toEqual({ bytes: Buffer.from([2, 2]), contentType: 'image/png' });
+    expect(await blobs.ttl(a)).toBeGreaterThan(50);
+    const [, found] = await connection.scan('0', 'MATCH', `${prefix}:*`, 'COUNT', 100);
+    expect(found).toEqual([a]);
+    await expect(blobs.put(new Uint8Array([1]), { contentType: 'x/y', name: 'a*b' })).rejects.toThrow(
+      /blob name/,
+    );
+    expect(blobs.kind).toBe('redis');
+    expect(await blobs.presignedUrl(a)).toBeUndefined();
   });
 
   it('refuses keys outside its namespace', async () => {
