@@ -34,6 +34,15 @@ const NUMBER = /^[-+]?(\d+(\.\d*)?|\.\d+)(e[-+]?\d+)?$/i;
 // typo to report, while "photo: a cat" keeps its colon as text.
 const LOOKS_NUMERIC = /^[-+.\d]/;
 
+// Zero-width spaces and joiners, bidi marks and other format characters show nothing, and JS's trim()
+// keeps them: a segment made only of those (and spaces) is empty, not a text CLIP would read as nothing.
+const VISIBLE = /[^\s\p{Z}\p{Cc}\p{Cf}]/u;
+
+/** Whether text has anything a person can see (not only spaces, zero-width or bidi characters). */
+export function hasVisibleText(text: string): boolean {
+  return VISIBLE.test(text);
+}
+
 function fail(reason: PromptProblem, message: string, segment?: string): never {
   throw new BadInputError(message, { reason, ...(segment !== undefined && { segment }) });
 }
@@ -49,7 +58,7 @@ export function parsePrompt(input: string, options: PromptSyntaxOptions = {}): W
   const prompts: WeightedPrompt[] = [];
   for (const raw of input.split('|')) {
     const segment = raw.trim();
-    if (segment === '') continue; // "a | | b" and a trailing "|" are harmless
+    if (!hasVisibleText(segment)) continue; // "a | | b" and a trailing "|" are harmless
     let text = segment;
     let weight = 1;
     const colon = segment.lastIndexOf(':');
@@ -62,7 +71,7 @@ export function parsePrompt(input: string, options: PromptSyntaxOptions = {}): W
         text = segment.slice(0, colon).trim();
       }
     }
-    if (text === '') fail('missing_text', `"${segment}" has a weight but no text`, segment);
+    if (!hasVisibleText(text)) fail('missing_text', `"${segment}" has a weight but no text`, segment);
     if (!Number.isFinite(weight) || Math.abs(weight) > o.maxWeight) {
       fail(
         'weight_out_of_range',

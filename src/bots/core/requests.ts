@@ -18,7 +18,7 @@ import {
   type SearchJob,
   searchJobSchema,
 } from '../../shared/jobs.js';
-import { parsePrompt } from '../../shared/prompt.js';
+import { hasVisibleText, parsePrompt } from '../../shared/prompt.js';
 import { imagineFlags, imagineOptions, parseFlags, searchFlags, whatisFlags } from './flags.js';
 
 /** Loose values as platforms deliver them: numbers may come as strings, absent ones as null. */
@@ -53,6 +53,8 @@ export function imagineRequest(
   defaults: RequestDefaults = {},
   drawSeed: () => number = () => randomInt(0, 2 ** 32 - 1),
 ): ImagineJob {
+  // A prompt of only spaces or invisible characters: "The prompt is empty.", not the schema's words.
+  if (!hasVisibleText(input.prompt)) parsePrompt(input.prompt);
   // Every problem at once: a person fixing one option should not meet the next only on a retry.
   const problems = new Problems();
   const preset = problems.check(() => optionalPreset(input.preset)) ?? defaults.preset;
