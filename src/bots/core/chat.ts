@@ -230,6 +230,7 @@ export class ChatCore {
         reason: 'unknown_button',
       });
     const { action, jobId } = parsed;
+    await this.#sameWorkspace(jobId, actor);
     if (action === 'cancel') {
       const outcome = await this.runner.cancel(jobId, {
         platform: actor.platform,
@@ -310,6 +311,29 @@ export class ChatCore {
   /** The button id for an action on a job, for the adapter's widgets. */
   actionId(action: ImagineAction, jobId: JobRef): string {
     return actionId(action, jobId);
+  }
+
+  /**
+   * A button names its job by id alone: one naming a job of another platform or workspace is refused
+   * as not found, so that job's prompt and images never reach this one and its admins cannot cancel
+   * it. Where either side has no workspace (a DM, where Discord moves a job that outlived its token)
+   * the platform must match.
+   */
+  async #sameWorkspace(jobId: JobRef<'imagine'>, actor: Origin): Promise<void> {
+    const origin = (await this.jobs.data(jobId))?.origin;
+    if (origin === undefined) return; // expired: each action says so in its own words
+    const elsewhere =
+      origin.platform !== actor.platform ||
+      (origin.workspace !== undefined &&
+        actor.workspace !== undefined &&
+        origin.workspace !== actor.workspace);
+    if (elsewhere) {
+      this.#logger.warn(
+        { jobId, platform: actor.platform, workspace: actor.workspace },
+        'a button named a job of another workspace',
+      );
+      throw new NotFoundError('the job belongs to another workspace', { jobId, reason: 'other_workspace' });
+    }
   }
 
   async #exists(blob: string): Promise<boolean> {
