@@ -29,6 +29,7 @@ import { registerHome } from './home.js';
 import { ChannelIndexer, registerIndexing } from './indexing.js';
 import { registerInteractions } from './interactions.js';
 import { type SlackClock, systemClock, UpdateBudget } from './rate-limits.js';
+import { replayGuard, signatureProperty } from './replay-guard.js';
 import { parseReply, SlackSurface, type SurfaceDeps } from './surface.js';
 
 export interface SlackBotOptions {
@@ -136,10 +137,14 @@ export async function startSlackBot(options: SlackBotOptions): Promise<SlackBot>
           signingSecret: slack.signingSecret ?? '',
           endpoints: '/slack/events',
           logger: boltLog,
+          customPropertiesExtractor: signatureProperty,
         });
   // deferInitialization: otherwise Bolt fires auth.test from the constructor and nobody awaits it.
   const app = new App({ token, receiver, logger: boltLog, clientOptions, deferInitialization: true });
   await app.init();
+  if (mode === 'http') {
+    app.use(replayGuard({ connection: services.connection, prefix: services.prefix, logger }));
+  }
   const auth = await app.client.auth.test();
   const identity: SlackIdentity = {
     teamId: auth.team_id ?? '',
