@@ -34,6 +34,23 @@ describe('Asin', () => {
       ref: ([x]) => map(x!, Math.asin),
     });
   });
+
+  it('is within 1e-6 of Math.asin over all of [-1, 1], endpoints and zero included', async () => {
+    // Dense near +-1, where asin is steepest, plus the exact points the spherical distance reaches.
+    const xs = [-1, 0, 1, 1e-8, -1e-8, ...uniform(2000, 7, -1, 1)];
+    for (let i = 1; i <= 200; i++) xs.push(1 - i * 1e-5, -1 + i * 1e-5);
+    const g = new G.Graph();
+    const x = g.input('x', [xs.length]);
+    const session = await ModelSession.create(G.serialize(g, { outputs: { y: G.asin(x) } }).bytes);
+    const fx = Float32Array.from(xs);
+    const out = (await session.run({ x: { data: fx, dims: [xs.length] } })).y!.data as Float32Array;
+    await session.release();
+    let worst = 0;
+    for (let i = 0; i < fx.length; i++) worst = Math.max(worst, Math.abs(out[i]! - Math.asin(fx[i]!)));
+    expect(worst).toBeLessThan(1e-6);
+    expect(out[1]).toBe(0);
+    expect(out[2]).toBeCloseTo(Math.PI / 2, 6);
+  });
 });
 
 describe('L2Normalize', () => {
