@@ -43,6 +43,8 @@ export interface JobClientOptions {
   prefix: string;
   /** Per-user limits; absent: none. */
   quota?: QuotaLimiter;
+  /** Asked before every enqueue; throws to refuse (MemoryGuard: Redis memory). Absent: none. */
+  admission?: { check(): Promise<void> };
   /**
    * Minimum time between two updates delivered by follow() (chat edits are rate limited).
    * @defaultValue 1000
@@ -105,6 +107,7 @@ export class JobClient {
   readonly #connection: Redis;
   readonly #prefix: string;
   readonly #quota: QuotaLimiter | undefined;
+  readonly #admission: { check(): Promise<void> } | undefined;
   readonly #opts: { [K in keyof typeof DefaultJobClientOptions]: number };
   readonly #jobOptions: Partial<Record<JobKind, JobsOptions>>;
   readonly #priorities: Partial<Record<JobKind, number>>;
@@ -119,6 +122,7 @@ export class JobClient {
     this.#connection = options.connection;
     this.#prefix = options.prefix;
     this.#quota = options.quota;
+    this.#admission = options.admission;
     this.#opts = {
       throttleMs: options.throttleMs ?? DefaultJobClientOptions.throttleMs,
       pollMs: options.pollMs ?? DefaultJobClientOptions.pollMs,
@@ -147,6 +151,8 @@ export class JobClient {
     const payload = checkJob(jobSchemas[kind].data, data);
     const id = randomUUID();
     const quotaJob = { queue: kind, jobId: id };
+    // Before the quota: a refusal for memory must not spend the person's budget.
+    await this.#admission?.check();
     if (this.#quota) {
       const decision = await this.#quota.acquire(options.userId, quotaJob);
       if (!decision.allowed) {

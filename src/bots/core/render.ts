@@ -167,7 +167,12 @@ const sentences: { readonly [C in ErrorCode]: (details: ErrorDetails, message: s
   cancelled: () => 'Cancelled.',
   timeout: () => 'This is taking longer than expected. Please try again later.',
   not_found: () => 'That job does not exist any more (results are kept for a day).',
-  unavailable: () => 'The image service is not reachable right now. Please try again in a minute.',
+  unavailable: (d) =>
+    str(d, 'reason') === 'busy'
+      ? 'I am busy right now and cannot take new requests. Please try again in a minute.'
+      : str(d, 'service') === 'database'
+        ? 'The image index is not reachable right now. Please try again in a minute.'
+        : 'The image service is not reachable right now. Please try again in a minute.',
   model_missing: () => 'The models are not installed on the worker yet. An operator needs to add them.',
   embedding_dimension_mismatch: () =>
     'The image index was built with a different model. An operator needs to rebuild it.',

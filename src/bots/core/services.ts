@@ -11,6 +11,7 @@ import { checkEvictionPolicy, openConnection } from '../../shared/queues.js';
 import { QuotaLimiter } from '../../shared/quota.js';
 import { InflightIndex } from './inflight.js';
 import { JobClient } from './job-client.js';
+import { MemoryGuard } from './memory-guard.js';
 import { JobRunner } from './reply.js';
 import { SettingsStore } from './settings.js';
 
@@ -30,6 +31,8 @@ export interface BotServices {
 
 export type BotServicesConfig = Pick<Config, 'queuePrefix' | 'quota' | 'blobs'> & {
   redisUrl: string;
+  /** New jobs are refused above this share of Redis's maxmemory. @defaultValue 0.9 */
+  redisMemoryHighWater?: number;
   safety?: Pick<Config['safety'], 'mode'>;
 };
 
@@ -58,8 +61,14 @@ export async function createBotServices(
   }
   const prefix = config.queuePrefix;
   const quota = new QuotaLimiter({ connection, prefix, budgets: config.quota });
-  const jobs = new JobClient({ connection, prefix, quota, logger });
-  const indexJobs = new JobClient({ connection, prefix, logger });
+  // Both clients: indexing jobs carry images too, and every job needs room in Redis to finish.
+  const admission = new MemoryGuard({
+    connection,
+    logger,
+    ...(config.redisMemoryHighWater === undefined ? {} : { highWater: config.redisMemoryHighWater }),
+  });
+  const jobs = new JobClient({ connection, prefix, quota, admission, logger });
+  const indexJobs = new JobClient({ connection, prefix, admission, logger });
   undo.push('job clients', () => Promise.all([jobs.close(), indexJobs.close()]));
   // Redis beside the queues, or the S3 bucket of BLOB_STORE_URL (its sweeper runs in workers).
   const blobs = await openBlobStore(config, { connection, logger });
