@@ -39,6 +39,8 @@ export const jobLimits = {
   maxCutouts: 128,
   maxTopK: 50,
   maxSearchK: 50,
+  /** Samples a DALL-E run decodes together (CLIP keeps the best). */
+  maxCandidates: 16,
 } as const;
 
 export const platforms = ['discord', 'slack', 'web', 'cli'] as const;
@@ -113,6 +115,10 @@ const channelScope = channelScopeSchema.shape;
 export const presets = ['draft', 'normal', 'better'] as const;
 export type Preset = (typeof presets)[number];
 
+/** How imagine draws: VQGAN+CLIP optimisation, or minDALL-E's transformer writing image tokens. */
+export const drawers = ['vqgan-clip', 'dalle'] as const;
+export type Drawer = (typeof drawers)[number];
+
 export const imagineJobSchema = z.strictObject({
   /** Weighted prompt syntax (`text:weight | text`), negative weights included; parsed by the worker. */
   prompt: z.string().trim().min(1).max(jobLimits.promptChars),
@@ -127,6 +133,10 @@ export const imagineJobSchema = z.strictObject({
   cutouts: z.number().int().min(1).max(jobLimits.maxCutouts).optional(),
   lr: z.number().positive().max(10).optional(),
   preset: z.enum(presets).optional(),
+  /** @defaultValue 'vqgan-clip' */
+  drawer: z.enum(drawers).optional(),
+  /** DALL-E only: samples decoded together, CLIP keeps the best. @defaultValue 4 */
+  candidates: z.number().int().min(1).max(jobLimits.maxCandidates).optional(),
   initImage: blobKeySchema.optional(),
   imagePrompts: z.array(blobKeySchema).max(jobLimits.imagePrompts).optional(),
   /**
@@ -275,6 +285,12 @@ export const imagineResultSchema = z.strictObject({
   timings: z.record(z.string(), z.number()),
   /** Absent: the worker runs no safety check. */
   safety: safetySchema.optional(),
+  /** Absent: vqgan-clip. */
+  drawer: z.enum(drawers).optional(),
+  /** DALL-E: candidates sampled, the kept one's CLIP score (cosine), and whether the prompt was cut. */
+  candidates: z.number().int().min(1).optional(),
+  clipScore: finite.optional(),
+  promptTruncated: z.boolean().optional(),
 });
 export type ImagineResult = z.infer<typeof imagineResultSchema>;
 
@@ -287,6 +303,8 @@ export const imagineProgressSchema = z.strictObject({
   previewBlob: blobKeySchema.optional(),
   /** The step the image under previewBlob shows: a change means a new image under the same key. */
   previewStep: z.number().int().min(0).optional(),
+  /** DALL-E: step and steps count image tokens; how many it writes a second, all candidates together. */
+  tokensPerSecond: z.number().min(0).optional(),
 });
 export type ImagineProgress = z.infer<typeof imagineProgressSchema>;
 
