@@ -5,8 +5,9 @@
 // ends in any way, SIGKILL included.
 import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { accessSync, constants, mkdirSync } from 'node:fs';
+import { accessSync, constants, mkdirSync, readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
+import { totalmem } from 'node:os';
 import { delimiter, isAbsolute, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Redis } from 'ioredis';
@@ -29,6 +30,11 @@ export interface SpawnRedisOptions {
   command?: string;
   /** How long to wait for the first PONG. @defaultValue 10000 */
   startTimeoutMs?: number;
+  /**
+   * Redis's maxmemory in bytes. At it, noeviction (which BullMQ needs) makes Redis refuse writes; the
+   * bot's memory guard refuses new jobs a little before. @defaultValue defaultMaxmemory()
+   */
+  maxmemoryBytes?: number;
   /** Keep an append-only file (AOF, fsync every second) in this folder. @defaultValue none: nothing on disk */
   dataDir?: string;
   /**
@@ -41,6 +47,30 @@ export interface SpawnRedisOptions {
 export const INSTALL_REDIS_HINT =
   'redis-server is not installed. Install it (Debian/Ubuntu: sudo apt-get install -y redis-server; ' +
   'macOS: brew install redis) or point REDIS_URL at a Redis you run (redis://host:6379).';
+
+/**
+ * A maxmemory suited to this machine: a quarter of its memory (or of the container's cgroup limit,
+ * when lower), between 256 MiB and 8 GiB. Redis shares the machine with the models, the database
+ * and the bot; with previews one key per job, images are what grows, and they have a TTL.
+ */
+export function defaultMaxmemory(total = totalmem(), cgroupLimit = readCgroupLimit()): number {
+  const available = cgroupLimit === undefined ? total : Math.min(total, cgroupLimit);
+  const MiB = 1024 * 1024;
+  return Math.min(8192 * MiB, Math.max(256 * MiB, Math.floor(available / 4 / MiB) * MiB));
+}
+
+function readCgroupLimit(): number | undefined {
+  // cgroup v2, then v1; 'max' or an absurd v1 number mean no limit.
+  for (const file of ['/sys/fs/cgroup/memory.max', '/sys/fs/cgroup/memory/memory.limit_in_bytes']) {
+    try {
+      const value = Number(readFileSync(file, 'utf8').trim());
+      if (Number.isFinite(value) && value > 0 && value < 2 ** 60) return value;
+    } catch {
+      // not this cgroup version
+    }
+  }
+  return undefined;
+}
 
 const WATCHDOG = fileURLToPath(new URL('./redis-watchdog.mjs', import.meta.url));
 
@@ -111,12 +141,21 @@ export async function spawnRedis(options: SpawnRedisOptions = {}): Promise<Priva
   const dataDir = options.dataDir === undefined ? undefined : resolve(options.dataDir);
   if (dataDir !== undefined) mkdirSync(dataDir, { recursive: true });
   const timeoutMs = options.startTimeoutMs ?? 10_000;
+  const maxmemory = options.maxmemoryBytes ?? defaultMaxmemory();
+  if (!Number.isInteger(maxmemory) || maxmemory < 1024 * 1024)
+    throw new RangeError('maxmemoryBytes must be an integer >= 1 MiB');
   const deadline = Date.now() + timeoutMs;
   for (let attempt = 0; ; attempt++) {
     const port = await freePort();
     const child = spawn(
       process.execPath,
-      [WATCHDOG, String(options.orphanGraceMs ?? 1000), executable, ...redisArgs(port, dataDir)],
+      [
+        WATCHDOG,
+        String(options.orphanGraceMs ?? 1000),
+        executable,
+        ...redisArgs(port, dataDir),
+        ...['--maxmemory', String(maxmemory)],
+      ],
       // Its own process group: Ctrl-C in a terminal signals the whole foreground group, and Redis
       // must outlive our graceful shutdown (workers hand jobs back through it), so we stop it last.
       { stdio: ['pipe', 'pipe', 'pipe'], detached: true },
