@@ -16,7 +16,7 @@ import { CodedError } from '../shared/errors.js';
 export interface PrivateRedis {
   readonly url: string;
   readonly port: number;
-  /** redis-server's own pid. */
+  /** redis-server's own pid (a new one after the watchdog restarted a killed server). */
   readonly pid: number;
   /** The watchdog's pid (the process this one spawned). */
   readonly watchdogPid: number;
@@ -35,8 +35,13 @@ export interface SpawnRedisOptions {
    * bot's memory guard refuses new jobs a little before. @defaultValue defaultMaxmemory()
    */
   maxmemoryBytes?: number;
-  /** Keep an append-only file (AOF, fsync every second) in this folder. @defaultValue none: nothing on disk */
+  /** Keep an append-only file (AOF) in this folder. @defaultValue none: nothing on disk */
   dataDir?: string;
+  /**
+   * When the AOF is fsynced, with `dataDir` (docs/RELIABILITY.md has the measurement behind the
+   * default). @defaultValue 'everysec'
+   */
+  appendfsync?: AppendFsync;
   /**
    * How long the watchdog waits, once this process is gone, before stopping the server (a worker
    * child may still be handing its job back). @defaultValue 1000
@@ -47,6 +52,8 @@ export interface SpawnRedisOptions {
 export const INSTALL_REDIS_HINT =
   'redis-server is not installed. Install it (Debian/Ubuntu: sudo apt-get install -y redis-server; ' +
   'macOS: brew install redis) or point REDIS_URL at a Redis you run (redis://host:6379).';
+
+export type AppendFsync = 'always' | 'everysec' | 'no';
 
 /**
  * A maxmemory suited to this machine: a quarter of its memory (or of the container's cgroup limit,
@@ -119,13 +126,13 @@ async function ping(port: number): Promise<boolean> {
   }
 }
 
-function redisArgs(port: number, dataDir: string | undefined): string[] {
+function redisArgs(port: number, dataDir: string | undefined, fsync: AppendFsync): string[] {
   const common = ['--port', String(port), '--bind', '127.0.0.1', '--maxmemory-policy', 'noeviction'];
   const persistence =
     dataDir === undefined
       ? ['--save', '', '--appendonly', 'no']
       : // AOF only (no RDB snapshots): every write reaches the file within a second.
-        ['--dir', dataDir, '--save', '', '--appendonly', 'yes', '--appendfsync', 'everysec'];
+        ['--dir', dataDir, '--save', '', '--appendonly', 'yes', '--appendfsync', fsync];
   return [...common, ...persistence, '--daemonize', 'no', '--loglevel', 'warning'];
 }
 
@@ -153,7 +160,7 @@ export async function spawnRedis(options: SpawnRedisOptions = {}): Promise<Priva
         WATCHDOG,
         String(options.orphanGraceMs ?? 1000),
         executable,
-        ...redisArgs(port, dataDir),
+        ...redisArgs(port, dataDir, options.appendfsync ?? 'everysec'),
         ...['--maxmemory', String(maxmemory)],
       ],
       // Its own process group: Ctrl-C in a terminal signals the whole foreground group, and Redis
@@ -166,8 +173,9 @@ export async function spawnRedis(options: SpawnRedisOptions = {}): Promise<Priva
     });
     let redisPid = -1;
     child.stdout?.on('data', (chunk: Buffer) => {
-      const match = /pid (\d+)/.exec(chunk.toString());
-      if (match) redisPid = Number(match[1]);
+      // The last one: the watchdog prints a line for each server it starts.
+      const matches = [...chunk.toString().matchAll(/pid (\d+)/g)];
+      if (matches.length > 0) redisPid = Number(matches.at(-1)![1]);
     });
     let early: Error | undefined;
     child.once('error', (e) => {
@@ -177,7 +185,7 @@ export async function spawnRedis(options: SpawnRedisOptions = {}): Promise<Priva
       early ??= new Error(`exited with ${signal ?? code}`);
     });
     while (!early && Date.now() < deadline) {
-      if (redisPid > 0 && (await ping(port))) return wrap(child, port, redisPid, dataDir);
+      if (redisPid > 0 && (await ping(port))) return wrap(child, port, () => redisPid, dataDir);
       await new Promise((r) => setTimeout(r, 50));
     }
     if (!early) {
@@ -190,7 +198,12 @@ export async function spawnRedis(options: SpawnRedisOptions = {}): Promise<Priva
   }
 }
 
-function wrap(child: ChildProcess, port: number, pid: number, dataDir: string | undefined): PrivateRedis {
+function wrap(
+  child: ChildProcess,
+  port: number,
+  pid: () => number,
+  dataDir: string | undefined,
+): PrivateRedis {
   // The pipe closes when we exit, and the watchdog then stops the server; an orderly exit of ours
   // that skipped stop() still tells it at once.
   const stopOnExit = () => child.kill('SIGTERM');
@@ -204,7 +217,9 @@ function wrap(child: ChildProcess, port: number, pid: number, dataDir: string | 
   return {
     url: `redis://127.0.0.1:${port}`,
     port,
-    pid,
+    get pid() {
+      return pid();
+    },
     watchdogPid: child.pid ?? -1,
     dataDir,
     stop() {

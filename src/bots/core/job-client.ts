@@ -154,7 +154,10 @@ export class JobClient {
     // Before the quota: a refusal for memory must not spend the person's budget.
     await this.#admission?.check();
     if (this.#quota) {
-      const decision = await this.#quota.acquire(options.userId, quotaJob);
+      // Redis down (a restart, a network cut): the same refusal as a failed add, not an internal error.
+      const decision = await this.#quota.acquire(options.userId, quotaJob).catch((error: unknown) => {
+        throw new UnavailableError('the job queue is not reachable', { cause: error });
+      });
       if (!decision.allowed) {
         const { allowed: _, ...details } = decision;
         throw new QuotaExceededError(details);
@@ -174,7 +177,12 @@ export class JobClient {
     }
     const jobId: JobRef<K> = `${kind}:${id}`;
     // Just added, so waiting (or already taken: position 0). One script call, not a full status read.
-    const status = await this.#waiting(kind, id);
+    // The job exists now: if Redis went away since the add, it is still accepted (refusing it would
+    // tell the person it failed while it runs); its position comes with the next status read.
+    const status = await this.#waiting(kind, id).catch((error: unknown) => {
+      this.#logger.warn({ err: error, jobId }, 'could not read the queue position of a new job');
+      return { state: 'waiting', position: 0 } as const;
+    });
     return { jobId, position: status.state === 'waiting' ? status.position : 0 };
   }
 

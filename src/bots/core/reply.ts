@@ -286,11 +286,20 @@ export class JobRunner {
 
   async #forget(platform: Platform | undefined, jobId: JobRef): Promise<void> {
     if (!this.#inflight || platform === undefined) return;
-    await this.#inflight
-      .remove(platform, jobId)
-      .catch((error: unknown) =>
-        this.#logger.warn({ err: error, jobId }, 'could not drop the in-flight entry'),
-      );
+    // A few tries over a Redis restart (~1-2 s): a leftover entry shows as running in /queue
+    // until a restarted bot re-attaches to it and finds it posted.
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await this.#inflight.remove(platform, jobId);
+        return;
+      } catch (error) {
+        if (attempt >= FORGET_ATTEMPTS) {
+          this.#logger.warn({ err: error, jobId }, 'could not drop the in-flight entry');
+          return;
+        }
+        await sleep(this.#o.finalRetryMs * 2 ** (attempt - 1));
+      }
+    }
   }
 
   async #safely(what: string, call: () => void | Promise<void>): Promise<void> {
@@ -301,6 +310,8 @@ export class JobRunner {
     }
   }
 }
+
+const FORGET_ATTEMPTS = 4;
 
 function queuedText(position: number): string {
   return renderStatus({ state: 'waiting', position });
