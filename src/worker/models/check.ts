@@ -9,7 +9,7 @@ import {
   type ModelConfig,
   vqganParameterShapes,
 } from './config.js';
-import { Weights } from './weights.js';
+import { Weights, WeightsError } from './weights.js';
 
 export interface ModelFolderCheck {
   readonly model: ModelConfig;
@@ -44,4 +44,19 @@ export async function checkModelFolder(dir: string): Promise<ModelFolderCheck> {
   } finally {
     weights.close();
   }
+}
+
+/**
+ * Throws unless the folder's tensors fit its config: `model_missing` (WeightsError `missing_tensor`)
+ * when a tensor is missing, else `config_invalid` (`shape_mismatch`), the first problems named.
+ */
+export async function assertModelFolder(dir: string): Promise<void> {
+  const { problems } = await checkModelFolder(dir);
+  if (problems.length === 0) return;
+  const missing = problems.some((p) => p.startsWith('missing '));
+  const more = problems.length > 5 ? `; and ${problems.length - 5} more` : '';
+  throw new WeightsError(
+    missing ? 'missing_tensor' : 'shape_mismatch',
+    `${join(dir, 'model.safetensors')} does not fit ${join(dir, 'config.json')}: ${problems.slice(0, 5).join('; ')}${more} (npm run models -- check ${dir} lists them)`,
+  );
 }

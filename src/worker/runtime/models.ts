@@ -18,6 +18,7 @@ import { StepGraphCache } from '../generate/step-graph.js';
 import { Graph } from '../graph/graph.js';
 import { identity } from '../graph/ops/elementwise.js';
 import { serialize } from '../graph/serialize.js';
+import { assertModelFolder } from '../models/check.js';
 import { loadModelConfig, type VqganConfig } from '../models/config.js';
 import { packIds } from '../models/tokenizer.js';
 import { Weights } from '../models/weights.js';
@@ -123,6 +124,9 @@ export async function loadModels(modelsDir: string, options: LoadModelsOptions =
     } catch {
       throw new ModelMissingError(name, modelsDir);
     }
+    // Every tensor its config implies, with its shape, before anything is served: a folder missing
+    // one used to start and then fail each job that reached it.
+    await assertModelFolder(dir);
   }
   const sessionOptions: SessionOptions = {
     providers: o.providers,
