@@ -214,10 +214,19 @@ describe('docker-compose.yml', () => {
   const services = obj(doc.services);
 
   it('runs redis with AOF and noeviction, and postgres with pgvector', () => {
-    expect(Object.keys(services).sort()).toEqual(['bot', 'postgres', 'redis', 'worker']);
+    expect(Object.keys(services).sort()).toEqual([
+      'bot',
+      'minio',
+      'minio-init',
+      'postgres',
+      'redis',
+      'worker',
+    ]);
     const redisCommand = list(obj(services.redis).command).join(' ');
     expect(redisCommand).toMatch(/--appendonly yes/);
     expect(redisCommand).toMatch(/--maxmemory-policy noeviction/);
+    // A maxmemory, or the bot's memory guard has nothing to measure against.
+    expect(interpolate(redisCommand)).toMatch(/--maxmemory 2gb/);
     expect(obj(services.postgres).image).toBe('pgvector/pgvector:pg16');
   });
 
@@ -262,6 +271,53 @@ describe('docker-compose.yml', () => {
         expect(config.slack.port).toBe(3001);
       }
     }
+  });
+
+  it('has an optional MinIO (profile minio) that bot and worker reach with the same keys', () => {
+    for (const name of ['minio', 'minio-init']) expect(list(obj(services[name]).profiles)).toEqual(['minio']);
+    for (const name of ['bot', 'worker', 'redis', 'postgres'])
+      expect(obj(services[name]).profiles).toBeUndefined();
+    const minio = obj(services.minio);
+    expect(list(minio.ports).map((p) => interpolate(p as string))).toEqual([
+      '127.0.0.1:9000:9000',
+      '127.0.0.1:9001:9001',
+    ]);
+    const minioEnv = obj(minio.environment);
+    // MinIO's root user is the key pair bot and worker sign with.
+    expect(minioEnv.MINIO_ROOT_USER).toMatch(/^\$\{AWS_ACCESS_KEY_ID:-\}$/);
+    expect(minioEnv.MINIO_ROOT_PASSWORD).toMatch(/^\$\{AWS_SECRET_ACCESS_KEY:-\}$/);
+    expect(list(obj(services['minio-init']).command).join(' ')).toMatch(
+      /mc mb --ignore-existing local\/vqclip/,
+    );
+    // What the compose file's header tells an operator to put in .env, through each service's environment.
+    const dotEnv: Record<string, string> = {
+      BLOB_STORE_URL: 's3://vqclip/blobs',
+      AWS_ENDPOINT_URL: 'http://minio:9000',
+      AWS_ACCESS_KEY_ID: 'vqclip',
+      AWS_SECRET_ACCESS_KEY: 'a-long-secret',
+    };
+    const withEnv = (v: string) =>
+      v.replace(/\$\{([A-Z_]+):-([^}]*)\}/g, (_, name: string, def: string) => dotEnv[name] ?? def);
+    for (const name of ['bot', 'worker']) {
+      const service = obj(services[name]);
+      const env = (values: (v: string) => string) =>
+        Object.fromEntries(
+          Object.entries(obj(service.environment)).map(([k, v]) => [k, values(v as string)]),
+        );
+      // Without .env: blobs in Redis.
+      expect(loadConfig(env(interpolate)).blobs.s3).toBeUndefined();
+      expect(loadConfig(env(withEnv)).blobs.s3).toEqual({
+        bucket: 'vqclip',
+        keyPrefix: 'blobs',
+        region: 'us-east-1',
+        endpoint: 'http://minio:9000',
+        forcePathStyle: true,
+        accessKeyId: 'vqclip',
+        secretAccessKey: 'a-long-secret',
+        sweepIntervalSeconds: 600,
+      });
+    }
+    expect(withEnv(minioEnv.MINIO_ROOT_USER as string)).toBe('vqclip');
   });
 
   it('the Dockerfile installs onnxruntime-node as the build argument says', () => {
