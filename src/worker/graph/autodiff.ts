@@ -2,6 +2,7 @@
 // each record's vector-Jacobian product as ordinary ONNX ops into the same graph. Only records
 // that lie between the requested inputs and the loss are differentiated; fan-out sums.
 import { fmtShape, type Graph, GraphError, sizeOf, type Tensor } from './graph.js';
+import { zeros } from './ops/shape.js';
 
 export interface GradOptions {
   /**
@@ -13,7 +14,7 @@ export interface GradOptions {
 
 /**
  * Returns d(y)/d(x) for each x in `wrt`, as tensors of the graph. An x that `y` does not depend
- * on gets a zero tensor, so every gradient can be a graph output.
+ * on gets a zero tensor (made at run time), so every gradient can be a graph output.
  */
 export function grad(y: Tensor, wrt: readonly Tensor[], options: GradOptions = {}): Tensor[] {
   const g = y.graph;
@@ -101,7 +102,8 @@ export function grad(y: Tensor, wrt: readonly Tensor[], options: GradOptions = {
   const grads = wrt.map((x) => {
     const gx = take(x);
     if (gx) return gx;
-    return g.constant(new Float32Array(sizeOf(x.shape)), x.shape, { name: `zero_grad_${x.name}` });
+    // A run-time zero (ConstantOfShape), not an initializer of x's size.
+    return zeros(g, x.shape);
   });
   const marked = earlier ?? new Set<string>();
   for (let i = nodesBefore; i < g.nodes.length; i++) for (const o of g.nodes[i]!.outputs) marked.add(o);

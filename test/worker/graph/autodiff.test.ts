@@ -2,9 +2,11 @@
 // pruning of unrelated branches, intermediate tensors, seeds, clear errors, non-differentiable
 // values on the way to the loss, and several grad() calls on one graph. Values come from ORT.
 import { describe, expect, it } from 'vitest';
+import { stepGraph } from '../../../src/worker/generate/step-graph.js';
 import * as G from '../../../src/worker/graph/index.js';
 import { ModelSession } from '../../../src/worker/onnx/session.js';
 import { mulberry32, randomArray } from '../../helpers/random.js';
+import { tinyModels } from '../generate/tiny-models.js';
 
 type Feeds = Record<string, Float32Array | BigInt64Array>;
 
@@ -84,6 +86,11 @@ describe('grad: how gradients combine', () => {
     );
     expect(out.gz).toEqual([0, 0, 0, 0, 0, 0]);
     expect(out.gu).toEqual([0, 0, 0, 0]);
+    // The zeros are made at run time, not stored in the model.
+    const zeroInits = [...g.initializers.values()].filter(
+      (i) => i.data instanceof Float32Array && i.data.length > 1 && i.data.every((v) => v === 0),
+    );
+    expect(zeroInits.map((i) => i.name)).toEqual([]);
     expectClose(
       out.gx!,
       xs.map((v) => 2 * v),
@@ -265,5 +272,23 @@ describe('grad: several calls on one graph', () => {
     // An earlier gradient that does not depend on the new input is a constant for it.
     const w = g.input('w', [2, 3]);
     expect(() => G.grad(G.reduceSum(G.mul(g1!, w)), [w])).not.toThrow();
+  });
+});
+
+describe('the step graph', () => {
+  it('holds no all-zero initializer above 4 KiB (zeros are made at run time)', () => {
+    // Every symbolic zero of the backward pass: the quantiser, the clamp, the init-image term.
+    const built = stepGraph(tinyModels(), {
+      width: 64,
+      height: 64,
+      cutouts: 3,
+      prompts: 2,
+      quantize: true,
+      initImage: true,
+    });
+    const big = [...built.graph.initializers.values()].filter(
+      (i) => i.data.byteLength > 4096 && (i.data as Float32Array).every((v) => v === 0),
+    );
+    expect(big.map((i) => `${i.name} [${i.dims}]`)).toEqual([]);
   });
 });

@@ -207,7 +207,44 @@ describe('split', () => {
     await session.release();
     expect(Array.from(out.gx!.data as Float32Array)).toEqual([0, 2, 2, 2, 0, 2, 2, 2]);
   });
+
+  it('writes no zeros into the model for the unused parts (run-time zeros instead)', async () => {
+    // [1, 64, 64] parts: a zero initializer for any of them would be 16 KiB.
+    for (const used of [[1], [0, 2], [2]]) {
+      const g = new G.Graph();
+      const x = g.input('x', [3, 64, 64]);
+      const parts = G.split(x, [1, 1, 1], 0);
+      const loss = G.reduceSum(
+        G.mul(
+          G.concat(
+            used.map((i) => parts[i]!),
+            0,
+          ),
+          3,
+        ),
+      );
+      const [gx] = G.grad(loss, [x]);
+      const model = G.serialize(g, { outputs: { gx: gx! } });
+      expect(largeZeroInitializers(g), `parts ${used} used`).toEqual([]);
+      const session = await ModelSession.create(model.bytes, { intraOpThreads: 1 });
+      const out = (await session.run({ x: { data: new Float32Array(3 * 4096), dims: [3, 64, 64] } })).gx!
+        .data as Float32Array;
+      await session.release();
+      for (let p = 0; p < 3; p++) {
+        expect(new Set(out.subarray(p * 4096, (p + 1) * 4096)), `part ${p}`).toEqual(
+          new Set([used.includes(p) ? 3 : 0]),
+        );
+      }
+    }
+  });
 });
+
+/** Names of float initializers of more than 16 values that are all zero. */
+function largeZeroInitializers(g: G.Graph): string[] {
+  return [...g.initializers.values()]
+    .filter((i) => i.data instanceof Float32Array && i.data.length > 16 && i.data.every((v) => v === 0))
+    .map((i) => `${i.name} [${i.dims}]`);
+}
 
 describe('slice', () => {
   const cases: [string, number[], Parameters<typeof G.slice>[1]][] = [

@@ -17,6 +17,9 @@ import {
   ONNX_DTYPE,
   type Tensor,
 } from '../../../src/worker/graph/graph.js';
+import { mul } from '../../../src/worker/graph/ops/elementwise.js';
+import { reduceSum } from '../../../src/worker/graph/ops/reduce.js';
+import { concat, split } from '../../../src/worker/graph/ops/shape.js';
 import { asin } from '../../../src/worker/graph/ops/trig.js';
 import { DOMAIN_OPSETS, serialize } from '../../../src/worker/graph/serialize.js';
 import { clipText, clipVision } from '../../../src/worker/models/clip.js';
@@ -307,6 +310,18 @@ describe('CUDA kernels for our graphs (onnxruntime kernel table)', () => {
     const [gx] = grad(y, [x], { seed: g.input('gy', [4]) });
     const uses = nodeUses('asin', g, { y, gx: gx! });
     expect(uses.map((u) => u.op)).not.toContain('Asin');
+    expect(uses.filter((u) => !kernelFor(table, u)).map(describeUse)).toEqual([]);
+  });
+
+  it("run-time zeros (ConstantOfShape) and split's VJP have CUDA kernels", () => {
+    const g = new TypedGraph();
+    const x = g.input('x', [4, 4]);
+    const unused = g.input('unused', [5]);
+    const [, b, c] = split(x, [1, 1, 2], 0);
+    const [gx, gu] = grad(reduceSum(mul(concat([c!, b!], 0), 2)), [x, unused]);
+    const [gx1] = grad(reduceSum(split(x, [1, 3], 0)[1]!), [x]);
+    const uses = nodeUses('zeros', g, { gx: gx!, gu: gu!, gx1: gx1! });
+    expect(uses.map((u) => u.op)).toContain('ConstantOfShape');
     expect(uses.filter((u) => !kernelFor(table, u)).map(describeUse)).toEqual([]);
   });
 

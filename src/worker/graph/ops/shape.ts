@@ -1,6 +1,6 @@
 // Ops that move data without arithmetic: reshape, transpose, concat, slice, split, gather,
 // expand, pad. All shapes are resolved at build time; VJPs are the matching inverse moves.
-import { fmtShape, GraphError, type Shape, sizeOf, type Tensor } from '../graph.js';
+import { fmtShape, type Graph, GraphError, type Shape, sizeOf, type Tensor } from '../graph.js';
 import { sumToShape } from './elementwise.js';
 import { normAxis, sameShape, stridesOf } from './shape-utils.js';
 
@@ -104,18 +104,53 @@ export function split(x: Tensor, sizes: readonly number[], axis: number): Tensor
     attrs: { axis: { type: 'int', value: a } },
     outputs: sizes.map((s) => ({ shape: x.shape.map((d, i) => (i === a ? s : d)), dtype: x.dtype })),
     vjp: (gys) => {
-      const parts = gys.map(
-        (gy, i) =>
-          gy ??
-          g.constant(
-            new Float32Array((sizeOf(x.shape) / x.shape[a]!) * sizes[i]!),
-            x.shape.map((d, k) => (k === a ? sizes[i]! : d)),
-            { name: 'zeros' },
-          ),
-      );
+      const withGrad = gys.flatMap((gy, i) => (gy ? [i] : []));
+      if (withGrad.length === 0) return [undefined];
+      const offsets = sizes.map((_, i) => sizes.slice(0, i).reduce((s, v) => s + v, 0));
+      if (withGrad.length === 1) {
+        // One part carries a gradient: pad it back to x's shape (Pad writes the zeros as it copies).
+        const i = withGrad[0]!;
+        const pads = new Array<number>(2 * x.shape.length).fill(0);
+        pads[a] = offsets[i]!;
+        pads[a + x.shape.length] = x.shape[a]! - offsets[i]! - sizes[i]!;
+        return [pad(gys[i]!, pads)];
+      }
+      // Several: concatenate, with one run-time zero tensor for each run of parts without one.
+      const parts: Tensor[] = [];
+      let run = 0;
+      const flush = () => {
+        if (run > 0)
+          parts.push(
+            zeros(
+              g,
+              x.shape.map((d, k) => (k === a ? run : d)),
+            ),
+          );
+        run = 0;
+      };
+      gys.forEach((gy, i) => {
+        if (gy) {
+          flush();
+          parts.push(gy);
+        } else run += sizes[i]!;
+      });
+      flush();
       return [concat(parts, a)];
     },
   });
+}
+
+/**
+ * A float32 zero tensor of `shape`, made at run time by ConstantOfShape: the model holds its int64
+ * shape, not the zeros (a symbolic zero of a VJP or of grad() can be activation-sized). Untaped: it
+ * is a constant to autodiff.
+ */
+export function zeros(g: Graph, shape: Shape): Tensor {
+  // ConstantOfShape without a `value` attribute fills float32 zeros.
+  return g.emit('ConstantOfShape', [g.int64s(shape, 'zeros_shape')], {
+    outputs: [{ shape: [...shape], dtype: 'float32' }],
+    noTape: true,
+  })[0]!;
 }
 
 export interface SliceSpec {
@@ -233,9 +268,8 @@ function scatterInto(src: Tensor, picks: readonly number[][], shape: Shape): Ten
       idx[flat * rank + a] = BigInt(picks[a]![coord]!);
     }
   }
-  const zeros = g.constant(new Float32Array(sizeOf(shape)), shape, { name: 'zeros' });
   const indices = g.constant(idx, [...src.shape, rank], { name: 'scatter_idx' });
-  return g.emit('ScatterND', [zeros, indices, src], { outputs: [{ shape, dtype: src.dtype }] })[0]!;
+  return g.emit('ScatterND', [zeros(g, shape), indices, src], { outputs: [{ shape, dtype: src.dtype }] })[0]!;
 }
 
 /** Broadcast to `shape` (numpy rules; `shape` must be the full result). */
@@ -297,8 +331,7 @@ export function gather(data: Tensor, indices: Tensor, axis = 0): Tensor {
               outputs: [{ shape: indices.shape, dtype: 'int64' }],
             })[0]!;
       const idx = reshape(idx64, [...indices.shape, 1]);
-      const zeros = g.constant(new Float32Array(sizeOf(dataFrontShape)), dataFrontShape, { name: 'zeros' });
-      const scattered = g.emit('ScatterND', [zeros, idx, gyFront], {
+      const scattered = g.emit('ScatterND', [zeros(g, dataFrontShape), idx, gyFront], {
         attrs: { reduction: { type: 'string', value: 'add' } },
         outputs: [{ shape: dataFrontShape, dtype: 'float32' }],
       })[0]!;
