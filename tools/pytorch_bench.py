@@ -12,7 +12,7 @@ What users would run instead of this project is PyTorch (Hugging Face CLIP, Pixr
   ViT-B/32 image tower -> L2-normalised embeddings -> spherical distance 2 asin(|a - b| / 2)^2 to one
   prompt -> mean over cutouts -> loss.backward() -> Adam step on z.
 
-Modes (threads default 2; set before any model is built):
+Modes (threads default 2; set before any model is built; --device cpu (default) or cuda):
 
     .venv/bin/python tools/pytorch_bench.py --threads 2 --clip 1,16 --steps 128x8,256x8,256x32
         times everything and prints one JSON object.
@@ -21,6 +21,10 @@ Modes (threads default 2; set before any model is built):
         interleave PyTorch samples with its own: {"op": "clip", "batch": 1, "reps": 3} or
         {"op": "step", "size": 128, "cutouts": 8, "reps": 1}; {"op": "drop", "size": 128, "cutouts": 8}
         frees a step's state; {"op": "info"}; {"op": "quit"}.
+    .venv/bin/python tools/pytorch_bench.py --device cuda --clip 1,16 --steps 128x8,256x8,256x32
+        the same PyTorch step on a GPU (fp32; TF32 as PyTorch defaults, reported in "info"): every
+        sample is bracketed by torch.cuda.synchronize(), warm-up runs come first (cuDNN picks its
+        algorithms then), and each step sample reports the peak CUDA memory.
 
 Nothing in src/ or test/ runs this; torch and transformers are only needed to run it.
 """
@@ -62,6 +66,15 @@ F16_16384 = {
 EMBED_DIM = 256
 N_EMBED = 16384
 
+# Where models and tensors live (--device); set once in main() before anything is built.
+DEVICE = torch.device("cpu")
+
+
+def synchronize() -> None:
+    """Waits for queued GPU work, so a sample times the kernels and not just their launch."""
+    if DEVICE.type == "cuda":
+        torch.cuda.synchronize(DEVICE)
+
 
 def log(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
@@ -81,7 +94,7 @@ class Models:
 
             torch.manual_seed(0)
             model = CLIPVisionModelWithProjection(CLIPVisionConfig())  # ViT-B/32 defaults
-            model.eval()
+            model.eval().to(DEVICE)
             self._clip = model
         return self._clip
 
@@ -94,7 +107,8 @@ class Models:
             codebook = torch.randn(N_EMBED, EMBED_DIM) * 0.5
             for p in [*decoder.parameters(), *post_quant_conv.parameters()]:
                 p.requires_grad_(False)
-            self._vqgan = (decoder, post_quant_conv, codebook)
+            # Drawn on the CPU (the same values on every device), then moved.
+            self._vqgan = (decoder.to(DEVICE), post_quant_conv.to(DEVICE), codebook.to(DEVICE))
         return self._vqgan
 
 
@@ -137,16 +151,18 @@ class Step:
             p.requires_grad_(False)
         g = torch.Generator().manual_seed(size * 1000 + cutouts)
         s, k = 224, cutouts
-        self.z = (torch.randn(1, EMBED_DIM, size // 16, size // 16, generator=g) * 0.5).requires_grad_(True)
+        # Drawn on the CPU with a seeded generator (same values on every device), then moved.
+        z = torch.randn(1, EMBED_DIM, size // 16, size // 16, generator=g) * 0.5
+        self.z = z.to(DEVICE).requires_grad_(True)
         self.opt = torch.optim.Adam([self.z], lr=0.1)
         # Cutout matrices and noise: per step in the real loop; their values do not change the cost.
-        self.rows = torch.rand(k, 1, s, size, generator=g) / size
-        self.cols_t = torch.rand(k, 1, size, s, generator=g) / size
-        self.noise = torch.randn(k, 3, s, s, generator=g) * 0.05
-        self.mean = torch.tensor(CLIP_MEAN).view(1, 3, 1, 1)
-        self.std = torch.tensor(CLIP_STD).view(1, 3, 1, 1)
+        self.rows = (torch.rand(k, 1, s, size, generator=g) / size).to(DEVICE)
+        self.cols_t = (torch.rand(k, 1, size, s, generator=g) / size).to(DEVICE)
+        self.noise = (torch.randn(k, 3, s, s, generator=g) * 0.05).to(DEVICE)
+        self.mean = torch.tensor(CLIP_MEAN).view(1, 3, 1, 1).to(DEVICE)
+        self.std = torch.tensor(CLIP_STD).view(1, 3, 1, 1).to(DEVICE)
         prompt = torch.randn(1, 512, generator=g)
-        self.prompt = F.normalize(prompt, dim=-1)
+        self.prompt = F.normalize(prompt, dim=-1).to(DEVICE)
 
     def __call__(self) -> float:
         self.opt.zero_grad(set_to_none=True)
@@ -165,8 +181,10 @@ class Step:
 def time_ms(fn, reps: int) -> list[float]:
     out = []
     for _ in range(reps):
+        synchronize()
         t0 = time.perf_counter()
         fn()
+        synchronize()
         out.append((time.perf_counter() - t0) * 1000)
     return out
 
@@ -180,7 +198,7 @@ class Bench:
     def clip_fn(self, batch: int):
         x = self.clip_inputs.get(batch)
         if x is None:
-            x = torch.randn(batch, 3, 224, 224, generator=torch.Generator().manual_seed(batch))
+            x = torch.randn(batch, 3, 224, 224, generator=torch.Generator().manual_seed(batch)).to(DEVICE)
             self.clip_inputs[batch] = x
         model = self.models.clip
 
@@ -213,28 +231,47 @@ class Bench:
         else:
             raise ValueError(f"unknown op {op!r}")
         time_ms(fn, warmup)
-        return {"samples_ms": time_ms(fn, reps)}
+        if DEVICE.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(DEVICE)
+        reply: dict = {"samples_ms": time_ms(fn, reps)}
+        if DEVICE.type == "cuda":
+            reply["peak_cuda_mb"] = torch.cuda.max_memory_allocated(DEVICE) / 2**20
+        return reply
 
 
 def info() -> dict:
-    import transformers
-
+    transformers_version = None
     clip_attn = None
     try:
+        import transformers
         from transformers import CLIPVisionConfig
 
+        transformers_version = transformers.__version__
         clip_attn = getattr(CLIPVisionConfig(), "_attn_implementation", None)
-    except Exception:  # noqa: BLE001 - informational only
+    except Exception:  # noqa: BLE001 - informational only; the CLIP tower needs it, and says so when built
         pass
-    return {
+    out = {
         "torch": torch.__version__,
-        "transformers": transformers.__version__,
+        "transformers": transformers_version,
         "python": platform.python_version(),
+        "device": str(DEVICE),
         "threads": torch.get_num_threads(),
         "mkldnn": torch.backends.mkldnn.is_available(),
         "cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "clip_attn_implementation": clip_attn,
     }
+    if DEVICE.type == "cuda":
+        out.update(
+            {
+                "gpu": torch.cuda.get_device_name(DEVICE),
+                "cuda": torch.version.cuda,
+                "cudnn": torch.backends.cudnn.version(),
+                # fp32 convs may run in TF32 on Ampere+ (PyTorch's default); matmuls do not.
+                "cudnn_allow_tf32": torch.backends.cudnn.allow_tf32,
+                "matmul_allow_tf32": torch.backends.cuda.matmul.allow_tf32,
+            }
+        )
+    return out
 
 
 def summary(samples: list[float]) -> dict:
@@ -246,12 +283,23 @@ def summary(samples: list[float]) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--device", choices=["cpu", "cuda"], default="cpu", help="where the models run")
     ap.add_argument("--serve", action="store_true")
     ap.add_argument("--clip", default="1,16", help="batch sizes, comma-separated ('' for none)")
     ap.add_argument("--clip-reps", type=int, default=15)
     ap.add_argument("--steps", default="128x8,256x8,256x32", help="SIZExCUTOUTS list ('' for none)")
     ap.add_argument("--step-reps", type=int, default=3)
     args = ap.parse_args()
+    global DEVICE
+    if args.device == "cuda" and not torch.cuda.is_available():
+        # A CPU-only torch build or no visible GPU: say so instead of a stack trace from the first .to().
+        print(
+            f"--device cuda: this torch ({torch.__version__}) sees no CUDA device "
+            f"(built with CUDA {torch.version.cuda}); install a CUDA build of torch on a GPU host",
+            file=sys.stderr,
+        )
+        sys.exit(2)
+    DEVICE = torch.device(args.device)
     torch.set_num_threads(args.threads)
     torch.set_num_interop_threads(1)
     bench = Bench()
