@@ -7,6 +7,8 @@ import type { Config } from '../../shared/config.js';
 import { openDatabase } from '../../shared/db/index.js';
 import type { UndoStack } from '../../shared/lifecycle.js';
 import type { Logger } from '../../shared/logger.js';
+import { Metrics } from '../../shared/metrics.js';
+import { Health, redisCheck, startMetricsServer } from '../../shared/metrics-server.js';
 import { checkEvictionPolicy, createConnection, waitUntilReady } from '../../shared/queues.js';
 import { lockDirectory } from './dir-lock.js';
 import { type LoadModelsOptions, loadModels } from './models.js';
@@ -25,12 +27,20 @@ export interface ComposeWorkerOptions {
   models?: Partial<LoadModelsOptions>;
   /** Called once the models are loaded, before the database opens (from here on a stop must be orderly). */
   onOpeningDatabase?: () => void;
+  /**
+   * Where this worker's metrics go. With config.metrics.workerPort set, /metrics and /healthz are
+   * served from there (one is made when absent). @defaultValue none (or a new one with a port)
+   */
+  metrics?: Metrics;
 }
+
+/** What composeWorker started: the BullMQ workers and, with WORKER_METRICS_PORT, the listener. */
+export type ComposedWorker = WorkerHandle & { readonly metricsUrl?: string };
 
 export async function composeWorker(
   config: Config & { redisUrl: string },
   options: ComposeWorkerOptions,
-): Promise<WorkerHandle> {
+): Promise<ComposedWorker> {
   const { root, logger, undo } = options;
   if (config.databaseUrl === undefined) {
     await undo.use(
@@ -39,11 +49,40 @@ export async function composeWorker(
       (lock) => lock.release(),
     );
   }
+  // Up before the slow parts, so a probe hears "models: loading" rather than nothing.
+  const workerPort = config.metrics?.workerPort;
+  const metrics = options.metrics ?? (workerPort === undefined ? undefined : new Metrics());
+  const health = new Health()
+    .pending('redis', 'connecting')
+    .pending('models', 'loading')
+    .pending('database', 'not open yet');
+  let metricsUrl: string | undefined;
+  if (metrics && workerPort !== undefined) {
+    const server = await startMetricsServer({
+      metrics,
+      health,
+      port: workerPort,
+      host: config.metrics.host,
+      portVariable: 'WORKER_METRICS_PORT',
+      logger,
+    });
+    undo.push('metrics server', () => server.close());
+    metricsUrl = server.url;
+    logger.info({ url: `${server.url}/metrics` }, 'metrics and /healthz listening');
+  }
   const connection = createConnection(config.redisUrl, 'worker');
   connection.on('error', (err) => logger.warn({ err: err.message }, 'redis connection error'));
   undo.push('redis connection', () => connection.quit());
   await waitUntilReady(connection);
   await checkEvictionPolicy(connection, logger);
+  health.set('redis', redisCheck(connection));
+  if (metrics) {
+    metrics.watchQueues(connection, config.queuePrefix, config.worker.queues);
+    metrics.setConcurrency(
+      Object.fromEntries(config.worker.queues.map((q) => [q, config.worker.concurrency[q]])),
+    );
+    undo.push('metrics', () => metrics.close());
+  }
   // Before the models, so that a bad BLOB_STORE_URL or credentials stop the start at once.
   // Workers sweep expired S3 blobs (Redis expires its own); any number of sweepers is harmless.
   const blobs = await openBlobStore(config, {
@@ -59,6 +98,7 @@ export async function composeWorker(
     ...options.models,
   });
   undo.push('models', () => models.close());
+  health.set('models', () => {});
   options.onOpeningDatabase?.();
   const db = await openDatabase(config, {
     embeddingDim: models.embeddingDim,
@@ -66,6 +106,7 @@ export async function composeWorker(
     logger: root.child({ name: 'worker:db' }),
   });
   undo.push('database', () => db.close());
+  health.set('database', () => db.driver.query('SELECT 1'));
 
   const handle = await startWorker({
     connection,
@@ -74,6 +115,7 @@ export async function composeWorker(
     db,
     blobs,
     logger: root,
+    ...(metrics === undefined ? {} : { metrics }),
   });
   undo.push('worker', () => handle.close());
 
@@ -94,5 +136,5 @@ export async function composeWorker(
       )
       .catch((err: unknown) => logger.warn({ err }, 'default vocabulary warm-up failed'));
   }
-  return handle;
+  return metricsUrl === undefined ? handle : Object.assign(handle, { metricsUrl });
 }

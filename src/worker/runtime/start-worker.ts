@@ -10,6 +10,7 @@ import type { Database } from '../../shared/db/index.js';
 import { asCodedError, InternalError, UnavailableError } from '../../shared/errors.js';
 import { type JobKind, jobKinds, toJobError } from '../../shared/jobs.js';
 import { type Logger, silentLogger } from '../../shared/logger.js';
+import type { Metrics } from '../../shared/metrics.js';
 import { runChannelState } from '../processors/channel-state.js';
 import { runClassify } from '../processors/classify.js';
 import { runDeleteImage } from '../processors/delete-image.js';
@@ -63,6 +64,8 @@ export interface StartWorkerOptions {
   searchRanking?: RankingOptions;
   /** Names loggers per queue (`worker:imagine`) when it has pino's `child`. */
   logger?: Logger & { child?: (bindings: Record<string, unknown>) => Logger };
+  /** Job waits, durations, failures by code and busy time go here (shared/metrics.ts). @defaultValue none */
+  metrics?: Metrics;
 }
 
 export const DefaultStartWorkerOptions = {
@@ -183,11 +186,18 @@ export async function startWorker(options: StartWorkerOptions): Promise<WorkerHa
       const id = job.id!;
       const started = performance.now();
       const cancel = await cancels.watch(kind, id, bullSignal);
+      const measured = options.metrics?.jobStarted(kind, {
+        timestamp: job.timestamp,
+        processedOn: job.processedOn,
+        attemptsStarted: job.attemptsStarted,
+        delay: job.opts.delay,
+      });
       const signal = AbortSignal.any([cancel.signal, shutdown.signal]);
       logger.debug({ jobId: id, attempt: job.attemptsStarted }, 'job started');
       try {
         const result = await run(kind, job, signal, logger);
         stats.completed[kind]++;
+        measured?.('completed');
         logger.info({ jobId: id, ms: Math.round(performance.now() - started) }, 'job completed');
         return result;
       } catch (error) {
@@ -203,18 +213,22 @@ export async function startWorker(options: StartWorkerOptions): Promise<WorkerHa
           );
           if (handedBack) {
             stats.handedBack++;
+            measured?.('handed_back');
             logger.warn({ jobId: id }, 'shutting down: job handed back to the queue');
             throw new WaitingError();
           }
         }
         const coded = asCodedError(error);
         stats.failed[kind]++;
+        measured?.('failed', coded.code);
         const fields = { jobId: id, code: coded.code, ms: Math.round(performance.now() - started) };
         if (coded.code === 'internal') logger.error({ ...fields, err: error }, 'job failed');
         else logger.info({ ...fields, message: coded.message }, 'job failed');
         throw toJobError(coded);
       } finally {
         cancel.dispose();
+        // Anything that ended the attempt otherwise (a throw while handing back) is a failure.
+        measured?.('failed', 'internal');
       }
     };
   };
