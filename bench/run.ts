@@ -12,6 +12,7 @@ import { graphBench } from './graph.js';
 import { type BenchModule, formatTable } from './lib.js';
 import { pipelineBench } from './pipeline.js';
 import { playgroundBench } from './playground.js';
+import { redisMemoryBench } from './redis-memory.js';
 import { tinyStepBench } from './tiny-step.js';
 import { winogradBench } from './winograd.js';
 
@@ -25,6 +26,7 @@ const MODULES: readonly BenchModule[] = [
   dbInsertBench,
   comparePytorchBench,
   winogradBench,
+  redisMemoryBench,
 ];
 
 async function main(argv: readonly string[]): Promise<void> {
