@@ -6,6 +6,7 @@ import { cpus } from 'node:os';
 import { join } from 'node:path';
 import { classifyBench } from './classify.js';
 import { comparePytorchBench } from './compare-pytorch.js';
+import { dalleBench } from './dalle.js';
 import { dbInsertBench } from './db-insert.js';
 import { generateBench } from './generate.js';
 import { graphBench } from './graph.js';
@@ -27,6 +28,7 @@ const MODULES: readonly BenchModule[] = [
   comparePytorchBench,
   winogradBench,
   redisMemoryBench,
+  dalleBench,
 ];
 
 async function main(argv: readonly string[]): Promise<void> {

@@ -3,6 +3,7 @@
 // the models in a folder are random weights (the safetensors metadata says so), for the banner.
 import { access } from 'node:fs/promises';
 import { join } from 'node:path';
+import { writeRandomDallePreset } from '../worker/dalle/random.js';
 import { writeRandomModels } from '../worker/models/random.js';
 import { Weights } from '../worker/models/weights.js';
 
@@ -51,6 +52,8 @@ export async function ensureModels(modelsDir: string): Promise<{ wrote: boolean 
     }
   }
   writeRandomModels({ preset: 'tiny', outDir: modelsDir, seed: 0 });
+  // A tiny minDALL-E too, so the DALL-E drawer works offline (opened only by a DALL-E job).
+  writeRandomDallePreset(join(modelsDir, 'dalle'), 'tiny', { seed: 0 });
   return { wrote: true };
 }
 

@@ -13,6 +13,7 @@ import { crc32, deflateSync } from 'node:zlib';
 import { openDatabase } from '../../src/shared/db/index.js';
 import { migrations } from '../../src/shared/db/migrations.js';
 import { encodePng } from '../../src/shared/image/encode.js';
+import { writeRandomDallePreset } from '../../src/worker/dalle/random.js';
 import { writeRandomModels } from '../../src/worker/models/random.js';
 import { mulberry32 } from './random.js';
 
@@ -175,9 +176,10 @@ export async function tempDir(label: string): Promise<{ path: string; remove: ()
   return { path, remove: () => rm(path, { recursive: true, force: true }) };
 }
 
-/** Tiny random CLIP + VQGAN (models/random.ts, seed 0) in `dir`; returns the dir. Takes well under a second. */
+/** Tiny random CLIP + VQGAN + minDALL-E (seed 0) in `dir`; returns the dir. Takes well under a second. */
 export function writeTinyModels(dir: string): string {
   writeRandomModels({ preset: 'tiny', outDir: dir, seed: 0 });
+  writeRandomDallePreset(join(dir, 'dalle'), 'tiny', { seed: 0 });
   return dir;
 }
 

@@ -119,10 +119,19 @@ class WeightInputs {
   }
 }
 
-/** x [.., in] @ W_t [in, out] (+ bias). */
+/**
+ * x [.., in] @ W_t [in, out] (+ bias), as one 2-D GEMM over every row: ORT runs a batched [B, 1, in]
+ * input as B separate products, each streaming the whole weight (measured at full size: a batch-8
+ * decode step took 8x a batch-1 step, 4.0 s against 0.52 s).
+ */
 function dense(w: WeightInputs, x: Tensor, name: string): Tensor {
-  const y = matmul(x, w.get(`${name}.weight_t`));
-  return w.has(`${name}.bias`) ? add(y, w.get(`${name}.bias`)) : y;
+  const weight = w.get(`${name}.weight_t`);
+  const [inF, outF] = weight.shape as [number, number];
+  const lead = x.shape.slice(0, -1);
+  const rows = lead.reduce((a, b) => a * b, 1);
+  let y = matmul(reshape(x, [rows, inF]), weight);
+  if (w.has(`${name}.bias`)) y = add(y, w.get(`${name}.bias`));
+  return reshape(y, [...lead, outF]);
 }
 
 /** Attention of q [B, H, T, hd] given this chunk's k and v: returns context [B, H, T, hd]. */
@@ -165,8 +174,7 @@ function causalAttend(g: Graph, t: number): Attend {
 
 /** ln_f then the image head on rows x [B, R, D] -> logits [B, R, vocab_img]. */
 function imageLogits(c: DalleConfig, w: WeightInputs, x: Tensor): Tensor {
-  const h = layerNorm(x, w.get('ln_f.weight'), w.get('ln_f.bias'), c.layer_norm_eps);
-  return matmul(h, w.get('head_img.weight_t'));
+  return dense(w, layerNorm(x, w.get('ln_f.weight'), w.get('ln_f.bias'), c.layer_norm_eps), 'head_img');
 }
 
 function textEmbeddings(c: DalleConfig, w: WeightInputs, text: Tensor): Tensor {

@@ -21,6 +21,7 @@ import { decodeState, encodeState } from '../generate/state.js';
 import type { WorkerModels } from '../runtime/models.js';
 import { type Blobs, readBlob } from './blobs.js';
 import type { RunContext } from './context.js';
+import { runDalleImagine } from './imagine-dalle.js';
 
 export interface ImagineContext extends RunContext {
   /** Called after every step (and again when a preview is stored); awaited, so keep it quick. */
@@ -59,7 +60,7 @@ export function seedForJob(jobId: string): number {
 
 /** With `images` and `safety`, the final image is checked (result.safety); without, it is not. */
 export type ImagineModels = Pick<WorkerModels, 'generation' | 'stepCache' | 'device' | 'sessionOptions'> &
-  Partial<Pick<WorkerModels, 'imageLimits' | 'images' | 'safety'>>;
+  Partial<Pick<WorkerModels, 'imageLimits' | 'images' | 'safety' | 'dalle'>>;
 
 export async function runImagine(
   models: ImagineModels,
@@ -70,6 +71,10 @@ export async function runImagine(
   const logger = ctx.logger ?? silentLogger;
   const job = checkJob(imagineJobSchema, data);
   ctx.signal?.throwIfAborted();
+  if (job.drawer === 'dalle') return runDalle(models, job, ctx, o.previewTtlSeconds, logger);
+  if (job.candidates !== undefined) {
+    throw new BadInputError('candidates are for the dalle drawer', { field: 'candidates' });
+  }
   const init = await readInit(ctx.blobs, job);
   // A continue keeps its state's seed, so that its cutouts and noise go on as one uninterrupted run's
   // would; the job's seed (the bot always sets one) picks a variation's.
@@ -190,16 +195,7 @@ export async function runImagine(
     }
     return out;
   } catch (error) {
-    if (ctx.db && generationId !== undefined) {
-      const coded = asCodedError(error);
-      await ctx.db
-        .updateGeneration(generationId, {
-          status: coded.code === 'cancelled' ? 'cancelled' : 'failed',
-          errorCode: coded.code,
-          finished: true,
-        })
-        .catch((e: unknown) => logger.warn({ err: e, jobId: ctx.jobId }, 'could not record the failure'));
-    }
+    await recordFailure(ctx, generationId, error, logger);
     throw error;
   } finally {
     // Done, failed, cancelled or handed back: the final image (or a re-run's previews) replaces it.
@@ -209,6 +205,55 @@ export async function runImagine(
         .catch((e: unknown) => logger.warn({ err: e, jobId: ctx.jobId }, 'could not delete the preview'));
     }
   }
+}
+
+/** The DALL-E drawer's run, recorded and safety-checked as a VQGAN+CLIP run is. */
+async function runDalle(
+  models: ImagineModels,
+  job: ImagineJob,
+  ctx: ImagineContext,
+  previewTtlSeconds: number,
+  logger: Logger,
+): Promise<ImagineResult> {
+  const seed = job.seed ?? (ctx.jobId === undefined ? randomSeed() : seedForJob(ctx.jobId));
+  const generationId = await recordStart(ctx.db, ctx.jobId, job, seed);
+  try {
+    const out = await runDalleImagine(models, job, seed, ctx, {
+      previewTtlSeconds,
+      checkSafety: (png) => checkSafety(models, png, ctx.signal),
+    });
+    if (ctx.db && generationId !== undefined) {
+      await ctx.db.updateGeneration(generationId, {
+        status: 'completed',
+        seed,
+        params: { ...out.params, drawer: 'dalle', candidates: out.candidates },
+        timings: out.timings,
+        resultLink: out.finalBlob,
+        finished: true,
+      });
+    }
+    return out;
+  } catch (error) {
+    await recordFailure(ctx, generationId, error, logger);
+    throw error;
+  }
+}
+
+async function recordFailure(
+  ctx: ImagineContext,
+  generationId: string | undefined,
+  error: unknown,
+  logger: Logger,
+): Promise<void> {
+  if (!ctx.db || generationId === undefined) return;
+  const coded = asCodedError(error);
+  await ctx.db
+    .updateGeneration(generationId, {
+      status: coded.code === 'cancelled' ? 'cancelled' : 'failed',
+      errorCode: coded.code,
+      finished: true,
+    })
+    .catch((e: unknown) => logger.warn({ err: e, jobId: ctx.jobId }, 'could not record the failure'));
 }
 
 /**

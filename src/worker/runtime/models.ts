@@ -11,6 +11,7 @@ import { type Logger, silentLogger } from '../../shared/logger.js';
 import { Classifier, type ClassifierOptions } from '../classify/classifier.js';
 import type { ImagePrecision } from '../classify/clip-encoders.js';
 import { readSafetyPromptsFile, SafetyChecker, type SafetyCheckerOptions } from '../classify/safety.js';
+import { type LazyDalleDrawer, lazyDalleDrawer } from '../dalle/lazy-drawer.js';
 import { ClipEmbedder } from '../generate/embed.js';
 import type { GenerateDeps } from '../generate/loop.js';
 import type { Device } from '../generate/presets.js';
@@ -89,6 +90,8 @@ export interface WorkerModels {
   readonly generation: GenerateDeps;
   /** Step sessions shared across imagine jobs (building one costs seconds at full size). */
   readonly stepCache: StepGraphCache;
+  /** minDALL-E (`dalle/`), opened on the first DALL-E job; absent without the folder. */
+  readonly dalle?: LazyDalleDrawer;
   /** The provider sessions run on: picks the preset table (CPU presets are much smaller). */
   readonly device: Device;
   /** Length of CLIP's embeddings, the dimension of the search index. */
@@ -229,6 +232,14 @@ export async function loadModels(modelsDir: string, options: LoadModelsOptions =
     'models loaded',
   );
   const vqganWeights = vqgan.weights;
+  const dalle = lazyDalleDrawer(modelsDir, {
+    vqgan,
+    embedTexts: generation.embedTexts,
+    embedImages: (pixels) => imagePromptEmbedder.embedImages(pixels),
+    clipImageSize: classifier.encoders.imageSize,
+    session: sessionOptions,
+    logger,
+  });
   let closed = false;
   return {
     dir: modelsDir,
@@ -237,6 +248,7 @@ export async function loadModels(modelsDir: string, options: LoadModelsOptions =
     ...(safety === undefined ? {} : { safety }),
     generation,
     stepCache,
+    ...(dalle === undefined ? {} : { dalle }),
     device,
     embeddingDim: dim,
     embeddingModel: classifier.model.modelKey,
@@ -247,6 +259,7 @@ export async function loadModels(modelsDir: string, options: LoadModelsOptions =
       closed = true;
       await images.close();
       await stepCache.clear();
+      await dalle?.close();
       await imagePromptEmbedder.release();
       await classifier.close();
       vqganWeights.close();
