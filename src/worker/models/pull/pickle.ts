@@ -129,6 +129,9 @@ function rebuildTensor(args: readonly PickleValue[], where: string): TensorRef {
   return new TensorRef(storage, offset, shape, strides);
 }
 
+/** Longest integer (LONG1/LONG4 payload) read: 8 KiB, a number of ~20,000 digits. */
+const MAX_LONG_BYTES = 8192;
+
 /** What each allowed callable builds. Only data comes out; nothing named here is ever run. */
 const CALLABLES: Readonly<Record<string, Call>> = {
   'collections.OrderedDict': (args, where) => {
@@ -296,6 +299,9 @@ export function unpickle(bytes: Uint8Array, options: UnpickleOptions = {}): Pick
   const push = (v: PickleValue) => stack.push(v);
   const longFrom = (raw: Uint8Array): number | bigint => {
     if (raw.length === 0) return 0;
+    // Building a BigInt byte by byte is quadratic: a LONG4 of a few MiB would hang the reader for
+    // hours. State dicts hold no integers anywhere near this long.
+    if (raw.length > MAX_LONG_BYTES) fail(`a ${raw.length}-byte integer; a state_dict holds none that long`);
     let n = 0n;
     for (let i = raw.length - 1; i >= 0; i--) n = (n << 8n) | BigInt(raw[i]!);
     if (raw[raw.length - 1]! & 0x80) n -= 1n << BigInt(raw.length * 8);
