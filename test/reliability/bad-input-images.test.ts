@@ -3,7 +3,7 @@
 // decodeCover for init images and image prompts). Each file is refused with the same plain sentence
 // at the first place that can tell, and a file one reader refuses is never used by another.
 import { once } from 'node:events';
-import { createServer, type Server } from 'node:http';
+import { createServer, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type DownloadOptions, downloadImage } from '../../src/bots/core/ingest.js';
@@ -32,6 +32,7 @@ let base: string;
 
 beforeAll(async () => {
   server = createServer((req, res) => {
+    if (req.url === '/chunked-100mb') return streamPng(res, 100 * 1024 * 1024);
     const file = files.get(req.url ?? '');
     if (!file) return res.writeHead(404).end();
     res.writeHead(200, { 'content-type': file.type, 'content-length': file.bytes.length }).end(file.bytes);
@@ -45,6 +46,34 @@ afterAll(() => {
   server.closeAllConnections();
   server.close();
 });
+
+/** Bytes the server managed to send of the last stream, and whether it got to the end. */
+const streamed = { bytes: 0, finished: false, closed: Promise.resolve() };
+
+/** `total` bytes that start like a PNG, in 64 KiB chunks without a Content-Length (each after the last is flushed). */
+function streamPng(res: ServerResponse, total: number): void {
+  res.writeHead(200, { 'content-type': 'image/png' });
+  const chunk = Buffer.alloc(64 * 1024);
+  chunk.set([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]);
+  streamed.bytes = 0;
+  streamed.finished = false;
+  streamed.closed = once(res, 'close').then(() => {});
+  const next = (): void => {
+    if (res.destroyed) return;
+    if (streamed.bytes >= total) {
+      res.end(() => {
+        streamed.finished = true;
+      });
+      return;
+    }
+    res.write(chunk, (err) => {
+      if (err) return;
+      streamed.bytes += chunk.length;
+      next();
+    });
+  };
+  next();
+}
 
 /** Discord's rules with this server as the CDN, and ChatCore's caps (25 MiB, 40 MP). */
 function options(): DownloadOptions {
@@ -153,6 +182,17 @@ describe('images too large to decode', () => {
     const init = await refusal(decodeCover(bomb, 64, 64));
     expect(init?.code).toBe('image_too_large');
     expect(renderError(init as CodedError)).toBe('That image is too large. Please send a smaller one.');
+  });
+
+  it('a 100 MB body without a Content-Length is cut off just past the cap, and said in words', async () => {
+    const error = await refusal(downloadImage(`${base}/chunked-100mb`, options()));
+    expect(renderError(error as CodedError)).toBe(
+      'That image is larger than 25 MiB. Please send a smaller one.',
+    );
+    await streamed.closed;
+    expect(streamed.finished).toBe(false);
+    // Loopback socket buffers hold a few MiB beyond what was read.
+    expect(streamed.bytes).toBeLessThan(40 * 1024 * 1024);
   });
 
   it('an animated GIF of 1,000 frames is read by its first frame only, everywhere', async () => {
