@@ -2,7 +2,7 @@
 // /search, as pure functions every adapter shares. Flags become job options; the rest stays the prompt,
 // whose own `text:weight | text` syntax (colons, bars, `blurry:-0.5`) passes through untouched.
 import { BadInputError } from '../../shared/errors.js';
-import { jobLimits, type Preset, presets } from '../../shared/jobs.js';
+import { type Drawer, drawers, jobLimits, type Preset, presets } from '../../shared/jobs.js';
 
 /** One flag: its kind, and for the help sentence a few words on what it does. */
 export type FlagSpec =
@@ -52,6 +52,17 @@ export const imagineFlags = {
   steps: { type: 'integer', min: 1, max: jobLimits.maxSteps },
   // 16: the VQGAN's downsampling factor; imagineJobSchema refuses other sizes, this says so earlier.
   size: { type: 'size', min: jobLimits.minSide, max: jobLimits.maxSide, multipleOf: 16 },
+  drawer: {
+    type: 'choice',
+    values: drawers,
+    help: 'vqgan-clip paints by optimising, dalle writes image tokens',
+  },
+  candidates: {
+    type: 'integer',
+    min: 1,
+    max: jobLimits.maxCandidates,
+    help: 'dalle: samples, CLIP keeps the best',
+  },
 } as const satisfies FlagsSpec;
 
 export const whatisFlags = {
@@ -309,6 +320,8 @@ export function imagineOptions(flags: ParsedFlags<typeof imagineFlags>): {
   seed?: number;
   steps?: number;
   size?: { width: number; height: number };
+  drawer?: Drawer;
+  candidates?: number;
 } {
   const size = flags.size?.split('x').map(Number);
   return {
@@ -316,5 +329,7 @@ export function imagineOptions(flags: ParsedFlags<typeof imagineFlags>): {
     ...(flags.seed !== undefined && { seed: flags.seed }),
     ...(flags.steps !== undefined && { steps: flags.steps }),
     ...(size !== undefined && { size: { width: size[0] ?? 0, height: size[1] ?? 0 } }),
+    ...(flags.drawer !== undefined && { drawer: flags.drawer }),
+    ...(flags.candidates !== undefined && { candidates: flags.candidates }),
   };
 }

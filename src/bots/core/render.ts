@@ -246,8 +246,16 @@ export function httpStatusFor(code: ErrorCode): number {
   }
 }
 
-/** `Step 40/200 · loss 0.912 · about 2 min left`. */
+/** `Step 40/200 · loss 0.912 · about 2 min left`; DALL-E: `Token 40/256 · 12.5 tokens/s · about 1 min left`. */
 export function renderImagineProgress(progress: ImagineProgress): string {
+  if (progress.tokensPerSecond !== undefined) {
+    const parts = [
+      `Token ${progress.step}/${progress.steps}`,
+      `${progress.tokensPerSecond.toFixed(1)} tokens/s`,
+    ];
+    if (progress.step < progress.steps) parts.push(`about ${formatDuration(progress.etaSeconds)} left`);
+    return parts.join(' · ');
+  }
   const parts = [`Step ${progress.step}/${progress.steps}`];
   if (Number.isFinite(progress.loss)) parts.push(`loss ${formatLoss(progress.loss)}`);
   if (progress.step < progress.steps) parts.push(`about ${formatDuration(progress.etaSeconds)} left`);
@@ -259,10 +267,27 @@ export function formatLoss(loss: number): string {
   return Number.isFinite(loss) ? loss.toFixed(3) : String(loss);
 }
 
-/** `Seed 3 · 30 steps · 128×128 · loss 0.533 → 0.467 · 9.5 s`: the caption of a final image. */
+/**
+ * `Seed 3 · 30 steps · 128×128 · loss 0.533 → 0.467 · 9.5 s`: the caption of a final image; DALL-E's:
+ * `Seed 3 · DALL-E, best of 4 by CLIP (0.312) · 256×256 · 40.1 s`, and a sentence when the prompt was cut.
+ */
 export function renderImagineResult(
-  result: Pick<ImagineResult, 'seed' | 'steps' | 'params' | 'lossFirst' | 'lossLast' | 'timings'>,
+  result: Pick<ImagineResult, 'seed' | 'steps' | 'params' | 'lossFirst' | 'lossLast' | 'timings'> &
+    Partial<Pick<ImagineResult, 'drawer' | 'candidates' | 'clipScore' | 'promptTruncated'>>,
 ): string {
+  if (result.drawer === 'dalle') {
+    const n = result.candidates ?? 1;
+    const score = result.clipScore === undefined ? '' : ` (${result.clipScore.toFixed(3)})`;
+    const parts = [
+      `Seed ${result.seed}`,
+      n === 1 ? `DALL-E${score}` : `DALL-E, best of ${n} by CLIP${score}`,
+      `${result.params.width}×${result.params.height}`,
+    ];
+    const total = result.timings.total;
+    if (typeof total === 'number' && Number.isFinite(total)) parts.push(`${(total / 1000).toFixed(1)} s`);
+    const caption = parts.join(' · ');
+    return result.promptTruncated ? `${caption}. ${renderDallePromptCut()}` : caption;
+  }
   const parts = [
     `Seed ${result.seed}`,
     `${result.steps} ${result.steps === 1 ? 'step' : 'steps'}`,
@@ -404,6 +429,11 @@ export function renderPromptCut(cuts: readonly PromptCut[]): string | undefined 
       return `CLIP reads the first ${c.used} of the ${c.tokens} tokens of "${truncate(c.part, 40)}", up to "…${truncate(tail, 40)}"; the rest is not used.`;
     })
     .join(' ');
+}
+
+/** The note for a prompt longer than minDALL-E reads (64 tokens of its own vocabulary). */
+export function renderDallePromptCut(): string {
+  return 'The prompt was longer than DALL-E reads, so it saw only its beginning.';
 }
 
 /** The playground's short status lines that are not about one job's state. */

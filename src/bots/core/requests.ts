@@ -9,6 +9,8 @@ import {
   type ClassifyJob,
   checkJob,
   classifyJobSchema,
+  type Drawer,
+  drawers,
   type ImagineJob,
   imagineJobSchema,
   jobLimits,
@@ -36,6 +38,10 @@ export interface ImagineInput {
   initImage?: string | undefined;
   imagePrompts?: readonly string[] | undefined;
   from?: ImagineJob['from'] | undefined;
+  /** `vqgan-clip` (the default) or `dalle`. */
+  drawer?: Loose<string>;
+  /** DALL-E only: samples decoded together, CLIP keeps the best. */
+  candidates?: Loose<number>;
 }
 
 export interface RequestDefaults {
@@ -62,6 +68,21 @@ export function imagineRequest(
   const cutouts = problems.check(() => optionalInt('cutouts', input.cutouts, 1, jobLimits.maxCutouts));
   const seed = problems.check(() => optionalInt('seed', input.seed, 0, 2 ** 32 - 1)) ?? drawSeed();
   const size = problems.check(() => parseSize(input.size));
+  const drawer = problems.check(() => optionalDrawer(input.drawer));
+  const candidates = problems.check(() =>
+    optionalInt('candidates', input.candidates, 1, jobLimits.maxCandidates),
+  );
+  problems.check(() =>
+    checkDrawerOptions(drawer ?? 'vqgan-clip', {
+      steps,
+      cutouts,
+      size,
+      candidates,
+      initImage: input.initImage,
+      imagePrompts: input.imagePrompts?.length ? input.imagePrompts : undefined,
+      from: input.from,
+    }),
+  );
   const job = problems.checkJob(imagineJobSchema, {
     prompt: input.prompt,
     seed,
@@ -74,6 +95,8 @@ export function imagineRequest(
       ? {}
       : { imagePrompts: [...input.imagePrompts] }),
     ...(input.from === undefined ? {} : { from: input.from }),
+    ...(drawer === undefined || drawer === 'vqgan-clip' ? {} : { drawer }),
+    ...(candidates === undefined ? {} : { candidates }),
     origin,
   });
   problems.throwIfAny();
@@ -236,6 +259,30 @@ function optionalPreset(value: Loose<string>): Preset | undefined {
   throw new BadInputError(`unknown preset ${value}`, {
     issues: [{ path: 'preset', message: `must be one of ${presets.join(', ')}` }],
   });
+}
+
+function optionalDrawer(value: Loose<string>): Drawer | undefined {
+  if (value === null || value === undefined || value === '') return undefined;
+  const v = value.trim().toLowerCase();
+  if ((drawers as readonly string[]).includes(v)) return v as Drawer;
+  throw new BadInputError(`unknown drawer ${value}`, {
+    issues: [{ path: 'drawer', message: `must be one of ${drawers.join(', ')}` }],
+  });
+}
+
+/**
+ * Options of one drawer only: DALL-E writes a fixed-size image from the prompt alone (no steps,
+ * cutouts, size, init or image prompts: Refine adds VQGAN+CLIP steps afterwards); candidates are
+ * DALL-E's.
+ */
+function checkDrawerOptions(drawer: Drawer, given: Record<string, unknown>): void {
+  const names =
+    drawer === 'dalle' ? ['steps', 'cutouts', 'size', 'initImage', 'imagePrompts', 'from'] : ['candidates'];
+  const other = drawer === 'dalle' ? 'vqgan-clip' : 'dalle';
+  const issues = names
+    .filter((n) => given[n] !== undefined)
+    .map((n) => ({ path: n, message: `works only with the ${other} drawer` }));
+  if (issues.length > 0) throw new BadInputError(`options of the ${other} drawer`, { issues });
 }
 
 function optionalInt(name: string, value: Loose<number>, min: number, max: number): number | undefined {

@@ -118,7 +118,7 @@ describe('parseFlags refusals', () => {
       reason: 'unknown_flag',
       flag: '--sed',
       suggestion: '--seed',
-      known: ['--preset', '--seed', '--steps', '--size'],
+      known: ['--preset', '--seed', '--steps', '--size', '--drawer', '--candidates'],
     });
     expect(refusal(() => parseFlags('x --stpes 3', imagineFlags)).details.suggestion).toBe('--steps');
     expect(refusal(() => parseFlags('x --pre draft', imagineFlags)).details.suggestion).toBe('--preset');
@@ -237,8 +237,10 @@ describe('flagsHelp', () => {
   it('lists every flag with its form in one sentence', () => {
     expect(flagsHelp(imagineFlags)).toBe(
       'Flags: `--preset draft|normal|better` (speed against quality), ' +
-        '`--seed N` (0 to 4294967295; the same seed paints the same picture), `--steps N` (1 to 1000) and ' +
-        '`--size WxH` (or one number; 64 to 1024, multiples of 16).',
+        '`--seed N` (0 to 4294967295; the same seed paints the same picture), `--steps N` (1 to 1000), ' +
+        '`--size WxH` (or one number; 64 to 1024, multiples of 16), ' +
+        '`--drawer vqgan-clip|dalle` (vqgan-clip paints by optimising, dalle writes image tokens) and ' +
+        '`--candidates N` (1 to 16; dalle: samples, CLIP keeps the best).',
     );
     expect(flagsHelp(whatisFlags)).toBe('Flags: `--k N` (1 to 50; how many labels).');
     expect(flagsHelp({})).toBe('No flags.');
@@ -252,7 +254,7 @@ describe('the sentences users see for flag problems', () => {
   it('has one for each problem', () => {
     expect(sentence('x --sed 3')).toBe('There is no `--sed` flag. Did you mean `--seed`?');
     expect(sentence('x --style ink')).toBe(
-      'There is no `--style` flag. The flags here are `--preset`, `--seed`, `--steps`, `--size`.',
+      'There is no `--style` flag. The flags here are `--preset`, `--seed`, `--steps`, `--size`, `--drawer`, `--candidates`.',
     );
     expect(sentence('x --seed')).toBe('`--seed` needs a value: a whole number from 0 to 4294967295.');
     expect(sentence('x --preset fast')).toBe('`--preset` takes one of draft, normal, better.');
