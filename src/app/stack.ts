@@ -6,6 +6,7 @@
 import { join } from 'node:path';
 import { type StartedAdapter, startChatAdapters } from '../bots/adapters.js';
 import { createBotServices } from '../bots/core/services.js';
+import { startBotObservability } from '../bots/observability.js';
 import { assertPlaygroundExposure } from '../bots/web/auth.js';
 import { Library } from '../bots/web/library.js';
 import { type RunningPlayground, startPlayground } from '../bots/web/server.js';
@@ -140,7 +141,19 @@ export async function startStack(options: StackOptions): Promise<Stack> {
       { ...config, redisUrl },
       { logger: child('bot:core'), undo, connection: producer },
     );
-    const adapters = await startChatAdapters({ config, services, logger, undo });
+    // METRICS_PORT: this process's (queues, chat API calls); the worker child serves its own on
+    // WORKER_METRICS_PORT (compose-worker.ts), since its counts live in that process.
+    const observability = await startBotObservability(config, services, {
+      undo,
+      logger: child('bot:metrics'),
+    });
+    const adapters = await startChatAdapters({
+      config,
+      services,
+      logger,
+      undo,
+      metrics: observability?.metrics,
+    });
 
     const playground: RunningPlayground = await startPlayground({
       jobs: services.jobs,

@@ -4,6 +4,7 @@
 import type { Config } from '../shared/config.js';
 import type { UndoStack } from '../shared/lifecycle.js';
 import type { Logger } from '../shared/logger.js';
+import type { Metrics } from '../shared/metrics.js';
 import type { BotServices } from './core/services.js';
 import { startDiscordBot } from './discord/discord-adapter.js';
 import { startSlackBot } from './slack/slack-adapter.js';
@@ -16,6 +17,8 @@ export interface ChatAdaptersOptions {
   logger: ChildLogger;
   /** Each adapter's close is registered here. */
   undo: UndoStack;
+  /** Counts each platform's API calls and 429s (observability.ts). @defaultValue none */
+  metrics?: Metrics | undefined;
 }
 
 /** A running adapter, for the start-up lines. */
@@ -34,6 +37,7 @@ export async function startChatAdapters(options: ChatAdaptersOptions): Promise<S
       services,
       discord: config.discord,
       logger: child('bot:discord'),
+      ...(options.metrics === undefined ? {} : { metrics: options.metrics }),
     });
     undo.push('discord', () => discord.close());
     started.push({
@@ -44,7 +48,12 @@ export async function startChatAdapters(options: ChatAdaptersOptions): Promise<S
     });
   }
   if (config.slack.botToken) {
-    const slack = await startSlackBot({ services, slack: config.slack, logger: child('bot:slack') });
+    const slack = await startSlackBot({
+      services,
+      slack: config.slack,
+      logger: child('bot:slack'),
+      ...(options.metrics === undefined ? {} : { metrics: options.metrics }),
+    });
     undo.push('slack', () => slack.close());
     started.push({
       platform: 'slack',

@@ -9,6 +9,7 @@ import { startWithUndo } from '../shared/lifecycle.js';
 import { onShutdown, runMain } from '../shared/shutdown.js';
 import { startChatAdapters } from './adapters.js';
 import { createBotServices } from './core/services.js';
+import { startBotObservability } from './observability.js';
 import { assertPlaygroundExposure } from './web/auth.js';
 import { Library } from './web/library.js';
 import { startPlayground } from './web/server.js';
@@ -31,7 +32,15 @@ async function main(): Promise<void> {
       { ...config, redisUrl },
       { logger: root.child({ name: 'bot:core' }), undo },
     );
-    const adapters = await startChatAdapters({ config, services, logger: root, undo });
+    // Before the adapters, so their first API calls are counted.
+    const observability = await startBotObservability(config, services, { undo, logger });
+    const adapters = await startChatAdapters({
+      config,
+      services,
+      logger: root,
+      undo,
+      metrics: observability?.metrics,
+    });
     for (const adapter of adapters) logger.info({ platform: adapter.platform }, adapter.description);
     if (adapters.length === 0)
       logger.info('no chat tokens set (DISCORD_TOKEN, SLACK_BOT_TOKEN): playground only');

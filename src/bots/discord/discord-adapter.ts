@@ -8,10 +8,12 @@ import {
   Events,
   GatewayIntentBits,
   Partials,
+  RESTEvents,
   type RESTOptions,
 } from 'discord.js';
 import type { Config } from '../../shared/config.js';
 import { type Logger, silentLogger } from '../../shared/logger.js';
+import type { Metrics } from '../../shared/metrics.js';
 import { ChatCore, type ChatCoreOptions } from '../core/chat.js';
 import { ingestPolicy } from '../core/ingest.js';
 import type { JobRef } from '../core/job-status.js';
@@ -55,6 +57,8 @@ export interface DiscordBotOptions {
   >;
   /** The clock that interaction tokens expire by. @defaultValue Date.now */
   now?: () => number;
+  /** Every REST response (429s included) is counted here (vqclip_chat_api_*). @defaultValue none */
+  metrics?: Metrics;
 }
 
 export const DefaultDiscordBotOptions = {
@@ -149,6 +153,12 @@ async function connect(
       ...(options.discord.apiUrl === undefined ? {} : { api: options.discord.apiUrl }),
     },
   });
+  // @discordjs/rest emits every response it gets, each retry and each 429 (which it then waits out).
+  const metrics = options.metrics;
+  if (metrics)
+    client.rest.on(RESTEvents.Response, (_request, response) =>
+      metrics.chatApiResponse('discord', response.status),
+    );
   const core = new ChatCore({
     platform: 'discord',
     jobs: services.jobs,

@@ -14,6 +14,7 @@ import {
 import type { Config } from '../../shared/config.js';
 import { ConfigError } from '../../shared/errors.js';
 import type { Logger } from '../../shared/logger.js';
+import type { Metrics } from '../../shared/metrics.js';
 import { ChatCore } from '../core/chat.js';
 import { ingestPolicy } from '../core/ingest.js';
 import { RecentJobs } from '../core/recent-jobs.js';
@@ -60,6 +61,8 @@ export interface SlackBotOptions {
   shareTimeoutMs?: number;
   /** Socket Mode: how long to wait for a pong before reconnecting. @defaultValue Bolt's (5000) */
   socketPingTimeoutMs?: number;
+  /** Every Web API response (429s included) is counted here (vqclip_chat_api_*). @defaultValue none */
+  metrics?: Metrics;
 }
 
 export const DefaultSlackBotOptions = {
@@ -124,6 +127,8 @@ export async function startSlackBot(options: SlackBotOptions): Promise<SlackBot>
     ...(slack.apiUrl === undefined ? {} : { slackApiUrl: slack.apiUrl }),
     rejectRateLimitedCalls: true,
     ...(o.apiRetries === undefined ? {} : { retryConfig: { retries: o.apiRetries } }),
+    // The WebClient sends every call (each retry too) through this fetch: the one place to count them.
+    ...(o.metrics === undefined ? {} : { fetch: o.metrics.countingFetch('slack') }),
   };
   const receiver: Receiver =
     mode === 'socket'
