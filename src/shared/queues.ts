@@ -86,7 +86,9 @@ export const retention = {
 export const defaultJobOptions: Readonly<Record<JobKind, JobsOptions>> = {
   imagine: { attempts: 2, backoff: { type: 'exponential', delay: 5_000 }, ...retention },
   classify: { attempts: 3, backoff: { type: 'exponential', delay: 1_000 }, ...retention },
-  'embed-image': { attempts: 5, backoff: { type: 'exponential', delay: 2_000 }, ...retention },
+  // 2 s doubling over 8 attempts: an image posted while the database is away (a restart, a failover)
+  // is still indexed if it comes back within ~4 min (docs/RELIABILITY.md).
+  'embed-image': { attempts: 8, backoff: { type: 'exponential', delay: 2_000 }, ...retention },
   search: { attempts: 3, backoff: { type: 'exponential', delay: 500 }, ...retention },
   'delete-image': { attempts: 5, backoff: { type: 'exponential', delay: 1_000 }, ...retention },
   'channel-state': { attempts: 5, backoff: { type: 'exponential', delay: 500 }, ...retention },

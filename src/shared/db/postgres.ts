@@ -3,10 +3,16 @@
 import pg from 'pg';
 import type { Logger } from '../logger.js';
 import type { Row, SqlClient, SqlDriver } from './driver.js';
+import { asDbError } from './unavailable.js';
 
 export interface PostgresOptions {
   /** @defaultValue 10 */
   maxConnections?: number;
+  /**
+   * How long a query waits for a connection (a server that is down or does not answer) before it
+   * fails as `unavailable`, instead of waiting forever (pg's default). @defaultValue 5000
+   */
+  connectTimeoutMs?: number;
   logger?: Logger;
 }
 
@@ -36,7 +42,13 @@ export async function openPostgres(url: string, options: PostgresOptions = {}): 
   } finally {
     await setup.end();
   }
-  const pool = new pg.Pool({ connectionString: url, max: options.maxConnections ?? 10 });
+  const pool = new pg.Pool({
+    connectionString: url,
+    max: options.maxConnections ?? 10,
+    connectionTimeoutMillis: options.connectTimeoutMs ?? 5_000,
+    // A server that vanished without closing the socket (a cut network, a VM paused) is noticed.
+    keepAlive: true,
+  });
   // An idle client losing its server must not crash the process; the pool replaces it.
   pool.on('error', (error) => options.logger?.warn({ err: error }, 'idle Postgres connection failed'));
   return new PostgresDriver(pool, version);
@@ -46,13 +58,21 @@ class PostgresClient implements SqlClient {
   constructor(protected readonly target: pg.Pool | pg.PoolClient) {}
 
   async query<R extends Row = Row>(sql: string, params: readonly unknown[] = []): Promise<R[]> {
-    const result = await this.target.query<R>(sql, params as unknown[]);
-    return result.rows;
+    try {
+      const result = await this.target.query<R>(sql, params as unknown[]);
+      return result.rows;
+    } catch (error) {
+      throw asDbError(error);
+    }
   }
 
   async exec(sql: string): Promise<void> {
-    // Without parameters pg uses the simple protocol, which accepts several statements.
-    await this.target.query(sql);
+    try {
+      // Without parameters pg uses the simple protocol, which accepts several statements.
+      await this.target.query(sql);
+    } catch (error) {
+      throw asDbError(error);
+    }
   }
 }
 
@@ -67,17 +87,23 @@ class PostgresDriver extends PostgresClient implements SqlDriver {
   }
 
   async transaction<T>(fn: (tx: SqlClient) => Promise<T>): Promise<T> {
-    const client = await this.pool.connect();
+    const client = await this.pool.connect().catch((error: unknown) => {
+      throw asDbError(error);
+    });
+    let broken: unknown;
     try {
       await client.query('BEGIN');
       const result = await fn(new PostgresClient(client));
       await client.query('COMMIT');
       return result;
     } catch (error) {
-      await client.query('ROLLBACK').catch(() => {});
-      throw error;
+      await client.query('ROLLBACK').catch((rollback: unknown) => {
+        broken = rollback;
+      });
+      throw asDbError(error);
     } finally {
-      client.release();
+      // A client whose connection failed is destroyed, not handed to the next query.
+      client.release(broken instanceof Error ? broken : undefined);
     }
   }
 

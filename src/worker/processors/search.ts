@@ -3,6 +3,7 @@
 // images by cosine within the asking channel, never across channels (the database filters by
 // channel in the same statement that ranks) -> near-duplicates folded, weak tails cut
 // (search/rank.ts). Callable without BullMQ.
+import { withDeadline } from '../../shared/db/unavailable.js';
 import { InternalError } from '../../shared/errors.js';
 import { checkJob, type SearchResult, searchJobSchema } from '../../shared/jobs.js';
 import type { WorkerModels } from '../runtime/models.js';
@@ -21,7 +22,15 @@ export interface SearchContext extends Omit<DbRunContext, 'blobs'> {
   blobs?: Blobs;
   /** Folding, margins and the low-confidence line. @defaultValue DefaultRankingOptions */
   ranking?: RankingOptions;
+  /**
+   * Longest wait for the database (away, or PGlite busy with a long statement) before the search
+   * fails as `unavailable`: a person gets a sentence, not a reply that never comes.
+   * @defaultValue 8000
+   */
+  dbDeadlineMs?: number;
 }
+
+export const DEFAULT_SEARCH_DB_DEADLINE_MS = 8_000;
 
 /**
  * A search by image leaves out the channel's own copy of the query (the same bytes, by content
@@ -51,14 +60,19 @@ export async function runSearch(
   const scope = { platform: job.platform, workspace: job.workspace, channel: job.channel };
   // Candidates with their embeddings, folded here: at most 150 rows of 512 floats, and the fold
   // needs the cosines between candidates, which a top-k statement cannot give.
-  const candidates = await ctx.db.searchImages({
-    ...scope,
-    embedding,
-    k: Math.min(1000, job.k * ranking.candidatesPerHit),
-    includeFlagged: job.includeFlagged === true,
-    withEmbeddings: true,
-    ...(excludeContentHash === undefined ? {} : { excludeContentHash }),
-  });
+  const deadlineMs = ctx.dbDeadlineMs ?? DEFAULT_SEARCH_DB_DEADLINE_MS;
+  const candidates = await withDeadline(
+    ctx.db.searchImages({
+      ...scope,
+      embedding,
+      k: Math.min(1000, job.k * ranking.candidatesPerHit),
+      includeFlagged: job.includeFlagged === true,
+      withEmbeddings: true,
+      ...(excludeContentHash === undefined ? {} : { excludeContentHash }),
+    }),
+    deadlineMs,
+    'a search',
+  );
   const ranked = rankCandidates(
     candidates.map((c) => ({ ...c, embedding: c.embedding ?? new Float32Array(0) })),
     {
@@ -69,7 +83,7 @@ export async function runSearch(
     ranking,
   );
   // Rows of another model are never ranked with this one's query: say how many were left out.
-  const staleImages = await ctx.db.countStaleImages(scope);
+  const staleImages = await withDeadline(ctx.db.countStaleImages(scope), deadlineMs, 'a search');
   return {
     hits: ranked.hits.map((h) => ({
       imageId: h.imageId,
