@@ -9,7 +9,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
+import { assertPlaygroundExposure } from '../../src/bots/web/auth.js';
 import { loadConfig } from '../../src/shared/config.js';
+import { Metrics } from '../../src/shared/metrics.js';
+import { Health, startMetricsServer } from '../../src/shared/metrics-server.js';
 
 const ROOT = new URL('../../', import.meta.url).pathname;
 const COMPOSE = join(ROOT, 'docker-compose.yml');
@@ -271,6 +274,67 @@ describe('docker-compose.yml', () => {
         expect(config.slack.port).toBe(3001);
       }
     }
+  });
+
+  it('checks bot and worker on their own /healthz, with a probe that works, and wires the password', {
+    timeout: 30_000,
+  }, async () => {
+    const health = { ok: true };
+    const metrics = new Metrics({ processMetrics: false });
+    const server = await startMetricsServer({
+      metrics,
+      health: new Health().set('probe', () => {
+        if (!health.ok) throw new Error('down');
+      }),
+      port: 0,
+      host: '127.0.0.1',
+      portVariable: 'TEST_PORT',
+    });
+    try {
+      for (const [name, variable] of [
+        ['bot', 'port'],
+        ['worker', 'workerPort'],
+      ] as const) {
+        const service = obj(services[name]);
+        const env = Object.fromEntries(
+          Object.entries(obj(service.environment)).map(([k, v]) => [k, interpolate(v as string)]),
+        );
+        const config = loadConfig(env);
+        const port = config.metrics[variable];
+        expect(port, name).toBeGreaterThan(0);
+        const test = list(obj(service.healthcheck).test) as string[];
+        expect(test.slice(0, 3), name).toEqual(['CMD', 'node', '-e']);
+        const script = test[3] ?? '';
+        expect(script, name).toContain(`http://127.0.0.1:${port}/healthz`);
+        // The probe itself, against a real listener: exit 0 when healthy, 1 when not or unreachable.
+        const probe = (url: string) =>
+          run(process.execPath, ['-e', script.replace(`http://127.0.0.1:${port}`, url)]).then(
+            () => 0,
+            (e: { code?: number }) => e.code ?? -1,
+          );
+        health.ok = true;
+        expect(await probe(server.url), name).toBe(0);
+        health.ok = false;
+        expect(await probe(server.url), name).toBe(1);
+        expect(await probe('http://127.0.0.1:1'), name).toBe(1);
+      }
+    } finally {
+      await server.close();
+    }
+    // The bot binds 0.0.0.0 in its container: without PLAYGROUND_PASSWORD it must refuse to start.
+    const botEnv = obj(obj(services.bot).environment);
+    expect(botEnv.PLAYGROUND_PASSWORD).toMatch(/^\$\{PLAYGROUND_PASSWORD:-\}$/);
+    const withPassword = (value: string) =>
+      Object.fromEntries(
+        Object.entries(botEnv).map(([k, v]) => [
+          k,
+          (v as string).replace(/\$\{PLAYGROUND_PASSWORD:-\}/, value).replace(/\$\{(\w+):-([^}]*)\}/g, '$2'),
+        ]),
+      );
+    const open = loadConfig(withPassword(''));
+    expect(() => assertPlaygroundExposure(open.host, open.playgroundPassword)).toThrow(/PLAYGROUND_PASSWORD/);
+    const guarded = loadConfig(withPassword('a password of some length'));
+    expect(() => assertPlaygroundExposure(guarded.host, guarded.playgroundPassword)).not.toThrow();
   });
 
   it('has an optional MinIO (profile minio) that bot and worker reach with the same keys', () => {
