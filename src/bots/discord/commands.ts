@@ -11,7 +11,7 @@ import {
   type RESTPostAPIApplicationCommandsJSONBody,
   SlashCommandBuilder,
 } from 'discord.js';
-import { jobLimits, presets } from '../../shared/jobs.js';
+import { drawers, jobLimits, presets } from '../../shared/jobs.js';
 
 /** Command and context-menu names, shared by the definitions and the router. */
 export const CommandNames = {
@@ -77,7 +77,20 @@ function imagine(): SlashCommandBuilder {
         .setMaxValue(2 ** 32 - 1),
     )
     .addAttachmentOption((o) => o.setName('init_image').setDescription('Start from this image'))
-    .addAttachmentOption((o) => o.setName('image_prompt').setDescription('Paint towards this image'));
+    .addAttachmentOption((o) => o.setName('image_prompt').setDescription('Paint towards this image'))
+    .addStringOption((o) =>
+      o
+        .setName('drawer')
+        .setDescription('vqgan-clip paints by optimising; dalle writes image tokens (minDALL-E)')
+        .addChoices(...drawers.map((d) => ({ name: d, value: d }))),
+    )
+    .addIntegerOption((o) =>
+      o
+        .setName('candidates')
+        .setDescription('dalle: samples to draw, CLIP keeps the best')
+        .setMinValue(1)
+        .setMaxValue(jobLimits.maxCandidates),
+    );
   return command;
 }
 

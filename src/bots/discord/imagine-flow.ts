@@ -57,6 +57,8 @@ export async function onImagine(ctx: DiscordContext, i: ChatInputCommandInteract
       size: i.options.getString('size'),
       steps: i.options.getInteger('steps'),
       seed: i.options.getInteger('seed'),
+      drawer: i.options.getString('drawer'),
+      candidates: i.options.getInteger('candidates'),
     },
     ...(initImage ? { initImage } : {}),
     ...(imagePrompt ? { imagePrompt } : {}),

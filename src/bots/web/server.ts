@@ -125,6 +125,8 @@ const imagineBodySchema = z.strictObject(
     width: wholeNumber.optional(),
     height: wholeNumber.optional(),
     seed: wholeNumber.optional(),
+    drawer: text('the drawer').optional(),
+    candidates: wholeNumber.optional(),
   },
   { error: unknownFields },
 );
@@ -371,6 +373,8 @@ export function createPlayground(options: PlaygroundOptions): Playground {
           seed: body.seed,
           steps: body.steps,
           preset: body.preset,
+          drawer: body.drawer,
+          candidates: body.candidates,
           ...(sizeProblems.length > 0 ? {} : { size: { width: body.width, height: body.height } }),
         },
         origin,

@@ -31,10 +31,10 @@ export type DalleWeights = ReadonlyMap<string, WeightArray>;
 const MASKED = -1e9;
 
 /**
- * Turns minDALL-E state_dict tensors into the graphs' layout, once per model: Linear weights
- * transposed to [in, out] (weights are inputs, so the graph cannot transpose them at build time),
- * key/query/value fused into one [D, 3D] matrix in q|k|v order with 1/sqrt(head_dim) folded into q
- * (one GEMM instead of three), the text head left out (sampling needs image logits only).
+ * Turns minDALL-E state_dict tensors into the graphs' layout, once per model: Linear weights stay in
+ * PyTorch's [out, in] (see `dense`), key/query/value are fused into one [3D, D] matrix in q|k|v
+ * order with 1/sqrt(head_dim) folded into q (one GEMM instead of three), and the text head is left
+ * out (sampling needs image logits only).
  */
 export function prepareDalleWeights(c: DalleConfig, source: WeightSource): Map<string, WeightArray> {
   const d = c.embed_dim;
@@ -42,12 +42,6 @@ export function prepareDalleWeights(c: DalleConfig, source: WeightSource): Map<s
   const out = new Map<string, WeightArray>();
   const put = (name: string, data: Float32Array, dims: readonly number[]) => out.set(name, { data, dims });
   const copy = (name: string, dims: readonly number[]) => put(name, source.get(name, dims), dims);
-  const transposed = (name: string, outF: number, inF: number): Float32Array => {
-    const w = source.get(name, [outF, inF]);
-    const t = new Float32Array(w.length);
-    for (let o = 0; o < outF; o++) for (let i = 0; i < inF; i++) t[i * outF + o] = w[o * inF + i]!;
-    return t;
-  };
   copy('tok_emb_img.weight', [c.vocab_size_img, d]);
   copy('tok_emb_txt.weight', [c.vocab_size_txt, d]);
   copy('pos_emb_img.weight', [c.ctx_len_img, d]);
@@ -59,21 +53,23 @@ export function prepareDalleWeights(c: DalleConfig, source: WeightSource): Map<s
       copy(`${b}.${ln}.weight`, [d]);
       copy(`${b}.${ln}.bias`, [d]);
     }
-    const qkv = new Float32Array(d * 3 * d);
+    // Output rows of q, then k, then v: the three [D, D] weights one after another.
+    const qkv = new Float32Array(3 * d * d);
     const qkvBias = new Float32Array(3 * d);
     (['query', 'key', 'value'] as const).forEach((name, j) => {
       const f = j === 0 ? scale : 1;
       const w = source.get(`${b}.attn.${name}.weight`, [d, d]);
-      for (let o = 0; o < d; o++) for (let k = 0; k < d; k++) qkv[k * 3 * d + j * d + o] = w[o * d + k]! * f;
+      if (f === 1) qkv.set(w, j * d * d);
+      else for (let i = 0; i < w.length; i++) qkv[j * d * d + i] = w[i]! * f;
       if (c.attn_bias) {
         const bias = source.get(`${b}.attn.${name}.bias`, [d]);
         for (let o = 0; o < d; o++) qkvBias[j * d + o] = bias[o]! * f;
       }
     });
-    put(`${b}.attn.qkv.weight_t`, qkv, [d, 3 * d]);
+    put(`${b}.attn.qkv.weight`, qkv, [3 * d, d]);
     if (c.attn_bias) put(`${b}.attn.qkv.bias`, qkvBias, [3 * d]);
     const linear = (name: string, outF: number, inF: number, bias: boolean) => {
-      put(`${name}.weight_t`, transposed(`${name}.weight`, outF, inF), [inF, outF]);
+      copy(`${name}.weight`, [outF, inF]);
       if (bias) copy(`${name}.bias`, [outF]);
     };
     linear(`${b}.attn.proj`, d, d, c.attn_bias);
@@ -82,7 +78,7 @@ export function prepareDalleWeights(c: DalleConfig, source: WeightSource): Map<s
   }
   copy('ln_f.weight', [d]);
   copy('ln_f.bias', [d]);
-  put('head_img.weight_t', transposed('head_img.weight', c.vocab_size_img, d), [d, c.vocab_size_img]);
+  copy('head_img.weight', [c.vocab_size_img, d]);
   return out;
 }
 
@@ -120,16 +116,18 @@ class WeightInputs {
 }
 
 /**
- * x [.., in] @ W_t [in, out] (+ bias), as one 2-D GEMM over every row: ORT runs a batched [B, 1, in]
- * input as B separate products, each streaming the whole weight (measured at full size: a batch-8
- * decode step took 8x a batch-1 step, 4.0 s against 0.52 s).
+ * torch.nn.Linear on x [.., in] with W [out, in], computed as (W x^T)^T over all rows at once. ORT's
+ * CPU GEMM packs its *second* operand on every call when it is not a constant; our weights are inputs,
+ * so with x W^T it re-packed every weight every step (full size: a batch-8 decode step took 8x a
+ * batch-1 step, 4.0 s against 0.52 s). With the weight first, only the few activation rows are packed
+ * and the weight streams once; the two transposes move rows x features floats, not the weight.
  */
 function dense(w: WeightInputs, x: Tensor, name: string): Tensor {
-  const weight = w.get(`${name}.weight_t`);
-  const [inF, outF] = weight.shape as [number, number];
+  const weight = w.get(`${name}.weight`);
+  const [outF, inF] = weight.shape as [number, number];
   const lead = x.shape.slice(0, -1);
   const rows = lead.reduce((a, b) => a * b, 1);
-  let y = matmul(reshape(x, [rows, inF]), weight);
+  let y = transpose(matmul(weight, transpose(reshape(x, [rows, inF]), [1, 0])), [1, 0]);
   if (w.has(`${name}.bias`)) y = add(y, w.get(`${name}.bias`));
   return reshape(y, [...lead, outF]);
 }

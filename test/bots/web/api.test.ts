@@ -238,6 +238,31 @@ describe('validation', () => {
     );
   });
 
+  it('takes the DALL-E drawer with candidates, and names options it does not take', async () => {
+    setup();
+    const ok = await postJson('/api/imagine', {
+      prompt: 'a fox',
+      preset: 'normal',
+      drawer: 'dalle',
+      candidates: 3,
+    });
+    expect(ok.status).toBeLessThan(300);
+    const { jobId } = (await ok.json()) as { jobId: string };
+    const queue = new Queue('imagine', { connection: producer, prefix });
+    const job = await queue.getJob(jobId.split(':')[1]!);
+    await queue.close();
+    expect(job?.data).toMatchObject({ prompt: 'a fox', drawer: 'dalle', candidates: 3 });
+    const bad = await postJson('/api/imagine', {
+      prompt: 'a fox',
+      drawer: 'dalle',
+      steps: 10,
+      candidates: 40,
+    });
+    expect(bad.status).toBe(400);
+    const b = (await bad.json()) as { error: { details: { issues: { path: string }[] } } };
+    expect(b.error.details.issues.map((i) => i.path).sort()).toEqual(['candidates', 'steps']);
+  });
+
   it('refuses an oversized JSON body before parsing it', async () => {
     setup();
     const res = await postJson('/api/imagine', { prompt: 'a'.repeat(3000) });

@@ -61,6 +61,15 @@ function imagineRequest(seedOverride) {
   if (size) req.width = req.height = Number(size);
   const seed = seedOverride ?? $('seed').value.trim();
   if (seed !== '' && seed !== undefined) req.seed = Number(seed);
+  // DALL-E writes a fixed-size image from the prompt: steps and size are VQGAN+CLIP's.
+  if ($('drawer').value === 'dalle') {
+    req.drawer = 'dalle';
+    delete req.steps;
+    delete req.width;
+    delete req.height;
+    const candidates = $('candidates').value.trim();
+    if (candidates) req.candidates = Number(candidates);
+  }
   return req;
 }
 
