@@ -92,7 +92,7 @@ describe('HTTP mode', () => {
 });
 
 describe('buttons', () => {
-  it("refuses a button naming another workspace's job, without a word of that job", async () => {
+  it("refuses a button naming another workspace's job, without a word of that job, and one of an unknown action", async () => {
     const h = await slack.start({ stack: { imagineQuota: { concurrent: 5, perWindow: 50 } } });
     await h.command('/imagine', 'my own cat --steps 3 --size 64');
     const mine = await finished(h.fake, (await nthJobMessage(h.fake, 1)).ts);
@@ -116,6 +116,9 @@ describe('buttons', () => {
         'That job does not exist any more (results are kept for a day).',
       );
     }
+    // A button of an action this version does not have (an older or newer bot's).
+    await h.press(mine, 'vq1:explode:imagine:00000000-0000-4000-8000-000000000000');
+    expect(await h.nextEphemeral(forged.length + 1)).toBe('This button is from an older version of the bot.');
     expect(h.ephemeralTexts().join(' ')).not.toMatch(/secret plans/);
     expect(jobMessages(h.fake)).toHaveLength(1);
     // The other team's job was not cancelled (it runs on, or has finished).

@@ -166,7 +166,10 @@ const sentences: { readonly [C in ErrorCode]: (details: ErrorDetails, message: s
   },
   cancelled: () => 'Cancelled.',
   timeout: () => 'This is taking longer than expected. Please try again later.',
-  not_found: () => 'That job does not exist any more (results are kept for a day).',
+  not_found: (d) =>
+    str(d, 'reason') === 'unknown_button'
+      ? 'This button is from an older version of the bot.'
+      : 'That job does not exist any more (results are kept for a day).',
   unavailable: (d) =>
     str(d, 'reason') === 'busy'
       ? 'I am busy right now and cannot take new requests. Please try again in a minute.'
