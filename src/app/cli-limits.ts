@@ -8,6 +8,8 @@ export const cliLimits = {
   maxTopK: 50,
   maxSearchK: 50,
   queryChars: 500,
+  maxCandidates: 16,
 } as const;
 
 export const cliPresets = ['draft', 'normal', 'better'] as const;
+export const cliDrawers = ['vqgan-clip', 'dalle'] as const;

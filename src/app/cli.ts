@@ -24,14 +24,17 @@ import type { Database, OpenDatabaseOptions } from '../shared/db/index.js';
 import { asCodedError, BadInputError, CodedError, ImageTooLargeError } from '../shared/errors.js';
 import type { ImagineProgress } from '../shared/jobs.js';
 import type { LoadModelsOptions, WorkerModels } from '../worker/runtime/models.js';
-import { cliLimits as jobLimits, cliPresets as presets } from './cli-limits.js';
+import { cliDrawers as drawers, cliLimits as jobLimits, cliPresets as presets } from './cli-limits.js';
 
 const USAGE = `usage: vqclip <command> [options]
 
   imagine "PROMPT" [--out FILE] [--steps N] [--size N | --width N --height N]
                    [--preset draft|normal|better] [--seed N] [--timelapse FILE.webp]
+                   [--drawer vqgan-clip|dalle] [--candidates N]
       Paints PROMPT (syntax: "a red bicycle:1.5 | rain | blurry:-0.5") into FILE: .png (the
       default, imagine-SEED.png), .jpg or .webp. --timelapse writes an animated WebP.
+      --drawer dalle writes the image with minDALL-E (MODELS_DIR/dalle): N candidates (1 to
+      ${jobLimits.maxCandidates}, default 4), the one CLIP scores best is kept; no steps or size.
       Sizes: ${jobLimits.minSide} to ${jobLimits.maxSide} pixels, a multiple of 16 (--size 256, or --width 256 --height 192).
       Steps: 1 to ${jobLimits.maxSteps}; the preset sets them when not given.
   whatis FILE [--labels "cat, dog, human"] [--top N]
@@ -89,6 +92,7 @@ const VALUE_OPTIONS = new Set([
   '--width',
   '--height',
   '--seed',
+  '--candidates',
   '--top',
   '--k',
 ]);
@@ -253,9 +257,16 @@ async function imagine(args: string[], io: CliIo): Promise<void> {
       preset: { type: 'string' },
       seed: { type: 'string' },
       timelapse: { type: 'string' },
+      drawer: { type: 'string' },
+      candidates: { type: 'string' },
     },
   });
   if (positionals.length !== 1) throw new UsageError('imagine takes one prompt (quote it)');
+  const drawer = values.drawer;
+  if (drawer !== undefined && !(drawers as readonly string[]).includes(drawer)) {
+    throw new UsageError(`--drawer must be one of ${drawers.join(', ')}`);
+  }
+  const candidates = intOption('candidates', values.candidates, 1, jobLimits.maxCandidates);
   const c = common(values, io.env);
   const size = sideOption('size', values.size);
   const width = sideOption('width', values.width) ?? size;
@@ -274,6 +285,8 @@ async function imagine(args: string[], io: CliIo): Promise<void> {
     ...(steps === undefined ? {} : { steps }),
     ...(preset === undefined ? {} : { preset }),
     ...(width === undefined || height === undefined ? {} : { size: { width, height } }),
+    ...(drawer === undefined || drawer === 'vqgan-clip' ? {} : { drawer }),
+    ...(candidates === undefined ? {} : { candidates }),
     origin: { platform: 'cli', user: localUser() },
   };
   // Where the results go is checked now, not after the whole generation. Without --out the name
