@@ -92,7 +92,7 @@ describe('HTTP mode', () => {
 });
 
 describe('buttons', () => {
-  it("refuses a button naming another workspace's job, without a word of that job, and one of an unknown action", async () => {
+  it("refuses a button naming another workspace's job, without a word of that job, an unknown action and an expired job", async () => {
     const h = await slack.start({ stack: { imagineQuota: { concurrent: 5, perWindow: 50 } } });
     await h.command('/imagine', 'my own cat --steps 3 --size 64');
     const mine = await finished(h.fake, (await nthJobMessage(h.fake, 1)).ts);
@@ -124,8 +124,20 @@ describe('buttons', () => {
     // The other team's job was not cancelled (it runs on, or has finished).
     expect((await h.stack.services.jobs.status(jobId)).state).toMatch(/^(waiting|active|completed)$/);
     await h.stack.services.jobs.cancel(jobId);
-    // The button of this workspace's own job still works.
-    await h.press(mine, buttonOf(mine, 'reroll'));
-    await nthJobMessage(h.fake, 2);
+    // A job that has expired (or never was): said in words.
+    await h.press(mine, 'vq1:reroll:imagine:00000000-0000-4000-8000-000000000000');
+    expect(await h.nextEphemeral(forged.length + 2)).toBe(
+      'That job does not exist any more (results are kept for a day).',
+    );
+    // The buttons of this workspace's own job still work, for anyone in the channel: another
+    // person's Re-roll is their own job, on their own quota.
+    const bob = h.fake.addUser({ name: 'bob' }).id;
+    await h.press(mine, buttonOf(mine, 'reroll'), { user_id: bob });
+    const rerolled = await nthJobMessage(h.fake, 2);
+    const ref = buttonOf(await finished(h.fake, rerolled.ts), 'reroll').slice('vq1:reroll:'.length);
+    expect((await h.stack.services.jobs.data(ref as `imagine:${string}`))?.origin).toMatchObject({
+      user: bob,
+    });
+    expect(h.ephemeralTexts(bob)).toEqual([]);
   });
 });
