@@ -8,6 +8,7 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { spawnRedis } from '../src/app/redis-server.js';
 import { JobClient, type JobRef } from '../src/bots/core/job-client.js';
@@ -41,23 +42,29 @@ function parseArgs(args: readonly string[]): Options {
 }
 
 /**
- * The worker's preview writes as they were before one-key previews: the name is dropped (a fresh
- * key per preview, with the preview TTL of an hour) and the end-of-job delete never happens.
+ * The store the worker writes to, recording which keys hold previews (named puts). In 'before' mode
+ * it also behaves as the worker's preview writes did before one-key previews: the name is dropped
+ * (a fresh key per preview, with the preview TTL of an hour) and the end-of-job delete never happens.
  */
-function perPreviewKeys(store: BlobStore): BlobStore {
-  const previews = new Set<string>();
+function recording(
+  store: BlobStore,
+  mode: 'before' | 'after',
+): BlobStore & { previews: Map<string, string> } {
+  /** Preview key -> the BullMQ id of its job (from the name, `preview:imagine:<id>`). */
+  const previews = new Map<string, string>();
   return {
+    previews,
     kind: store.kind,
     ttlSeconds: store.ttlSeconds,
     maxBytes: store.maxBytes,
     async put(bytes, options) {
       const { name, ...rest } = options;
-      const key = await store.put(bytes, rest);
-      if (name !== undefined) previews.add(key);
+      const key = await store.put(bytes, mode === 'before' ? rest : options);
+      if (name !== undefined) previews.set(key, name.slice(name.lastIndexOf(':') + 1));
       return key;
     },
     get: (key) => store.get(key),
-    delete: async (key) => (previews.has(key) ? false : store.delete(key)),
+    delete: async (key) => (mode === 'before' && previews.has(key) ? false : store.delete(key)),
     ttl: (key) => store.ttl(key),
     owns: (key) => store.owns(key),
     presignedUrl: (key, s) => store.presignedUrl(key, s),
@@ -97,15 +104,32 @@ async function usage(connection: Redis, prefix: string): Promise<Usage> {
   return { used, blobKeys, blobBytes };
 }
 
+/** Bytes (MEMORY USAGE) and count of the preview keys that still exist. */
+async function previewUsage(
+  connection: Redis,
+  keysOf: Iterable<string>,
+): Promise<{ keys: number; bytes: number }> {
+  const sizes = await Promise.all(
+    [...keysOf].map((k) => connection.call('MEMORY', 'USAGE', k, 'SAMPLES', '0') as Promise<number | null>),
+  );
+  const live = sizes.filter((s): s is number => s !== null);
+  return { keys: live.length, bytes: live.reduce((a, b) => a + b, 0) };
+}
+
+interface Sample {
+  atS: number;
+  active: number;
+  previewKeys: number;
+  previewBytes: number;
+}
+
 interface RunFigures {
   mode: 'before' | 'after';
   steps: number;
   seconds: number;
-  samples: number;
-  /** Last sample taken while every job was still running. */
-  running: Usage;
-  /** Highest blob bytes seen before the first job finished. */
-  peakBlobBytes: number;
+  samples: Sample[];
+  /** Preview keys and bytes per running job: the highest ratio over the samples with jobs running. */
+  perRunning: { keys: number; bytes: number; meanBytes: number };
   finished: Usage;
   baseline: Usage;
 }
@@ -119,7 +143,8 @@ async function runOnce(
 ): Promise<RunFigures> {
   const prefix = `memb-${mode}-${steps}-${Date.now().toString(36)}`;
   const store = new RedisBlobStore({ connection: connections.producer, prefix });
-  const blobs = mode === 'before' ? perPreviewKeys(store) : store;
+  const blobs = recording(store, mode);
+  const queue = new Queue('imagine', { connection: connections.producer, prefix });
   const worker = await startWorker({
     connection: connections.consumer,
     prefix,
@@ -155,37 +180,46 @@ async function runOnce(
         finishedAll = true;
       },
     );
-    let running: Usage | undefined;
-    let peakBlobBytes = 0;
-    let samples = 0;
+    const samples: Sample[] = [];
     while (!finishedAll) {
-      const before = worker.stats.completed.imagine;
-      const u = await usage(connections.producer, prefix);
-      samples++;
-      // Kept only while no job has finished: every job is then in the middle of its run.
-      if (before === 0 && worker.stats.completed.imagine === 0) {
-        running = u;
-        peakBlobBytes = Math.max(peakBlobBytes, u.blobBytes);
-      }
+      const activeIds = new Set((await queue.getActive()).map((j) => j.id));
+      const active = activeIds.size;
+      // Previews of the jobs running now (before: a finished job's stay too, counted in 'finished').
+      const running = [...blobs.previews].filter(([, id]) => activeIds.has(id)).map(([key]) => key);
+      const p = await previewUsage(connections.producer, running);
+      samples.push({
+        atS: (performance.now() - started) / 1000,
+        active,
+        previewKeys: p.keys,
+        previewBytes: p.bytes,
+      });
       await new Promise((r) => setTimeout(r, 250));
     }
     await done;
     const seconds = (performance.now() - started) / 1000;
     await connections.producer.call('MEMORY', 'PURGE').catch(() => {});
     const finished = await usage(connections.producer, prefix);
+    // Samples with at least a tenth of the jobs running: a lone last job says little.
+    const busy = samples.filter((x) => x.active >= Math.max(1, o.jobs / 10));
+    const ratio = (f: (x: Sample) => number) => busy.map((x) => f(x) / x.active);
+    const bytes = ratio((x) => x.previewBytes);
     return {
       mode,
       steps,
       seconds,
       samples,
-      running: running ?? baseline,
-      peakBlobBytes,
+      perRunning: {
+        keys: Math.max(0, ...ratio((x) => x.previewKeys)),
+        bytes: Math.max(0, ...bytes),
+        meanBytes: bytes.length === 0 ? 0 : bytes.reduce((a, b) => a + b, 0) / bytes.length,
+      },
       finished,
       baseline,
     };
   } finally {
     await worker.close({ graceMs: 0 });
     await client.close();
+    await queue.close();
     // Leave nothing for the next run to count.
     let cursor = '0';
     do {
@@ -230,10 +264,11 @@ export const redisMemoryBench: BenchModule = {
       name: `${r.mode}, ${r.steps} steps`,
       cells: {
         's/run': Math.round(r.seconds),
-        'running: blob keys': r.running.blobKeys,
-        'running: blob KiB/job': kib((r.running.blobBytes - r.baseline.blobBytes) / o.jobs),
-        'running peak blob KiB/job': kib((r.peakBlobBytes - r.baseline.blobBytes) / o.jobs),
-        'running: used KiB/job': kib((r.running.used - r.baseline.used) / o.jobs),
+        samples: r.samples.length,
+        'max active': Math.max(0, ...r.samples.map((x) => x.active)),
+        'running: preview keys/job (max)': Math.round(r.perRunning.keys * 100) / 100,
+        'running: preview KiB/job (max)': kib(r.perRunning.bytes),
+        'running: preview KiB/job (mean)': kib(r.perRunning.meanBytes),
         'finished: blob keys': r.finished.blobKeys,
         'finished: blob KiB/job': kib((r.finished.blobBytes - r.baseline.blobBytes) / o.jobs),
         'finished: used KiB/job': kib((r.finished.used - r.baseline.used) / o.jobs),
@@ -242,7 +277,7 @@ export const redisMemoryBench: BenchModule = {
     return {
       tables: [{ title: `${o.jobs} concurrent imagine jobs, ${o.size}x${o.size}, tiny random models`, rows }],
       notes: [
-        "'running' is the last sample (every 250 ms) before the first job finished, when all jobs are mid-run; 'peak' the highest of those samples.",
+        "'running': the running jobs' preview keys and their MEMORY USAGE divided by the jobs active at that moment, over the samples (every 250 ms, later while steps hold the event loop) with at least a tenth of the jobs active.",
         "'before' stores each preview under a new key for an hour, as the worker did; 'after' overwrites one key per job and deletes it at the end.",
         'finished: final PNG, timelapse WebP and saved state per job (one day), plus job hashes and events; before also keeps every preview.',
         `load average ${load.toFixed(1)} at the start (${loadavg()[0]!.toFixed(1)} at the end); used_memory includes allocator noise, blob bytes are MEMORY USAGE.`,
