@@ -64,6 +64,30 @@ describe('what a person can type after /imagine', () => {
 });
 
 describe('HTTP mode', () => {
+  it('answers forged, stale and unsigned requests 401, and the operator reads why in the log', async () => {
+    const h = await slack.start({ mode: 'http' });
+    const url = `http://127.0.0.1:${h.bot.port}/slack/events`;
+    const command = () =>
+      h.fake.build.slashCommand({ command: '/imagine', text: 'a forged cat --steps 3 --size 64' });
+    const said = (why: RegExp) =>
+      h.logger.lines.filter(
+        (l) => /^warn Failed to parse and verify the request data: /.test(l) && why.test(l),
+      );
+    expect((await h.fake.http.post(url, 'slash_commands', command(), { signature: 'forged' })).status).toBe(
+      401,
+    );
+    expect(said(/signature mismatch/i)).toHaveLength(1);
+    expect((await h.fake.http.post(url, 'slash_commands', command(), { stale: true })).status).toBe(401);
+    expect(said(/stale/i)).toHaveLength(1);
+    expect((await h.fake.http.post(url, 'slash_commands', command(), { signature: 'none' })).status).toBe(
+      401,
+    );
+    expect(said(/header/i)).toHaveLength(1);
+    await new Promise((r) => setTimeout(r, 300));
+    expect(jobMessages(h.fake)).toHaveLength(0);
+    expect(h.ephemeralTexts()).toEqual([]);
+  });
+
   it('handles a signed request once: a replay of it within the 5 minutes is logged and dropped', async () => {
     const h = await slack.start({ mode: 'http' });
     const url = `http://127.0.0.1:${h.bot.port}/slack/events`;
