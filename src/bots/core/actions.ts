@@ -1,5 +1,5 @@
-// The buttons on a finished image (Re-roll, Variations, Continue, Remix, Timelapse) and Cancel while
-// it runs. A button carries only its action and the job reference, so it works after restarts and
+// The buttons on a finished image (Re-roll, Variations, Continue, Remix, Timelapse; Refine on a DALL-E
+// image) and Cancel while it runs. A button carries only its action and the job reference, so it works after restarts and
 // days later while the job is kept in Redis; the new job is built here from the parent's data and
 // result, the same way on every platform. When the parent or its saved state has expired, the
 // error says so in words.
@@ -9,7 +9,15 @@ import type { JobClient } from './job-client.js';
 import { type JobRef, parseJobRef } from './job-status.js';
 import { imagineRequest } from './requests.js';
 
-export const imagineActions = ['reroll', 'variations', 'continue', 'remix', 'timelapse', 'cancel'] as const;
+export const imagineActions = [
+  'reroll',
+  'variations',
+  'continue',
+  'remix',
+  'timelapse',
+  'cancel',
+  'refine',
+] as const;
 export type ImagineAction = (typeof imagineActions)[number];
 
 // A version tag: ids already posted keep parsing when the format changes.
@@ -79,11 +87,16 @@ export async function followUpJob(
     ...(data.imagePrompts === undefined ? {} : { imagePrompts: data.imagePrompts }),
   };
   if (action === 'reroll') {
-    // Same options, a new seed; the init image too, when it is still stored.
+    // Same options, a new seed; the init image too, when it is still stored. A DALL-E image re-rolls
+    // with DALL-E and as many candidates.
     const init =
       data.initImage !== undefined && (await exists(data.initImage)) ? { initImage: data.initImage } : {};
+    const drawer =
+      data.drawer === 'dalle'
+        ? { drawer: data.drawer, ...(data.candidates === undefined ? {} : { candidates: data.candidates }) }
+        : {};
     return imagineRequest(
-      { ...base, ...(data.steps === undefined ? {} : { steps: data.steps }), ...init },
+      { ...base, ...(data.steps === undefined ? {} : { steps: data.steps }), ...init, ...drawer },
       origin,
       {},
       drawSeed,
@@ -94,7 +107,9 @@ export async function followUpJob(
     throw new NotFoundError('the job has no finished image yet', { jobId: parentId, reason: 'not_finished' });
   }
   if (!(await exists(state))) throw new BlobMissingError(state);
-  if (action === 'continue') {
+  // Refine: a DALL-E image's saved state is its tokens' codebook rows with no steps taken, so
+  // continuing it runs VQGAN+CLIP steps from exactly the image DALL-E drew.
+  if (action === 'continue' || action === 'refine') {
     return imagineRequest(
       {
         prompt: data.prompt,

@@ -45,6 +45,8 @@ export interface ImagineDone {
   /** Wall-clock seconds of the run, when the worker reported them. */
   seconds?: number;
   safety?: Safety;
+  /** Set for a DALL-E image (Refine is offered instead of Continue). */
+  drawer?: 'dalle';
 }
 
 export interface DoneView<K extends JobKind = JobKind> {
@@ -129,6 +131,7 @@ export function doneView<K extends JobKind>(jobId: JobRef<K>, result: JobResult<
     preset: r.params.preset,
     ...(typeof total === 'number' && Number.isFinite(total) ? { seconds: total / 1000 } : {}),
     ...(r.safety === undefined ? {} : { safety: r.safety }),
+    ...(r.drawer === 'dalle' ? { drawer: 'dalle' as const } : {}),
   };
   return { state: 'done', jobId, kind, text: renderImagineResult(r), result, imagine };
 }

@@ -155,7 +155,7 @@ export function finalActions(view: DoneView, presentation: SafetyPresentation): 
   if (done?.latentBlob !== undefined) {
     ids.push(
       actionId('variations', view.jobId),
-      actionId('continue', view.jobId),
+      actionId(done.drawer === 'dalle' ? 'refine' : 'continue', view.jobId),
       actionId('remix', view.jobId),
     );
   }
@@ -169,6 +169,7 @@ const BUTTON_LABELS: Readonly<Record<string, string>> = {
   reroll: 'Re-roll',
   variations: 'Variations',
   continue: `Continue (+${CONTINUE_STEPS})`,
+  refine: `Refine (+${CONTINUE_STEPS} VQGAN+CLIP)`,
   remix: 'Remix',
   timelapse: 'Timelapse',
 };

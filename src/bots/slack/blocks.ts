@@ -70,6 +70,8 @@ export const actionLabels: Readonly<Record<ImagineAction, string>> = {
   remix: 'Remix',
   timelapse: 'Timelapse',
   cancel: 'Cancel',
+  // Slack shows Continue on every image: on a DALL-E one it is this refinement.
+  refine: 'Refine',
 };
 
 /** The buttons under a finished image, in the order people use them. */
