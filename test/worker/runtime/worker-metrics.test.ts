@@ -11,8 +11,11 @@ import { BlobStore } from '../../../src/shared/blobs.js';
 import { loadConfig } from '../../../src/shared/config.js';
 import { UndoStack } from '../../../src/shared/lifecycle.js';
 import { silentLogger } from '../../../src/shared/logger.js';
+import { Metrics } from '../../../src/shared/metrics.js';
 import { openConnection } from '../../../src/shared/queues.js';
 import { type ComposedWorker, composeWorker } from '../../../src/worker/runtime/compose-worker.js';
+import { loadModels } from '../../../src/worker/runtime/models.js';
+import { startWorker } from '../../../src/worker/runtime/start-worker.js';
 import { parseMetrics, sample } from '../../helpers/prometheus.js';
 import { clearPrefix, testPrefix, useRedis } from '../../helpers/redis.js';
 import { noisePng, pgliteTemplate, tempDir, writeTinyModels } from '../../helpers/worker-process.js';
@@ -207,5 +210,56 @@ describe('worker metrics', () => {
 
     await undo.release();
     await expect(fetch(`${url}/healthz`)).rejects.toThrow();
+  });
+});
+
+describe('worker metrics at shutdown', () => {
+  it('counts a job handed back at shutdown as handed_back, not as a failure', {
+    timeout: 120_000,
+  }, async () => {
+    const prefix = testPrefix();
+    const models = await loadModels(modelsDir, { intraOpThreads: 1 });
+    cleanups.push(() => models.close());
+    const consumer = await openConnection(redis.url, 'worker');
+    cleanups.push(() => consumer.quit());
+    const metrics = new Metrics({ processMetrics: false });
+    const handle = await startWorker({ connection: consumer, prefix, models, queues: ['imagine'], metrics });
+    const client = new JobClient({ connection: producer, prefix, throttleMs: 0, pollMs: 50 });
+    cleanups.push(
+      () => client.close(),
+      () => clearPrefix(producer, prefix),
+    );
+    const { jobId } = await client.submit(
+      'imagine',
+      {
+        prompt: 'a long road',
+        steps: 500,
+        size: { width: 64, height: 64 },
+        cutouts: 1,
+        seed: 5,
+        origin: { platform: 'cli', user: 'me' },
+      },
+      { userId: 'me' },
+    );
+    await new Promise<void>((resolve) => {
+      const f = client.follow(jobId, (s) => {
+        if (s.state === 'active' && (s.progress?.step ?? 0) >= 2) {
+          f.stop();
+          resolve();
+        }
+      });
+    });
+    await handle.close({ graceMs: 0 });
+    expect(handle.stats.handedBack).toBe(1);
+    const m = parseMetrics(await metrics.text());
+    const imagine = { kind: 'imagine' };
+    expect(sample(m, 'vqclip_job_duration_seconds_count', { ...imagine, outcome: 'handed_back' })).toBe(1);
+    expect(sample(m, 'vqclip_job_duration_seconds_count', { ...imagine, outcome: 'failed' })).toBeNaN();
+    expect(m.has('vqclip_job_failures_total')).toBe(false);
+    expect(sample(m, 'vqclip_worker_active_jobs', imagine)).toBe(0);
+    expect(sample(m, 'vqclip_worker_busy_seconds_total', imagine)).toBeCloseTo(
+      sample(m, 'vqclip_job_duration_seconds_sum', { ...imagine, outcome: 'handed_back' }),
+      6,
+    );
   });
 });
