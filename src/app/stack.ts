@@ -159,6 +159,7 @@ export async function startStack(options: StackOptions): Promise<Stack> {
       jobs: services.jobs,
       indexJobs: services.indexJobs,
       blobs: services.blobs,
+      presignedImages: config.blobs.s3?.presignedUrls === true,
       library: new Library(join(config.dataDir, 'library')),
       admin: { connection: producer, prefix: config.queuePrefix },
       randomWeights,

@@ -48,6 +48,7 @@ async function main(): Promise<void> {
       jobs: services.jobs,
       indexJobs: services.indexJobs,
       blobs: services.blobs,
+      presignedImages: config.blobs.s3?.presignedUrls === true,
       library: new Library(join(config.dataDir, 'library')),
       admin: { connection: services.connection, prefix: config.queuePrefix },
       logger: root.child({ name: 'bot:web' }),

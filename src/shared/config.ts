@@ -186,6 +186,11 @@ export interface S3BlobConfig {
   sessionToken?: string;
   /** How often expired blobs are deleted (BLOB_SWEEP_INTERVAL_SECONDS; 0: never). @defaultValue 600 */
   sweepIntervalSeconds: number;
+  /**
+   * The playground sends browsers to presigned URLs instead of relaying bytes (BLOB_PRESIGNED_URLS);
+   * only for a store the browsers can reach. @defaultValue false
+   */
+  presignedUrls: boolean;
 }
 
 export type Env = Readonly<Record<string, string | undefined>>;
@@ -252,6 +257,13 @@ const envSchema = z.object({
       .optional(),
   ),
   BLOB_SWEEP_INTERVAL_SECONDS: intVar(600, 0, 7 * 86_400),
+  BLOB_PRESIGNED_URLS: z.preprocess(
+    unsetIfEmpty,
+    z
+      .enum(['true', 'false', '1', '0'], { error: 'must be true or false' })
+      .default('false')
+      .transform((v) => v === 'true' || v === '1'),
+  ),
   BLOB_S3_FORCE_PATH_STYLE: z.preprocess(
     unsetIfEmpty,
     z
@@ -469,6 +481,7 @@ function s3BlobConfig(e: z.infer<typeof envSchema>): S3BlobConfig {
       sessionToken: e.AWS_SESSION_TOKEN,
     }),
     sweepIntervalSeconds: e.BLOB_SWEEP_INTERVAL_SECONDS,
+    presignedUrls: e.BLOB_PRESIGNED_URLS,
   };
 }
 

@@ -379,6 +379,7 @@ describe('docker-compose.yml', () => {
         accessKeyId: 'vqclip',
         secretAccessKey: 'a-long-secret',
         sweepIntervalSeconds: 600,
+        presignedUrls: false,
       });
     }
     expect(withEnv(minioEnv.MINIO_ROOT_USER as string)).toBe('vqclip');

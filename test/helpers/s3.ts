@@ -49,6 +49,7 @@ export async function startS3(): Promise<S3Server & { stop(): Promise<void> }> {
       accessKeyId: S3RVER_KEY,
       secretAccessKey: S3RVER_KEY,
       sweepIntervalSeconds: 0,
+      presignedUrls: false,
       ...overrides,
     }),
     env: (keyPrefix) => ({

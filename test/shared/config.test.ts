@@ -202,6 +202,7 @@ describe('loadConfig', () => {
       accessKeyId: 'AKIA1',
       secretAccessKey: 'shh',
       sweepIntervalSeconds: 60,
+      presignedUrls: false,
     });
     expect(c.redisMemoryHighWater).toBe(0.8);
     expect(redactedConfig(c).blobs.s3?.secretAccessKey).toBe('[redacted]');
@@ -214,6 +215,7 @@ describe('loadConfig', () => {
       region: 'us-west-2',
       forcePathStyle: false,
       sweepIntervalSeconds: 600,
+      presignedUrls: false,
     });
     const both = loadConfig({
       BLOB_STORE_URL: 's3://bucket1',
@@ -221,6 +223,9 @@ describe('loadConfig', () => {
       AWS_ENDPOINT_URL_S3: 'http://b:2',
     });
     expect(both.blobs.s3?.endpoint).toBe('http://b:2');
+    expect(
+      loadConfig({ BLOB_STORE_URL: 's3://bucket1', BLOB_PRESIGNED_URLS: 'true' }).blobs.s3?.presignedUrls,
+    ).toBe(true);
     expect(() => loadConfig({ BLOB_STORE_URL: 'http://bucket' })).toThrow(/BLOB_STORE_URL.*s3:\/\/bucket/s);
     expect(() => loadConfig({ BLOB_STORE_URL: 's3://Bad_Bucket' })).toThrow(/BLOB_STORE_URL/);
   });

@@ -60,8 +60,14 @@ export interface PlaygroundOptions {
    * user's quota, so the playground library is too. @defaultValue `jobs`
    */
   indexJobs?: JobClient;
-  /** Uploads go to Redis as blobs; previews and finals are read back from it. */
+  /** Uploads go to the blob store (Redis or S3); previews and finals are read back from it. */
   blobs: BlobStore;
+  /**
+   * Answer image requests with a redirect to a presigned URL of the store when it has them (S3), so
+   * that browsers fetch the bytes straight from it; the store must then be reachable from them
+   * (config.blobs.s3.presignedUrls). @defaultValue false: bytes pass through this process
+   */
+  presignedImages?: boolean;
   library: Library;
   /** Mounts bull-board at /admin over these queues; false leaves it out. */
   admin?: { connection: Redis; prefix: string } | false;
@@ -100,7 +106,11 @@ export const DefaultPlaygroundOptions = {
   uploadTtlSeconds: 3600,
   heartbeatMs: 15_000,
   randomWeights: false,
+  presignedImages: false,
 } as const satisfies Partial<PlaygroundOptions>;
+
+/** How long a presigned image URL handed to a browser works (it fetches it at once). */
+const PRESIGNED_IMAGE_SECONDS = 600;
 
 export interface Playground {
   readonly app: Hono;
@@ -455,6 +465,14 @@ export function createPlayground(options: PlaygroundOptions): Playground {
   app.get('/api/blobs/:key', async (c) => {
     const key = c.req.param('key');
     if (!blobs.owns(key)) throw new NotFoundError('no such image');
+    if (o.presignedImages) {
+      // Straight from the store; a store without such URLs (Redis) or a missing blob falls through.
+      const url = await blobs.presignedUrl(key, PRESIGNED_IMAGE_SECONDS);
+      if (url !== undefined) {
+        c.header('Cache-Control', 'no-store');
+        return c.redirect(url, 302);
+      }
+    }
     const blob = await blobs.get(key);
     if (!blob) throw new NotFoundError('the image has expired');
     // Keys are never reused, so a fetched blob never changes, except a job's preview, whose key each

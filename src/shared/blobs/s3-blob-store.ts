@@ -32,7 +32,7 @@ export class S3BlobError extends ReasonedError<S3BlobErrorReason> {}
 
 export interface S3BlobStoreOptions {
   /** Bucket, key prefix, endpoint, region, credentials (config.blobs.s3). */
-  s3: Omit<S3BlobConfig, 'sweepIntervalSeconds'> & { sweepIntervalSeconds?: number };
+  s3: Omit<S3BlobConfig, 'sweepIntervalSeconds' | 'presignedUrls'> & { sweepIntervalSeconds?: number };
   /** The queue prefix (config.queuePrefix): blob keys look the same as in Redis. */
   prefix: string;
   /** @defaultValue 86400 */
