@@ -16,9 +16,11 @@ import { encodeSafetensors, Weights } from '../../src/worker/models/weights.js';
 import { loadModels } from '../../src/worker/runtime/models.js';
 import { collectingLogger } from '../bots/discord/harness.js';
 import { useBotStack } from '../helpers/bot-stack.js';
+import { testPrefix, useRedis } from '../helpers/redis.js';
 import { tempDir, writeTinyModels } from '../helpers/worker-process.js';
 
 const stacks = useBotStack();
+const redis = useRedis();
 const queues: Queue[] = [];
 afterEach(async () => {
   for (const q of queues.splice(0)) await q.close();
@@ -127,7 +129,7 @@ describe('model folders with a bad tensor', () => {
   const MISSING = 'text_projection.weight';
   const RESHAPED = 'visual_projection.weight';
 
-  it('a missing tensor: `models check` lists it and exits 1; the worker refuses to load, naming it and the file', async () => {
+  it('a missing tensor: `models check` lists it and exits 1; the worker refuses to start, naming it and the file', async () => {
     const dir = await brokenModels((t) => (t.name === MISSING ? undefined : t));
     try {
       const check = await checkModelFolder(join(dir.path, 'clip'));
@@ -146,6 +148,38 @@ describe('model folders with a bad tensor', () => {
       expect((cli as { stdout: string }).stdout).toMatch(
         new RegExp(`missing ${MISSING} .*\\n\\s+1 problems`),
       );
+      // The worker process: one line on stderr, no stack trace, exit code 1, before it serves anything.
+      const data = await tempDir('bad-models-data');
+      try {
+        const env = Object.fromEntries(
+          Object.entries(process.env).filter(
+            ([k]) => !/^(DATABASE_URL|REDIS_URL|QUEUE_PREFIX|WORKER_|ORT_|LOG_LEVEL)/.test(k),
+          ),
+        );
+        const worker = await run(process.execPath, ['--import', 'tsx', 'src/worker/main.ts'], {
+          env: {
+            ...env,
+            REDIS_URL: redis.url,
+            QUEUE_PREFIX: testPrefix(),
+            MODELS_DIR: dir.path,
+            DATA_DIR: data.path,
+            WORKER_WARMUP: 'false',
+            ORT_INTRA_OP_THREADS: '1',
+          },
+          timeout: 30_000,
+        }).catch((e: { code: number; stderr: string }) => e);
+        expect((worker as { code?: number }).code).toBe(1);
+        const stderr = (worker as { stderr: string }).stderr.trim().split('\n');
+        expect(stderr).toEqual([
+          expect.stringMatching(
+            new RegExp(
+              `^worker: .*/clip/model\\.safetensors does not fit .*/clip/config\\.json: missing ${MISSING} `,
+            ),
+          ),
+        ]);
+      } finally {
+        await data.remove();
+      }
       const error = await refusal(loadModels(dir.path, { intraOpThreads: 1 }));
       expect(error.code).toBe('model_missing');
       expect(error.message).toMatch(
