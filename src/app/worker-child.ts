@@ -51,9 +51,13 @@ export interface WorkerChild {
 
 const ENTRY = fileURLToPath(new URL('./worker-process.ts', import.meta.url));
 
-/** The worker never talks to Discord or Slack: their secrets stay in this process. */
-function workerConfig(config: Config): Config {
-  return { ...config, discord: {}, slack: { port: config.slack.port } };
+/**
+ * The worker never talks to Discord or Slack nor serves the playground: their secrets (chat
+ * tokens, signing secret, playground password) stay in this process.
+ */
+export function workerConfig(config: Config): Config {
+  const { playgroundPassword: _, ...rest } = config;
+  return { ...rest, discord: {}, slack: { port: config.slack.port } };
 }
 
 export function spawnWorkerChild(options: WorkerChildOptions): WorkerChild {
