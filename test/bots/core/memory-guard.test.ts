@@ -7,8 +7,12 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { JobClient } from '../../../src/bots/core/job-client.js';
 import { BusyError, MemoryGuard, parseMemoryInfo } from '../../../src/bots/core/memory-guard.js';
 import { renderError } from '../../../src/bots/core/render.js';
+import { createBotServices } from '../../../src/bots/core/services.js';
 import { failedView } from '../../../src/bots/core/view.js';
+import { loadConfig } from '../../../src/shared/config.js';
 import type { ClassifyJob } from '../../../src/shared/jobs.js';
+import { UndoStack } from '../../../src/shared/lifecycle.js';
+import { silentLogger } from '../../../src/shared/logger.js';
 import { openConnection } from '../../../src/shared/queues.js';
 import { QuotaLimiter } from '../../../src/shared/quota.js';
 import { deletePrefix, testPrefix, useRedis } from '../../helpers/redis.js';
@@ -104,6 +108,29 @@ describe('MemoryGuard', () => {
     await deletePrefix(connection, `${prefix}:filler`);
     await client.submit('classify', job, { userId: 'web:local' });
     expect((await quota.usage('web:local', 'light')).inWindow).toBe(2);
+  });
+
+  it('is wired into the bot services: both job clients refuse at REDIS_MEMORY_HIGH_WATER', async () => {
+    const undo = new UndoStack();
+    const config = {
+      ...loadConfig({ QUEUE_PREFIX: prefix, REDIS_MEMORY_HIGH_WATER: '50' }),
+      redisUrl: redis.url,
+    };
+    const services = await createBotServices(config, { logger: silentLogger, undo, connection });
+    try {
+      const max = await limitTo(4 * 1024 * 1024);
+      await services.jobs.submit('classify', job, { userId: 'web:local' });
+      // 55% of maxmemory: under the default 90%, over this deployment's 50%.
+      await fillTo(0.55 * max);
+      await new Promise((r) => setTimeout(r, 1100)); // the guard's one-second reading
+      for (const client of [services.jobs, services.indexJobs]) {
+        await expect(client.submit('classify', job, { userId: 'web:local' })).rejects.toMatchObject({
+          reason: 'busy',
+        });
+      }
+    } finally {
+      await undo.release();
+    }
   });
 
   it('lets everything through without a maxmemory, or when Redis cannot be read', async () => {
