@@ -1,4 +1,4 @@
-// minDALL-E's text tokenizer: Hugging Face's CharBPETokenizer (BERT normalisation with lowercasing,
+// minDALL-E's text tokenizer: Hugging Face's CharBPETokenizer (BERT clean-up, then lowercasing,
 // BERT pre-tokenisation on whitespace and punctuation, BPE with "</w>" ending each word, [UNK] for
 // unknown characters) over its bpe-16k vocab.json + merges.txt, with [PAD] added and every prompt
 // padded or truncated to ctx_len_txt ids on the right, as minDALL-E's build_tokenizer sets it up.
@@ -35,12 +35,20 @@ export function charBpeTokenizerJson(vocab: Record<string, number>, merges: read
         special: true,
       },
     ],
+    // CharBPETokenizer(lowercase=True): BertNormalizer(lowercase=False), whose strip_accents follows
+    // lowercase (so accents stay), then Lowercase.
     normalizer: {
-      type: 'BertNormalizer',
-      clean_text: true,
-      handle_chinese_chars: true,
-      strip_accents: null,
-      lowercase: true,
+      type: 'Sequence',
+      normalizers: [
+        {
+          type: 'BertNormalizer',
+          clean_text: true,
+          handle_chinese_chars: true,
+          strip_accents: null,
+          lowercase: false,
+        },
+        { type: 'Lowercase' },
+      ],
     },
     pre_tokenizer: { type: 'BertPreTokenizer' },
     post_processor: null,

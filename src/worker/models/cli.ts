@@ -2,10 +2,11 @@
 // demo, full-size for benchmarks), downloads and converts real weights, and checks a model folder's
 // weights against its config.
 //   random --preset tiny|full --out DIR [--seed N] [--dtype f32|f16] [--dalle]
-//   pull [--clip REPO] [--vqgan NAME] [--only clip|vqgan] [--out DIR] ...
+//   pull [--clip REPO] [--vqgan NAME] [--only clip|vqgan|dalle] [--dalle] [--out DIR] ...
 //   check DIR
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
+import { MINDALLE_13B, pullDalle } from '../dalle/pull.js';
 import { writeRandomDallePreset } from '../dalle/random.js';
 import { checkModelFolder } from './check.js';
 import type { DownloadProgress } from './pull/download.js';
@@ -22,12 +23,14 @@ import { writeRandomModels } from './random.js';
 const USAGE = `usage:
   models random --preset tiny|full --out DIR [--seed N] [--dtype f32|f16] [--dalle]
       --dalle also writes DIR/dalle, a random minDALL-E stage 2 (full: 1.3B parameters, 5.2 GB in f32)
-  models pull [--out DIR] [--only clip|vqgan] [--dtype f32|f16] [--keep-downloads]
+  models pull [--out DIR] [--only clip|vqgan|dalle] [--dalle] [--dtype f32|f16] [--keep-downloads]
               [--clip REPO] [--clip-revision REV]
               [--vqgan NAME] [--vqgan-url URL --vqgan-config-url URL] [--vqgan-sha256 HEX]
       DIR defaults to $MODELS_DIR or ./models; REPO to openai/clip-vit-base-patch32 (from $HF_ENDPOINT,
       default https://huggingface.co, with $HF_TOKEN when set); NAME to vqgan_imagenet_f16_16384
       (known: ${Object.keys(KNOWN_VQGANS).join(', ')}). An interrupted pull resumes when run again.
+      --dalle (or --only dalle) also pulls minDALL-E 1.3B (Kakao Brain's archive, ~5 GB) into DIR/dalle,
+      [--dalle-url URL] [--dalle-sha256 HEX] for another copy of it.
   models check DIR`;
 
 class UsageError extends Error {}
@@ -122,11 +125,22 @@ async function pull(args: string[], env: NodeJS.ProcessEnv): Promise<void> {
       'vqgan-sha256': { type: 'string' },
       dtype: { type: 'string', default: 'f32' },
       'keep-downloads': { type: 'boolean', default: false },
+      dalle: { type: 'boolean', default: false },
+      'dalle-url': { type: 'string' },
+      'dalle-sha256': { type: 'string' },
     },
   });
-  if (values.only !== undefined && values.only !== 'clip' && values.only !== 'vqgan') {
-    throw new UsageError('--only must be clip or vqgan');
+  if (
+    values.only !== undefined &&
+    values.only !== 'clip' &&
+    values.only !== 'vqgan' &&
+    values.only !== 'dalle'
+  ) {
+    throw new UsageError('--only must be clip, vqgan or dalle');
   }
+  const dalleSha = values['dalle-sha256']?.toLowerCase();
+  if (dalleSha !== undefined && !/^[0-9a-f]{64}$/.test(dalleSha))
+    throw new UsageError('--dalle-sha256 must be 64 hex digits');
   if (values.dtype !== 'f32' && values.dtype !== 'f16') throw new UsageError('--dtype must be f32 or f16');
   if (!/^[\w.-]+\/[\w.-]+$/.test(values.clip))
     throw new UsageError(`--clip must be OWNER/NAME, got ${values.clip}`);
@@ -154,6 +168,14 @@ async function pull(args: string[], env: NodeJS.ProcessEnv): Promise<void> {
     ...(env.HF_TOKEN ? { hfToken: env.HF_TOKEN } : {}),
   };
   await withPullLock(outDir, async () => {
+    if (values.only === 'dalle' || (values.only === undefined && values.dalle)) {
+      const url = values['dalle-url'] ?? MINDALLE_13B.archiveUrl;
+      const r = await pullDalle({ archiveUrl: url, ...(dalleSha ? { sha256: dalleSha } : {}) }, options);
+      console.log(
+        `wrote ${r.dir} (${r.parameters.toLocaleString('en')} parameters, with its VQGAN) from ${url}`,
+      );
+      if (values.only === 'dalle') return;
+    }
     if (values.only !== 'vqgan') {
       const r = await pullClip(values.clip, options);
       console.log(`wrote ${r.dir} (${r.parameters.toLocaleString('en')} parameters) from ${values.clip}`);

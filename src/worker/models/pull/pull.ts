@@ -107,10 +107,10 @@ export interface PullResult {
   readonly skipped: readonly string[];
 }
 
-const STAGE = '.partial';
+export const STAGE = '.partial';
 
 /** A folder under OUT/.partial that is reused by a rerun only for the same source. */
-async function stagingFolder(dir: string, source: unknown): Promise<void> {
+export async function stagingFolder(dir: string, source: unknown): Promise<void> {
   const marker = join(dir, 'source.json');
   const want = JSON.stringify(source);
   let have: string | undefined;
@@ -130,7 +130,7 @@ async function stagingFolder(dir: string, source: unknown): Promise<void> {
  * Replaces `target` by `staged` with renames only: the old folder is moved aside first and put back if
  * the second rename fails, so `target` is at every moment absent, the old folder or the new one.
  */
-async function install(staged: string, target: string, aside: string): Promise<void> {
+export async function install(staged: string, target: string, aside: string): Promise<void> {
   await rm(aside, { recursive: true, force: true });
   const hadOld = existsSync(target);
   if (hadOld) await rename(target, aside);
@@ -174,7 +174,7 @@ export async function withPullLock<T>(outDir: string, work: () => Promise<T>): P
   }
 }
 
-function downloadOptions(
+export function downloadOptions(
   o: PullOptions,
   label: string,
   extra: Partial<DownloadOptions> = {},
@@ -188,7 +188,7 @@ function downloadOptions(
 }
 
 /** Checks a staged folder as `models check` would; a folder that fails is deleted (a rerun starts afresh). */
-async function verify(dir: string, kind: 'clip' | 'vqgan'): Promise<ModelFolderCheck> {
+export async function verify(dir: string, kind: 'clip' | 'vqgan'): Promise<ModelFolderCheck> {
   try {
     if (kind === 'clip') await ClipTokenizer.fromFolder(dir); // throws naming tokenizer.json when unusable
     return checkFolder(dir, kind, await checkModelFolder(dir));
@@ -406,7 +406,7 @@ export async function pullVqgan(source: VqganSource, options: PullOptions): Prom
 }
 
 /** Writes `stage/model.safetensors` from the checkpoint's state_dict; returns the names it left out. */
-function convertCheckpoint(
+export function convertCheckpoint(
   ckptPath: string,
   config: VqganConfig,
   stage: string,
