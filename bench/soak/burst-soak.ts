@@ -1,0 +1,127 @@
+// `npm run soak -- burst`: the burst of bench/soak/burst.ts at full scale: 1,000 requests from 200
+// people at once (150 on Discord, 49 on Slack, the playground's one), one imagine each accepted (200
+// followed at once by this one bot process) and three what-is each, drained by three worker
+// processes on the tiny models. Prints acks, quotas, positions, finals, chat edits, Redis commands
+// and heap; the figures go to docs/RELIABILITY.md.
+import type { Row } from '../lib.js';
+import { type BurstOptions, runBurst, summarizeAcks } from './burst.js';
+import type { SoakModule } from './lib.js';
+
+export const FULL_BURST: Omit<BurstOptions, 'log'> = {
+  discordUsers: 150,
+  slackUsers: 49,
+  requestsPerUser: 5,
+  imaginePerUser: 2,
+  imagineLimit: 1,
+  lightLimit: 3,
+  steps: 8,
+  workers: 3,
+  slackChannels: 7,
+  timeoutMs: 9 * 60_000,
+};
+
+const QUICK_BURST: Omit<BurstOptions, 'log'> = {
+  ...FULL_BURST,
+  discordUsers: 15,
+  slackUsers: 5,
+  workers: 2,
+  slackChannels: 2,
+  timeoutMs: 4 * 60_000,
+};
+
+export const burstSoak: SoakModule = {
+  name: 'burst',
+  description: '1,000 requests from 200 people on Discord, Slack and the playground at once, then the drain',
+  async run(options) {
+    const base = options.quick ? QUICK_BURST : FULL_BURST;
+    // `--discord-users=N` etc.: a burst of another size (what fits the 3 s ack on a machine).
+    const num = (name: string, fallback: number) => {
+      const v = options.flags[name];
+      return v === undefined ? fallback : Number(v);
+    };
+    const o = {
+      ...base,
+      discordUsers: num('discord-users', base.discordUsers),
+      slackUsers: num('slack-users', base.slackUsers),
+      workers: num('workers', base.workers),
+    };
+    const f = await runBurst({ ...o, log: (line) => console.log(`  ${line}`) });
+    const ackRows: Row[] = (['discord', 'slack', 'web'] as const).map((platform) => {
+      const s = summarizeAcks(f.ackMs[platform]);
+      return { name: platform, cells: { acks: s.n, 'p50 ms': s.p50, 'p99 ms': s.p99, 'max ms': s.max } };
+    });
+    const all = summarizeAcks([...f.ackMs.discord, ...f.ackMs.slack, ...f.ackMs.web]);
+    ackRows.push({
+      name: 'all',
+      cells: { acks: all.n, 'p50 ms': all.p50, 'p99 ms': all.p99, 'max ms': all.max },
+    });
+    const checks: Row[] = [
+      { name: 'requests / people', cells: { value: `${f.requests.total} / ${f.requests.users}` } },
+      { name: 'Discord interactions never acked (3 s passed)', cells: { value: f.missedAcks } },
+      {
+        name: 'accepted imagine / classify',
+        cells: { value: `${f.accepted.imagine} / ${f.accepted.classify}` },
+      },
+      { name: 'quota violations', cells: { value: f.quotaViolations.length } },
+      {
+        name: 'positions right (imagine, classify)',
+        cells: {
+          value: `${f.positions.imagine.distinct}/${f.positions.imagine.told}, ${f.positions.classify.distinct}/${f.positions.classify.told}`,
+        },
+      },
+      { name: 'jobs unfinished / failed', cells: { value: `${f.unfinished} / ${f.failedJobs}` } },
+      {
+        name: 'finals discord imagine / whatis',
+        cells: {
+          value: `${f.finals.discord}/${f.finals.expected.discord}, ${f.finals.discordWhatis}/${f.finals.expected.discordWhatis}`,
+        },
+      },
+      {
+        name: 'finals slack / web whatis',
+        cells: {
+          value: `${f.finals.slack}/${f.finals.expected.slack}, ${f.finals.web}/${f.finals.expected.web}`,
+        },
+      },
+      { name: 'discord jobs posted twice', cells: { value: f.doubleFinals } },
+      {
+        name: 'discord edits: max per job / max in 5 s / 429s',
+        cells: {
+          value: `${f.discordEdits.maxPerJob} / ${f.discordEdits.maxIn5s} / ${f.discordEdits.rateLimited}`,
+        },
+      },
+      {
+        name: 'slack chat.update: total / max per 60 s / 429s',
+        cells: {
+          value: `${f.slackUpdates.total} / ${f.slackUpdates.maxPerMinute} / ${f.slackUpdates.rateLimited}`,
+        },
+      },
+      {
+        name: 'bot Redis commands/s: mean / peak (server, all clients)',
+        cells: {
+          value: `${f.redis.perSecond.toFixed(0)} / ${f.redis.peakPerSecond} (${f.redis.serverPerSecond.toFixed(0)})`,
+        },
+      },
+      {
+        name: 'bot heap MiB: start / after burst / end',
+        cells: {
+          value: `${f.heapMb.start.toFixed(0)} / ${f.heapMb.afterBurst.toFixed(0)} / ${f.heapMb.end.toFixed(0)}`,
+        },
+      },
+      { name: 'drain seconds', cells: { value: f.drainSeconds.toFixed(0) } },
+    ];
+    return {
+      tables: [
+        {
+          title: 'ack time (slash command to deferred ack; playground: POST /api/imagine to its 202)',
+          rows: ackRows,
+        },
+        { title: 'burst checks', rows: checks },
+      ],
+      notes: [
+        `goal p99 ack <= 500 ms: ${all.p99 <= 500 ? 'met' : 'NOT met'} (${all.p99.toFixed(0)} ms)`,
+        ...f.quotaViolations.slice(0, 10),
+      ],
+      details: { options: o, figures: f },
+    };
+  },
+};

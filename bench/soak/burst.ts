@@ -1,0 +1,652 @@
+// A burst of requests from many people on every adapter at once, against one bot process (this one:
+// discord.js and Bolt unmodified against the local fakes, and the playground over HTTP) and worker
+// processes on the tiny models. The burst lands while no worker runs, so each job's queue position
+// can be checked exactly (the jobs ahead of it, 0..n-1 per queue); then the workers start and every
+// accepted job is followed to its end at once. What it measures: acks (slash command to deferred
+// ack), quotas (each person's accepted jobs, exactly their budget), the bot's Redis commands (every
+// ioredis command of this process counted), its heap, the chat edits per job against the platforms'
+// limits (the fakes enforce them and record every call), and that every job ends and is posted once.
+// `npm run soak -- burst` runs it at full scale; test/reliability/burst.test.ts at small scale.
+import { randomBytes } from 'node:crypto';
+import { Queue } from 'bullmq';
+import type { APIMessage, APIUser } from 'discord-api-types/v10';
+import { Redis } from 'ioredis';
+import { type PrivateRedis, spawnRedis } from '../../src/app/redis-server.js';
+import { createBotServices } from '../../src/bots/core/services.js';
+import { type DiscordBot, startDiscordBot } from '../../src/bots/discord/discord-adapter.js';
+import { registerCommands } from '../../src/bots/discord/register.js';
+import { type SlackBot, startSlackBot } from '../../src/bots/slack/slack-adapter.js';
+import { Library } from '../../src/bots/web/library.js';
+import { type RunningPlayground, startPlayground } from '../../src/bots/web/server.js';
+import { loadConfig } from '../../src/shared/config.js';
+import { type JobKind, quotaUserId } from '../../src/shared/jobs.js';
+import { UndoStack } from '../../src/shared/lifecycle.js';
+import { silentLogger } from '../../src/shared/logger.js';
+import { keys } from '../../src/shared/queues.js';
+import {
+  type FakeDiscord,
+  type InteractionHandle,
+  startFakeDiscord,
+} from '../../test/helpers/fake-discord/index.js';
+import { type FakeSlack, startFakeSlack } from '../../test/helpers/fake-slack/index.js';
+import {
+  noisePng,
+  pgliteTemplate,
+  spawnWorker,
+  tempDir,
+  type WorkerProcess,
+  writeTinyModels,
+} from '../../test/helpers/worker-process.js';
+import { percentile } from '../lib.js';
+
+export interface BurstOptions {
+  /** People on each adapter; the playground is one person (its quota identity is the keyboard's). */
+  discordUsers: number;
+  slackUsers: number;
+  /** Requests per person: /imagine, then /whatis (Discord and the playground; Slack sends /imagine only). */
+  requestsPerUser: number;
+  imaginePerUser: number;
+  /** Jobs per person per window (the quotas under test). */
+  imagineLimit: number;
+  lightLimit: number;
+  /** Imagine steps (64x64, tiny models). */
+  steps: number;
+  /** Worker processes once the burst is in. */
+  workers: number;
+  /** Slack channels the Slack people are spread over. */
+  slackChannels: number;
+  /** Everything must end within this. */
+  timeoutMs: number;
+  /** Bot progress throttle (the runner's least time between two edits of one job). @defaultValue 3000 */
+  throttleMs?: number;
+  log?: (line: string) => void;
+}
+
+export interface BurstFigures {
+  requests: { discord: number; slack: number; web: number; total: number; users: number };
+  ackMs: { discord: number[]; slack: number[]; web: number[] };
+  /** Discord interactions that got no ack at all (Discord's 3 s passed). */
+  missedAcks: number;
+  accepted: Record<'imagine' | 'classify', number>;
+  /** Per person and budget: what was accepted, against min(asked, limit). */
+  quotaViolations: string[];
+  /** Per queue: whether the positions told at submit were exactly 0..n-1. */
+  positions: Record<'imagine' | 'classify', { ok: boolean; told: number; distinct: number }>;
+  /** Jobs not ended (waiting, active, delayed) when the run stopped. */
+  unfinished: number;
+  failedJobs: number;
+  finals: {
+    discord: number;
+    discordWhatis: number;
+    slack: number;
+    web: number;
+    expected: { discord: number; discordWhatis: number; slack: number; web: number };
+  };
+  doubleFinals: number;
+  discordEdits: { maxPerJob: number; maxIn5s: number; rateLimited: number };
+  slackUpdates: { total: number; maxPerMinute: number; rateLimited: number };
+  redis: {
+    botCommands: number;
+    drainSeconds: number;
+    perSecond: number;
+    peakPerSecond: number;
+    serverPerSecond: number;
+  };
+  heapMb: { start: number; afterBurst: number; end: number };
+  drainSeconds: number;
+}
+
+/** Every ioredis command sent by this process, per second bucket. */
+function countRedisCommands(): { total(): number; perSecond: Map<number, number>; stop(): void } {
+  const proto = Redis.prototype as unknown as { sendCommand: (...args: unknown[]) => unknown };
+  const original = proto.sendCommand;
+  let total = 0;
+  const perSecond = new Map<number, number>();
+  proto.sendCommand = function (this: unknown, ...args: unknown[]) {
+    total++;
+    const s = Math.floor(Date.now() / 1000);
+    perSecond.set(s, (perSecond.get(s) ?? 0) + 1);
+    return original.apply(this, args);
+  };
+  const stop = () => {
+    proto.sendCommand = original;
+  };
+  return { total: () => total, perSecond, stop };
+}
+
+function heapMb(): number {
+  (globalThis as { gc?: () => void }).gc?.();
+  return process.memoryUsage().heapUsed / 2 ** 20;
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}
+
+async function until(what: string, deadline: number, check: () => boolean | Promise<boolean>): Promise<void> {
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`soak: ${what} did not happen in time`);
+    await sleep(200);
+  }
+}
+
+function buttonIds(message: APIMessage | undefined): string[] {
+  const out: string[] = [];
+  const walk = (nodes: unknown): void => {
+    if (!Array.isArray(nodes)) return;
+    for (const node of nodes as Record<string, unknown>[]) {
+      if (typeof node.custom_id === 'string') out.push(node.custom_id);
+      walk(node.components);
+      if (node.accessory) walk([node.accessory]);
+    }
+  };
+  walk(message?.components);
+  return out;
+}
+
+/** Most events in any window of `windowMs` (times sorted or not). */
+function maxInWindow(times: number[], windowMs: number): number {
+  const sorted = [...times].sort((a, b) => a - b);
+  let best = 0;
+  let lo = 0;
+  for (let hi = 0; hi < sorted.length; hi++) {
+    while (sorted[hi]! - sorted[lo]! >= windowMs) lo++;
+    best = Math.max(best, hi - lo + 1);
+  }
+  return best;
+}
+
+export async function runBurst(o: BurstOptions): Promise<BurstFigures> {
+  const log = o.log ?? (() => {});
+  const undo = new UndoStack(silentLogger);
+  const deadline = Date.now() + o.timeoutMs;
+  const commands = countRedisCommands();
+  undo.push('command count', async () => commands.stop());
+  try {
+    const heapStart = heapMb();
+    const redis: PrivateRedis = await spawnRedis();
+    undo.push('redis', () => redis.stop());
+    const prefix = `soak${randomBytes(6).toString('hex')}`;
+    const models = await tempDir('soak-models');
+    undo.push('models', models.remove);
+    writeTinyModels(models.path);
+    const data = await tempDir('soak-data');
+    undo.push('data', data.remove);
+    const config = loadConfig({ QUEUE_PREFIX: prefix, DATA_DIR: data.path });
+    const quota = {
+      imagine: { concurrent: 0, perWindow: o.imagineLimit },
+      light: { concurrent: 0, perWindow: o.lightLimit },
+    };
+    const services = await createBotServices(
+      { ...config, quota, redisUrl: redis.url },
+      { logger: silentLogger, undo, throttleMs: o.throttleMs ?? 3000 },
+    );
+    // The position each submission was told (every adapter submits through this one client).
+    const told = new Map<string, number>();
+    const submit = services.jobs.submit.bind(services.jobs);
+    services.jobs.submit = (async (...args: Parameters<typeof submit>) => {
+      const out = await submit(...args);
+      told.set(out.jobId, out.position);
+      return out;
+    }) as typeof submit;
+
+    // --- the adapters -------------------------------------------------------------------------
+    const discordFake: FakeDiscord = await startFakeDiscord({ heartbeatIntervalMs: 5_000 });
+    undo.push('fake discord', () => discordFake.close());
+    await registerCommands({
+      token: discordFake.token,
+      applicationId: discordFake.applicationId,
+      apiUrl: discordFake.apiUrl,
+      rest: { retries: 0 },
+    });
+    const discord: DiscordBot = await startDiscordBot({
+      services,
+      discord: {
+        token: discordFake.token,
+        applicationId: discordFake.applicationId,
+        apiUrl: discordFake.apiUrl,
+        cdnUrl: discordFake.cdnUrl,
+      },
+      logger: silentLogger,
+      now: () => discordFake.clock.now(),
+    });
+    undo.push('discord bot', () => discord.close());
+
+    const slackFake: FakeSlack = await startFakeSlack({ teamId: 'TSOAK0001' });
+    undo.push('fake slack', () => slackFake.close());
+    slackFake.setScopes(slackFake.botToken, [
+      'chat:write',
+      'commands',
+      'files:read',
+      'files:write',
+      'channels:history',
+      'groups:history',
+      'im:history',
+      'users:read',
+      'reactions:read',
+    ]);
+    const slack: SlackBot = await startSlackBot({
+      services,
+      slack: {
+        botToken: slackFake.botToken,
+        signingSecret: slackFake.signingSecret,
+        appToken: slackFake.appToken,
+        apiUrl: slackFake.apiUrl,
+        port: 0,
+      },
+      logger: silentLogger,
+      host: '127.0.0.1',
+      apiRetries: 0,
+    });
+    undo.push('slack bot', () => slack.close());
+    slackFake.deliverEventsTo('socket');
+    const slackChannels = Array.from({ length: o.slackChannels }, (_, i) =>
+      i === 0 ? slackFake.defaultChannelId : slackFake.addChannel({ name: `soak-${i}`, is_member: true }).id,
+    );
+
+    const web: RunningPlayground = await startPlayground({
+      jobs: services.jobs,
+      indexJobs: services.indexJobs,
+      blobs: services.blobs,
+      library: new Library(`${data.path}/library`),
+      admin: false,
+      userId: 'web:soak',
+      port: 0,
+      host: '127.0.0.1',
+    });
+    undo.push('playground', () => web.close());
+
+    // --- the burst ----------------------------------------------------------------------------
+    const png = await noisePng(32, 32, 5);
+    const attachment = discordFake.addAttachment(png, { filename: 'pet.png', contentType: 'image/png' });
+    const discordUsers: APIUser[] = Array.from({ length: o.discordUsers }, (_, i) =>
+      discordFake.addUser(`soak${i}`),
+    );
+    const slackUsers = Array.from(
+      { length: o.slackUsers },
+      (_, i) => slackFake.addUser({ name: `soak${i}` }).id,
+    );
+    const imagineText = (i: number) => `a soak lighthouse ${i}`;
+    const handles: { handle: InteractionHandle; kind: 'imagine' | 'whatis'; user: string }[] = [];
+    const slackAcks: Promise<number>[] = [];
+    const webAcks: Promise<{ ms: number; status: number; jobId?: string; kind: string }>[] = [];
+    let n = 0;
+    const burstStart = performance.now();
+    for (let r = 0; r < o.requestsPerUser; r++) {
+      const imagine = r < o.imaginePerUser;
+      for (const user of discordUsers) {
+        const i = n++;
+        const handle = discordFake.interact(
+          imagine
+            ? discordFake.slashCommand({
+                name: 'imagine',
+                options: { prompt: imagineText(i), steps: o.steps, size: '64' },
+                user,
+              })
+            : discordFake.slashCommand({
+                name: 'whatis',
+                options: { image: attachment, labels: 'cat, dog' },
+                user,
+              }),
+        );
+        handles.push({ handle, kind: imagine ? 'imagine' : 'whatis', user: user.id });
+      }
+      slackUsers.forEach((user, u) => {
+        const i = n++;
+        slackAcks.push(
+          slackFake.socket
+            .send(
+              'slash_commands',
+              slackFake.build.slashCommand({
+                command: '/imagine',
+                text: `${imagineText(i)} --steps ${o.steps} --size 64`,
+                user_id: user,
+                channel_id: slackChannels[u % slackChannels.length]!,
+              }),
+            )
+            .then((outcome) => ('latencyMs' in outcome ? outcome.latencyMs : Number.NaN)),
+        );
+      });
+      const t0 = performance.now();
+      webAcks.push(
+        (imagine
+          ? fetch(`${web.url}/api/imagine`, {
+              method: 'POST',
+              headers: { 'content-type': 'application/json' },
+              body: JSON.stringify({ prompt: imagineText(n++), steps: o.steps, width: 64, height: 64 }),
+            })
+          : fetch(`${web.url}/api/whatis?labels=cat,dog`, {
+              method: 'POST',
+              headers: { 'content-type': 'image/png' },
+              body: png,
+            })
+        ).then(async (res) => {
+          const body = (await res.json().catch(() => ({}))) as { jobId?: string };
+          return {
+            ms: performance.now() - t0,
+            status: res.status,
+            kind: imagine ? 'imagine' : 'whatis',
+            ...(body.jobId ? { jobId: body.jobId } : {}),
+          };
+        }),
+      );
+      if (!imagine) n++;
+    }
+    const total = n;
+    log(`burst: ${total} requests sent in ${(performance.now() - burstStart).toFixed(0)} ms`);
+    // Acks: Discord's deferred callback, Slack's envelope ack; the playground's imagine answers at
+    // once (202), its what-is only with the labels, so only its imagines count as acks.
+    // Discord gives 3 s: an interaction not acked by then never will be (the fake answers 10062).
+    await until('every Discord ack', Math.min(deadline, Date.now() + 15_000), () =>
+      handles.every(({ handle }) => handle.ackType !== undefined),
+    ).catch(() => {});
+    const missedAcks = handles.filter(({ handle }) => handle.ackType === undefined).length;
+    if (missedAcks > 0) {
+      const statuses = new Map<string, number>();
+      for (const { handle } of handles)
+        for (const r of handle.requests()) {
+          const key = `${r.route} ${r.status}`;
+          statuses.set(key, (statuses.get(key) ?? 0) + 1);
+        }
+      log(
+        `burst: ${missedAcks} Discord interactions not acked; their requests: ${JSON.stringify([...statuses])}`,
+      );
+    }
+    const discordAckMs = handles.map(({ handle }) => {
+      const callback = handle.requests().find((r) => r.route === 'POST /interactions/:id/:token/callback');
+      return (callback?.at ?? Number.NaN) - handle.dispatchedAt;
+    });
+    const slackAckMs = await Promise.all(slackAcks);
+    log(`burst: acked (${(performance.now() - burstStart).toFixed(0)} ms)`);
+    const heapAfterBurst = heapMb();
+
+    // --- positions and quotas, before any worker ---------------------------------------------
+    const queues = {
+      imagine: new Queue('imagine', { connection: services.connection, prefix }),
+      classify: new Queue('classify', { connection: services.connection, prefix }),
+    };
+    // Submissions still in flight (whatis downloads the attachment first): wait until they settle.
+    let last = -1;
+    await until('the submissions to settle', deadline, async () => {
+      const count = (await queues.imagine.count()) + (await queues.classify.count());
+      const settled = count === last;
+      last = count;
+      if (!settled) await sleep(800);
+      return settled;
+    });
+    const positions = {} as BurstFigures['positions'];
+    const accepted = {} as BurstFigures['accepted'];
+    // Each person's accepted jobs per budget, from the jobs themselves (their origin).
+    const perUser = new Map<
+      string,
+      { imagine: number; light: number; quotaId?: string; asked: { imagine: number; light: number } }
+    >();
+    const ask = (id: string, imagine: number, light: number) =>
+      perUser.set(id, { imagine: 0, light: 0, asked: { imagine, light } });
+    // A Discord request that was never acked (Discord's 3 s passed) never reached the core: the
+    // budget is checked against the requests that did.
+    for (const u of discordUsers) {
+      const mine = handles.filter((h) => h.user === u.id && h.handle.ackType !== undefined);
+      ask(
+        `discord:${u.id}`,
+        mine.filter((h) => h.kind === 'imagine').length,
+        mine.filter((h) => h.kind === 'whatis').length,
+      );
+    }
+    for (const u of slackUsers) ask(`slack:${u}`, o.requestsPerUser, 0);
+    ask('web', o.imaginePerUser, o.requestsPerUser - o.imaginePerUser);
+    const quotaViolations: string[] = [];
+    for (const kind of ['imagine', 'classify'] as const) {
+      // Waiting jobs, oldest (next) first: the position a job was told is the number of jobs ahead of it.
+      const waiting = await queues[kind].getWaiting(0, -1);
+      accepted[kind] = waiting.length;
+      let right = 0;
+      waiting.forEach((job, ahead) => {
+        if (told.get(`${kind}:${job.id}`) === ahead) right++;
+      });
+      positions[kind] = {
+        ok: right === waiting.length && told.size > 0,
+        told: waiting.length,
+        distinct: right,
+      };
+      if (right !== waiting.length)
+        log(`positions ${kind}: ${waiting.map((j, i) => `${i}:${told.get(`${kind}:${j.id}`)}`).join(' ')}`);
+      for (const job of waiting) {
+        const origin = (job.data as { origin?: Parameters<typeof quotaUserId>[0] }).origin;
+        const key =
+          origin === undefined
+            ? 'anonymous'
+            : origin.platform === 'web'
+              ? 'web'
+              : `${origin.platform}:${origin.user}`;
+        const entry = perUser.get(key);
+        if (!entry || origin === undefined) {
+          quotaViolations.push(`${key}: a job from nobody in the burst`);
+          continue;
+        }
+        // The playground's identity is its keyboard's (startPlayground's userId), not the job's origin.
+        entry.quotaId = origin.platform === 'web' ? 'web:soak' : quotaUserId(origin);
+        entry[kind === 'imagine' ? 'imagine' : 'light']++;
+      }
+    }
+    for (const [id, e] of perUser) {
+      const want = {
+        imagine: Math.min(e.asked.imagine, o.imagineLimit),
+        light: Math.min(e.asked.light, o.lightLimit),
+      };
+      if (e.imagine !== want.imagine)
+        quotaViolations.push(`${id}: ${e.imagine} imagine accepted, budget says ${want.imagine}`);
+      if (e.light !== want.light)
+        quotaViolations.push(`${id}: ${e.light} light accepted, budget says ${want.light}`);
+      // The limiter's own count agrees.
+      if (e.quotaId !== undefined) {
+        const inWindow = await services.connection.zcard(keys.quotaWindow(prefix, 'imagine', e.quotaId));
+        if (inWindow !== e.imagine)
+          quotaViolations.push(`${id}: quota window holds ${inWindow}, jobs ${e.imagine}`);
+      }
+    }
+    const webResults = await Promise.all(webAcks.filter((_, i) => i < o.imaginePerUser));
+    log(
+      `burst: ${accepted.imagine} imagine and ${accepted.classify} classify jobs accepted; quota problems: ${quotaViolations.join('; ') || 'none'}`,
+    );
+
+    // --- the drain: workers on, every job followed at once -------------------------------------
+    const template = await pgliteTemplate(await embeddingDim(models.path));
+    const commandsBefore = commands.total();
+    const serverBefore = await serverCommands(services.connection);
+    const drainStart = performance.now();
+    const workers: WorkerProcess[] = [];
+    for (let i = 0; i < o.workers; i++) {
+      const dir = await tempDir(`soak-worker-${i}`);
+      undo.push(`worker dir ${i}`, dir.remove);
+      const worker = await spawnWorker({
+        redisUrl: redis.url,
+        prefix,
+        modelsDir: models.path,
+        dataDir: dir.path,
+        dataTemplate: template,
+        env: { WORKER_QUEUES: 'imagine,classify', LOG_LEVEL: 'info' },
+      });
+      undo.push(`worker ${i}`, () => worker.stop());
+      workers.push(worker);
+    }
+    log(`drain: ${o.workers} workers up (${((performance.now() - drainStart) / 1000).toFixed(1)} s)`);
+    const pending = async () => {
+      let left = 0;
+      for (const q of Object.values(queues)) {
+        const c = await q.getJobCounts('wait', 'active', 'delayed', 'prioritized');
+        left += (c.wait ?? 0) + (c.active ?? 0) + (c.delayed ?? 0) + (c.prioritized ?? 0);
+      }
+      return left;
+    };
+    let lastLog = 0;
+    await until('every job to end', deadline, async () => {
+      const left = await pending();
+      if (Date.now() - lastLog > 10_000) {
+        lastLog = Date.now();
+        log(`drain: ${left} jobs left (${((performance.now() - drainStart) / 1000).toFixed(0)} s)`);
+      }
+      return left === 0;
+    });
+    // Every final posted: Discord's imagine replies, Slack's job messages, the playground's what-is.
+    const isFinal = (handle: InteractionHandle) =>
+      buttonIds(handle.original()).some((b) => b.startsWith('vq1:reroll:'));
+    const discordImagine = () => handles.filter((h) => h.kind === 'imagine' && isFinal(h.handle));
+    const discordWhatis = () =>
+      handles.filter((h) => h.kind === 'whatis' && /```/.test(textOf(h.handle.original())));
+    // What the quotas let through of the acked requests (the rest never reached the core).
+    let expectedImagine = 0;
+    let expectedWhatis = 0;
+    for (const u of discordUsers) {
+      const e = perUser.get(`discord:${u.id}`)!;
+      expectedImagine += Math.min(e.asked.imagine, o.imagineLimit);
+      expectedWhatis += Math.min(e.asked.light, o.lightLimit);
+    }
+    const expectedDiscord = { imagine: expectedImagine, whatis: expectedWhatis };
+    const slackJobs = () =>
+      slackChannels.flatMap((c) =>
+        slackFake.messages(c).filter((m) => m.bot_id === slackFake.botId && /Seed \d+/.test(m.text ?? '')),
+      );
+    const expectedSlack = o.slackUsers * Math.min(o.requestsPerUser, o.imagineLimit);
+    let lastFinals = 0;
+    await until('every final post', deadline, () => {
+      const imagineDone = discordImagine().length;
+      const whatisDone = discordWhatis().length;
+      const slackDone = slackJobs().filter((m) => /steps/.test(m.text ?? '')).length;
+      if (Date.now() - lastFinals > 10_000) {
+        lastFinals = Date.now();
+        log(
+          `finals: discord imagine ${imagineDone}/${expectedDiscord.imagine}, whatis ${whatisDone}/${expectedDiscord.whatis}, slack ${slackDone}/${expectedSlack}`,
+        );
+      }
+      return (
+        imagineDone >= expectedDiscord.imagine &&
+        whatisDone >= expectedDiscord.whatis &&
+        slackDone >= expectedSlack
+      );
+    });
+    const drainSeconds = (performance.now() - drainStart) / 1000;
+    const webWhatis = await Promise.all(webAcks.filter((_, i) => i >= o.imaginePerUser));
+    const botCommands = commands.total() - commandsBefore;
+    const serverCommandsDrain = (await serverCommands(services.connection)) - serverBefore;
+    const drainBuckets = [...commands.perSecond.entries()]
+      .filter(([s]) => s * 1000 >= Date.now() - drainSeconds * 1000)
+      .map(([, c]) => c);
+
+    // --- chat limits ---------------------------------------------------------------------------
+    let maxPerJob = 0;
+    let maxIn5s = 0;
+    let doubleFinals = 0;
+    for (const { handle } of discordImagine()) {
+      const edits = handle
+        .requests()
+        .filter((r) => r.route === 'PATCH /webhooks/:app/:token/messages/@original' && r.status === 200);
+      maxPerJob = Math.max(maxPerJob, edits.length);
+      maxIn5s = Math.max(
+        maxIn5s,
+        maxInWindow(
+          edits.map((r) => r.at),
+          5_000,
+        ),
+      );
+      const finals = edits.filter((r) => JSON.stringify(r.body).includes('vq1:reroll:')).length;
+      if (finals !== 1) doubleFinals++;
+    }
+    const limited = discordFake.requests.filter((r) => r.status === 429);
+    const discordRateLimited = limited.length;
+    if (limited.length > 0) log(`discord 429s: ${[...new Set(limited.map((r) => r.route))].join(', ')}`);
+    const updates = slackFake.callsTo('chat.update');
+    const unfinished = await pending();
+    const failedJobs =
+      (await queues.imagine.getJobCounts('failed')).failed! +
+      (await queues.classify.getJobCounts('failed')).failed!;
+    for (const q of Object.values(queues)) await q.close();
+
+    const figures: BurstFigures = {
+      requests: {
+        discord: handles.length,
+        slack: slackAcks.length,
+        web: webAcks.length,
+        total,
+        users: o.discordUsers + o.slackUsers + 1,
+      },
+      ackMs: {
+        discord: discordAckMs,
+        slack: slackAckMs,
+        web: webResults.filter((r) => r.kind === 'imagine').map((r) => r.ms),
+      },
+      missedAcks,
+      accepted,
+      quotaViolations,
+      positions,
+      unfinished,
+      failedJobs,
+      finals: {
+        discord: discordImagine().length,
+        discordWhatis: discordWhatis().length,
+        slack: slackJobs().length,
+        web: webWhatis.filter((r) => r.status === 200).length,
+        expected: {
+          discord: expectedDiscord.imagine,
+          discordWhatis: expectedDiscord.whatis,
+          slack: expectedSlack,
+          web: Math.min(o.requestsPerUser - o.imaginePerUser, o.lightLimit),
+        },
+      },
+      doubleFinals,
+      discordEdits: { maxPerJob, maxIn5s, rateLimited: discordRateLimited },
+      slackUpdates: {
+        total: updates.length,
+        maxPerMinute: maxInWindow(
+          updates.map((c) => c.at),
+          60_000,
+        ),
+        rateLimited: slackFake.rateLimited.length,
+      },
+      redis: {
+        botCommands,
+        drainSeconds,
+        perSecond: botCommands / drainSeconds,
+        peakPerSecond: Math.max(0, ...drainBuckets),
+        serverPerSecond: serverCommandsDrain / drainSeconds,
+      },
+      heapMb: { start: heapStart, afterBurst: heapAfterBurst, end: heapMb() },
+      drainSeconds,
+    };
+    return figures;
+  } finally {
+    await undo.release();
+  }
+}
+
+function textOf(message: APIMessage | undefined): string {
+  return JSON.stringify(message ?? {});
+}
+
+async function embeddingDim(modelsDir: string): Promise<number> {
+  const { loadModels } = await import('../../src/worker/runtime/models.js');
+  const models = await loadModels(modelsDir, { intraOpThreads: 1 });
+  try {
+    return models.embeddingDim;
+  } finally {
+    await models.close();
+  }
+}
+
+/** Commands the Redis server ran so far (every client). */
+async function serverCommands(connection: Redis): Promise<number> {
+  const info = await connection.info('stats');
+  return Number(/^total_commands_processed:(\d+)/m.exec(info)?.[1] ?? Number.NaN);
+}
+
+export function summarizeAcks(ms: readonly number[]): { p50: number; p99: number; max: number; n: number } {
+  const sorted = ms.filter(Number.isFinite).sort((a, b) => a - b);
+  return {
+    p50: percentile(sorted, 50),
+    p99: percentile(sorted, 99),
+    max: sorted.at(-1) ?? Number.NaN,
+    n: sorted.length,
+  };
+}
+
+export type { JobKind };

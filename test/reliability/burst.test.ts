@@ -1,0 +1,44 @@
+// The soak's burst (bench/soak/burst.ts) at small scale in `npm test`: people on Discord (real
+// discord.js), Slack (real Bolt) and the playground send /imagine and /whatis at once against one
+// bot process, with no worker running yet, then two worker processes drain it. Quotas hold exactly,
+// every position told is the number of jobs ahead, every job ends and is posted once, and the chat
+// edits stay inside the limits the fakes enforce. (The full scale and its figures: `npm run soak`.)
+import { describe, expect, it } from 'vitest';
+import { runBurst } from '../../bench/soak/burst.js';
+
+describe('a burst on every adapter at once', () => {
+  it('holds quotas exactly, tells positions right, ends and posts every job once, within chat limits', async () => {
+    const figures = await runBurst({
+      discordUsers: 4,
+      slackUsers: 2,
+      requestsPerUser: 5,
+      imaginePerUser: 2,
+      imagineLimit: 1,
+      lightLimit: 3,
+      steps: 6,
+      workers: 2,
+      slackChannels: 2,
+      timeoutMs: 150_000,
+    });
+    expect(figures.requests.total).toBe(35);
+    expect(figures.missedAcks).toBe(0);
+    expect(figures.quotaViolations).toEqual([]);
+    // One imagine per person (the window's budget), every what-is (within the light budget).
+    expect(figures.accepted).toEqual({ imagine: 7, classify: 4 * 3 + 3 });
+    expect(figures.positions.imagine).toMatchObject({ ok: true, told: 7 });
+    expect(figures.positions.classify).toMatchObject({ ok: true, told: 15 });
+    expect(figures.unfinished).toBe(0);
+    expect(figures.failedJobs).toBe(0);
+    expect(figures.finals.discord).toBe(figures.finals.expected.discord);
+    expect(figures.finals.discordWhatis).toBe(figures.finals.expected.discordWhatis);
+    expect(figures.finals.slack).toBe(figures.finals.expected.slack);
+    expect(figures.finals.web).toBe(figures.finals.expected.web);
+    expect(figures.doubleFinals).toBe(0);
+    expect(figures.discordEdits.maxIn5s).toBeLessThanOrEqual(5);
+    expect(figures.discordEdits.rateLimited).toBe(0);
+    expect(figures.slackUpdates.maxPerMinute).toBeLessThanOrEqual(50);
+    expect(figures.slackUpdates.rateLimited).toBe(0);
+    expect(figures.ackMs.discord.every(Number.isFinite)).toBe(true);
+    expect(figures.ackMs.slack.every(Number.isFinite)).toBe(true);
+  }, 200_000);
+});
