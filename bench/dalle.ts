@@ -138,7 +138,7 @@ export const dalleBench: BenchModule = {
       notes: [
         `a ${config.ctx_len_img}-token image with 8 candidates: ~${imageSeconds.toFixed(1)} s (prefill + ${config.ctx_len_img - 1} steps at the measured batch-8 step)`,
         `batch-1 step / weight streaming = ${(step[1]! / streamT.medianMs).toFixed(2)} (goal <= 1.3)`,
-        `weights prepared (drawn, transposed, q|k|v fused) in ${(prepareMs / 1000).toFixed(1)} s`,
+        `weights prepared (drawn, q|k|v fused) in ${(prepareMs / 1000).toFixed(1)} s`,
       ],
       details: { config, bytes, prefillMs, stepMs: step, streamMs: streamT.medianMs, imageSeconds },
     };

@@ -77,30 +77,36 @@ describe('minDALL-E transformer vs PyTorch (tiny)', () => {
     expect(relErr(logits, expected)).toBeLessThan(1e-4);
   });
 
-  it('the cached decode equals a full recompute of the sequence at every step', async () => {
-    const V = config.vocab_size_img;
-    // A whole image's worth of steps but the last, on tokens of our own.
-    const n = config.ctx_len_img - 1;
-    const tokens = Array.from({ length: N * n }, (_, i) => (i * 7919 + 13) % V);
-    const full = await fullForwardLogits(config, weights, [...text, ...text], tokens, N); // [N, n + 1, V]
-    const runner = await DalleRunner.create(config, weights, { candidates: N });
-    try {
-      const rows: Float32Array[] = [];
-      const first = await runner.prefill(text);
-      rows.push(new Float32Array([...first, ...first]));
-      for (let j = 0; j < n; j++) rows.push(await runner.step([tokens[j]!, tokens[n + j]!]));
-      let worst = 0;
-      for (let j = 0; j <= n; j++) {
-        for (let b = 0; b < N; b++) {
-          const got = rows[j]!.subarray(b * V, (b + 1) * V);
-          const want = full.subarray((b * (n + 1) + j) * V, (b * (n + 1) + j + 1) * V);
-          worst = Math.max(worst, relErr(got, want));
+  // Batch 1 (one prefill row per candidate) and several candidates sharing the cache slots.
+  it.each([1, 2])(
+    'the cached decode equals a full recompute of the sequence at every step (batch %i)',
+    async (N) => {
+      const V = config.vocab_size_img;
+      // A whole image's worth of steps but the last, on tokens of our own.
+      const n = config.ctx_len_img - 1;
+      const tokens = Array.from({ length: N * n }, (_, i) => (i * 7919 + 13) % V);
+      const textN = Array.from({ length: N }, () => text).flat();
+      const full = await fullForwardLogits(config, weights, textN, tokens, N); // [N, n + 1, V]
+      const runner = await DalleRunner.create(config, weights, { candidates: N });
+      try {
+        const rows: Float32Array[] = [];
+        const first = await runner.prefill(text);
+        rows.push(new Float32Array(Array.from({ length: N }, () => [...first]).flat()));
+        for (let j = 0; j < n; j++)
+          rows.push(await runner.step(Array.from({ length: N }, (_, b) => tokens[b * n + j]!)));
+        let worst = 0;
+        for (let j = 0; j <= n; j++) {
+          for (let b = 0; b < N; b++) {
+            const got = rows[j]!.subarray(b * V, (b + 1) * V);
+            const want = full.subarray((b * (n + 1) + j) * V, (b * (n + 1) + j + 1) * V);
+            worst = Math.max(worst, relErr(got, want));
+          }
         }
+        expect(worst).toBeLessThan(1e-5);
+        await expect(runner.step(new Array<number>(N).fill(0))).rejects.toThrow(/already decoded/);
+      } finally {
+        await runner.release();
       }
-      expect(worst).toBeLessThan(1e-5);
-      await expect(runner.step([0, 0])).rejects.toThrow(/already decoded/);
-    } finally {
-      await runner.release();
-    }
-  });
+    },
+  );
 });
