@@ -1,5 +1,5 @@
-// Ready for CUDA: every op (domain, opset, input and output types) that the step, CLIP and VQGAN
-// graphs hand to onnxruntime has a kernel in the CUDA execution provider's published kernel table
+// Ready for CUDA: every op (domain, opset, input and output types) that the step, CLIP, VQGAN and
+// minDALL-E graphs hand to onnxruntime has a kernel in the CUDA execution provider's published kernel table
 // (test/fixtures/ort-cuda-kernels.md, the rows we use, with its source named in its header). An op
 // without one would make ORT place that node on the CPU and copy its tensors across every step.
 // No GPU is needed: the graphs are built and serialised here, and only the table is consulted.
@@ -8,6 +8,8 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import protobuf from 'protobufjs';
 import { describe, expect, it } from 'vitest';
+import { loadDalleConfig } from '../../../src/worker/dalle/config.js';
+import { buildDecodeStep, buildPrefill, prepareDalleWeights } from '../../../src/worker/dalle/transformer.js';
 import { stepGraph } from '../../../src/worker/generate/step-graph.js';
 import { grad } from '../../../src/worker/graph/autodiff.js';
 import {
@@ -24,6 +26,7 @@ import { asin } from '../../../src/worker/graph/ops/trig.js';
 import { DOMAIN_OPSETS, serialize } from '../../../src/worker/graph/serialize.js';
 import { clipText, clipVision } from '../../../src/worker/models/clip.js';
 import { vqganDecode, vqganEncode, vqganQuantize } from '../../../src/worker/models/vqgan.js';
+import { Weights } from '../../../src/worker/models/weights.js';
 import { tinyModels } from '../generate/tiny-models.js';
 
 // ---- the kernel table -------------------------------------------------------------------------
@@ -301,6 +304,30 @@ describe('CUDA kernels for our graphs (onnxruntime kernel table)', () => {
     ]) {
       expect(ops.has(op), op).toBe(true);
     }
+  });
+
+  it('so does every op of minDALL-E prefill and decode step (tiny fixture weights)', async () => {
+    const dir = join(import.meta.dirname, '../../fixtures/reference/mindalle-tiny');
+    const config = await loadDalleConfig(dir);
+    const model = Weights.fromFile(join(dir, 'model.safetensors'));
+    const weights = prepareDalleWeights(config, model);
+    model.close();
+    const uses: NodeUse[] = [];
+    {
+      const g = new TypedGraph();
+      const p = buildPrefill(g, config, weights, 2);
+      uses.push(
+        ...nodeUses('dalle prefill', g, { logits: p.logits, k: p.presentKeys[0]!, v: p.presentValues[0]! }),
+      );
+    }
+    {
+      const g = new TypedGraph();
+      const d = buildDecodeStep(g, config, weights, 2);
+      uses.push(
+        ...nodeUses('dalle decode', g, { logits: d.logits, k: d.presentKeys[0]!, v: d.presentValues[0]! }),
+      );
+    }
+    expect([...new Set(uses.filter((u) => !kernelFor(table, u)).map(describeUse))]).toEqual([]);
   });
 
   it('asin is built from ops with CUDA kernels (ONNX Asin has none)', () => {
