@@ -296,6 +296,11 @@ export class DalleDrawer {
     };
   }
 
+  /** The VQGAN this drawer decodes with. */
+  get vqgan(): DalleDrawerDeps['vqgan'] {
+    return this.deps.vqgan;
+  }
+
   /** The latent of a token grid in this drawer's VQGAN (what Refine starts VQGAN+CLIP from). */
   latent(tokens: ArrayLike<number>): Latent {
     this.codebook ??= this.deps.vqgan.weights.get('quantize.embedding.weight', [

@@ -1,7 +1,8 @@
 // The imagine job with `drawer: 'dalle'`: the prompt through minDALL-E (dalle/drawer.ts), the same
 // progress, preview blob and result shape as the VQGAN+CLIP run (processors/imagine.ts), and a saved
-// state whose latent is the kept image's codebook rows, so that Continue / Refine go on from it with
-// VQGAN+CLIP steps (`from: { state: latentBlob, mode: 'continue' }`).
+// state whose latent is the kept image in the worker's VQGAN (its tokens' codebook rows when the two
+// VQGANs are one), so that Continue / Refine go on from it with VQGAN+CLIP steps
+// (`from: { state: latentBlob, mode: 'continue' }`).
 import { randomUUID } from 'node:crypto';
 import { BadInputError, InternalError, ModelMissingError } from '../../shared/errors.js';
 import type { ImagineJob, ImagineProgress, ImagineResult, Safety } from '../../shared/jobs.js';
@@ -9,6 +10,7 @@ import { parsePrompt } from '../../shared/prompt.js';
 import type { DrawResult } from '../dalle/drawer.js';
 import type { LazyDalleDrawer } from '../dalle/lazy-drawer.js';
 import { adamInit } from '../generate/adam.js';
+import { encodeLatent, type Latent } from '../generate/latent.js';
 import { DefaultGenerateLimits, resolveRequest } from '../generate/request.js';
 import { encodeState, type GenerationState } from '../generate/state.js';
 import type { ImagineContext, ImagineModels } from './imagine.js';
@@ -110,7 +112,19 @@ export async function runDalleImagine(
   }
   if (!result) throw new InternalError('the DALL-E run ended without a result');
   const best = result.images[0]!;
-  const latent = drawer.latent(best.tokens);
+  // Refine runs VQGAN+CLIP with the worker's VQGAN. When the drawer decodes with that one (random
+  // models), the tokens' codebook rows are the image exactly; a real minDALL-E has its own stage 1,
+  // whose codes mean nothing to the worker's, so the image is encoded by the worker's VQGAN instead.
+  const latent: Latent =
+    drawer.vqgan === models.generation.vqgan
+      ? drawer.latent(best.tokens)
+      : await encodeLatent(
+          models.generation.vqgan,
+          best.pixels,
+          result.width,
+          result.height,
+          models.sessionOptions,
+        );
   // The state Continue (Refine) starts VQGAN+CLIP from: parameters as a run from this latent would
   // resolve them, no steps taken, a fresh optimiser.
   const plan = resolveRequest(
