@@ -151,6 +151,8 @@ function follow(url) {
     bar.style.width = '100%';
     const totalMs = r.timings.total ?? r.timings.totalMs;
     setStatus(status, typeof totalMs === 'number' ? `Done in ${(totalMs / 1000).toFixed(1)} s.` : 'Done.');
+    // A DALL-E result: its caption (candidates, CLIP's score, a cut prompt) says more than steps.
+    if (r.drawer === 'dalle') setStatus(status, s.text);
     img.src = r.finalUrl;
     img.hidden = false;
     img.dataset.kind = 'final';
