@@ -108,6 +108,18 @@ export const burstSoak: SoakModule = {
         },
       },
       { name: 'drain seconds', cells: { value: f.drainSeconds.toFixed(0) } },
+      {
+        name: '/metrics: jobs completed imagine / classify; failures',
+        cells: {
+          value: `${f.fromMetrics.completed.imagine} / ${f.fromMetrics.completed.classify}; ${f.fromMetrics.failures}`,
+        },
+      },
+      {
+        name: '/metrics: chat API calls (429s) discord / slack',
+        cells: {
+          value: `${f.fromMetrics.chatRequests.discord} (${f.fromMetrics.chatRateLimited.discord}) / ${f.fromMetrics.chatRequests.slack} (${f.fromMetrics.chatRateLimited.slack})`,
+        },
+      },
     ];
     return {
       tables: [

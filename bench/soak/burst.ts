@@ -11,10 +11,11 @@ import { randomBytes } from 'node:crypto';
 import { Queue } from 'bullmq';
 import type { APIMessage, APIUser } from 'discord-api-types/v10';
 import { Redis } from 'ioredis';
-import { type PrivateRedis, spawnRedis } from '../../src/app/redis-server.js';
+import { freePort, type PrivateRedis, spawnRedis } from '../../src/app/redis-server.js';
 import { createBotServices } from '../../src/bots/core/services.js';
 import { type DiscordBot, startDiscordBot } from '../../src/bots/discord/discord-adapter.js';
 import { registerCommands } from '../../src/bots/discord/register.js';
+import { startBotObservability } from '../../src/bots/observability.js';
 import { type SlackBot, startSlackBot } from '../../src/bots/slack/slack-adapter.js';
 import { Library } from '../../src/bots/web/library.js';
 import { type RunningPlayground, startPlayground } from '../../src/bots/web/server.js';
@@ -29,6 +30,7 @@ import {
   startFakeDiscord,
 } from '../../test/helpers/fake-discord/index.js';
 import { type FakeSlack, startFakeSlack } from '../../test/helpers/fake-slack/index.js';
+import { parseMetrics, type Samples } from '../../test/helpers/prometheus.js';
 import {
   noisePng,
   pgliteTemplate,
@@ -93,6 +95,13 @@ export interface BurstFigures {
     serverPerSecond: number;
   };
   heapMb: { start: number; afterBurst: number; end: number };
+  /** Read back from the workers' and the bot's /metrics. */
+  fromMetrics: {
+    completed: Record<'imagine' | 'classify', number>;
+    failures: number;
+    chatRequests: Record<'discord' | 'slack', number>;
+    chatRateLimited: Record<'discord' | 'slack', number>;
+  };
   drainSeconds: number;
 }
 
@@ -162,6 +171,16 @@ export async function runBurst(o: BurstOptions): Promise<BurstFigures> {
   const deadline = Date.now() + o.timeoutMs;
   const commands = countRedisCommands();
   undo.push('command count', async () => commands.stop());
+  // Ctrl-C of `npm run soak` must not leave worker processes or Redis behind.
+  const interrupted = () => {
+    void undo.release().finally(() => process.exit(130));
+  };
+  process.once('SIGINT', interrupted);
+  process.once('SIGTERM', interrupted);
+  undo.push('signal handlers', async () => {
+    process.off('SIGINT', interrupted);
+    process.off('SIGTERM', interrupted);
+  });
   try {
     const heapStart = heapMb();
     const redis: PrivateRedis = await spawnRedis();
@@ -181,6 +200,13 @@ export async function runBurst(o: BurstOptions): Promise<BurstFigures> {
       { ...config, quota, redisUrl: redis.url },
       { logger: silentLogger, undo, throttleMs: o.throttleMs ?? 3000 },
     );
+    // The bot's /metrics, as `npm run bot` serves it: chat API calls and 429s per platform, heap.
+    const observability = await startBotObservability(
+      { metrics: { host: '127.0.0.1', port: 0 }, queuePrefix: prefix },
+      services,
+      { undo, logger: silentLogger },
+    );
+    const metrics = observability?.metrics;
     // The position each submission was told (every adapter submits through this one client).
     const told = new Map<string, number>();
     const submit = services.jobs.submit.bind(services.jobs);
@@ -209,6 +235,7 @@ export async function runBurst(o: BurstOptions): Promise<BurstFigures> {
       },
       logger: silentLogger,
       now: () => discordFake.clock.now(),
+      ...(metrics === undefined ? {} : { metrics }),
     });
     undo.push('discord bot', () => discord.close());
 
@@ -237,6 +264,7 @@ export async function runBurst(o: BurstOptions): Promise<BurstFigures> {
       logger: silentLogger,
       host: '127.0.0.1',
       apiRetries: 0,
+      ...(metrics === undefined ? {} : { metrics }),
     });
     undo.push('slack bot', () => slack.close());
     slackFake.deliverEventsTo('socket');
@@ -456,7 +484,10 @@ export async function runBurst(o: BurstOptions): Promise<BurstFigures> {
     const serverBefore = await serverCommands(services.connection);
     const drainStart = performance.now();
     const workers: WorkerProcess[] = [];
+    const workerMetrics: string[] = [];
     for (let i = 0; i < o.workers; i++) {
+      const metricsPort = await freePort();
+      workerMetrics.push(`http://127.0.0.1:${metricsPort}/metrics`);
       const dir = await tempDir(`soak-worker-${i}`);
       undo.push(`worker dir ${i}`, dir.remove);
       const worker = await spawnWorker({
@@ -465,7 +496,11 @@ export async function runBurst(o: BurstOptions): Promise<BurstFigures> {
         modelsDir: models.path,
         dataDir: dir.path,
         dataTemplate: template,
-        env: { WORKER_QUEUES: 'imagine,classify', LOG_LEVEL: 'info' },
+        env: {
+          WORKER_QUEUES: 'imagine,classify',
+          LOG_LEVEL: 'info',
+          WORKER_METRICS_PORT: String(metricsPort),
+        },
       });
       undo.push(`worker ${i}`, () => worker.stop());
       workers.push(worker);
@@ -557,6 +592,29 @@ export async function runBurst(o: BurstOptions): Promise<BurstFigures> {
     if (limited.length > 0) log(`discord 429s: ${[...new Set(limited.map((r) => r.route))].join(', ')}`);
     const updates = slackFake.callsTo('chat.update');
     const unfinished = await pending();
+    // The same counts from /metrics (shared/metrics.ts), so that the figures and the metrics agree.
+    const scraped = await Promise.all(workerMetrics.map((url) => scrape(url)));
+    const fromMetrics = {
+      completed: { imagine: 0, classify: 0 },
+      failures: 0,
+      chatRequests: { discord: 0, slack: 0 },
+      chatRateLimited: { discord: 0, slack: 0 },
+    };
+    for (const samples of scraped) {
+      for (const s of samples.get('vqclip_job_duration_seconds_count') ?? [])
+        if (s.labels.outcome === 'completed' && (s.labels.kind === 'imagine' || s.labels.kind === 'classify'))
+          fromMetrics.completed[s.labels.kind] += s.value;
+      for (const s of samples.get('vqclip_job_failures_total') ?? []) fromMetrics.failures += s.value;
+    }
+    if (observability) {
+      const bot = await scrape(`${observability.url}/metrics`);
+      for (const s of bot.get('vqclip_chat_api_requests_total') ?? [])
+        if (s.labels.platform === 'discord' || s.labels.platform === 'slack')
+          fromMetrics.chatRequests[s.labels.platform] += s.value;
+      for (const s of bot.get('vqclip_chat_api_rate_limited_total') ?? [])
+        if (s.labels.platform === 'discord' || s.labels.platform === 'slack')
+          fromMetrics.chatRateLimited[s.labels.platform] += s.value;
+    }
     const failedJobs =
       (await queues.imagine.getJobCounts('failed')).failed! +
       (await queues.classify.getJobCounts('failed')).failed!;
@@ -611,6 +669,7 @@ export async function runBurst(o: BurstOptions): Promise<BurstFigures> {
         serverPerSecond: serverCommandsDrain / drainSeconds,
       },
       heapMb: { start: heapStart, afterBurst: heapAfterBurst, end: heapMb() },
+      fromMetrics,
       drainSeconds,
     };
     return figures;
@@ -631,6 +690,11 @@ async function embeddingDim(modelsDir: string): Promise<number> {
   } finally {
     await models.close();
   }
+}
+
+async function scrape(url: string): Promise<Samples> {
+  const res = await fetch(url);
+  return parseMetrics(await res.text());
 }
 
 /** Commands the Redis server ran so far (every client). */

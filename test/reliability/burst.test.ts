@@ -28,6 +28,12 @@ describe('a burst on every adapter at once', () => {
     expect(figures.positions.imagine).toMatchObject({ ok: true, told: 7 });
     expect(figures.positions.classify).toMatchObject({ ok: true, told: 15 });
     expect(figures.unfinished).toBe(0);
+    // The workers' and the bot's /metrics say the same.
+    expect(figures.fromMetrics.completed).toEqual(figures.accepted);
+    expect(figures.fromMetrics.failures).toBe(0);
+    expect(figures.fromMetrics.chatRequests.discord).toBeGreaterThan(0);
+    expect(figures.fromMetrics.chatRequests.slack).toBeGreaterThan(0);
+    expect(figures.fromMetrics.chatRateLimited).toEqual({ discord: 0, slack: 0 });
     expect(figures.failedJobs).toBe(0);
     expect(figures.finals.discord).toBe(figures.finals.expected.discord);
     expect(figures.finals.discordWhatis).toBe(figures.finals.expected.discordWhatis);
