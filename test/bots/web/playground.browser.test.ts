@@ -178,6 +178,41 @@ describe.skipIf(!available)('playground in chromium', () => {
     expect(await page.isEnabled('#imagine-reroll')).toBe(true);
   }, 240_000);
 
+  it('draws with DALL-E: token progress, then the best of the candidates with its caption', async () => {
+    await page.fill('#prompt', 'a red fox in the snow');
+    await page.selectOption('#drawer', 'dalle');
+    await page.fill('#candidates', '2');
+    await page.fill('#seed', '8');
+    await page.evaluate(`
+      window.statuses = [];
+      const st = document.getElementById('imagine-status');
+      new MutationObserver(() => window.statuses.push(st.textContent))
+        .observe(st, { childList: true, characterData: true, subtree: true });
+    `);
+    try {
+      await page.click('#imagine-go');
+      await page.waitForFunction(
+        "document.getElementById('imagine-image').dataset.kind === 'final' && /DALL-E/.test(document.getElementById('imagine-status').textContent)",
+        undefined,
+        { timeout: 120_000 },
+      );
+      expect(await page.textContent('#imagine-status')).toMatch(
+        /^Seed 8 · DALL-E, best of 2 by CLIP \(-?\d\.\d{3}\) · 128×128/,
+      );
+      const statuses = (await page.evaluate('window.statuses')) as string[];
+      expect(statuses.some((t) => /^Token \d+\/64/.test(t))).toBe(true);
+      const size = await page.$eval('#imagine-image', (img) => [
+        (img as Img).naturalWidth,
+        (img as Img).naturalHeight,
+      ]);
+      expect(size).toEqual([128, 128]);
+    } finally {
+      // The next tests paint with VQGAN+CLIP.
+      await page.selectOption('#drawer', 'vqgan-clip');
+      await page.fill('#candidates', '');
+    }
+  }, 240_000);
+
   it('what-is shows the top labels with bars', async () => {
     await page.setInputFiles('#whatis-file', {
       name: 'apple.png',
