@@ -15,7 +15,7 @@ import { Queue, Worker } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { spawnRedis } from '../src/app/redis-server.js';
 import { JobClient } from '../src/bots/core/job-client.js';
-import { BlobStore } from '../src/shared/blobs.js';
+import { RedisBlobStore } from '../src/shared/blobs.js';
 import { Database, openDatabase } from '../src/shared/db/index.js';
 import { encodeJpeg } from '../src/shared/image/encode.js';
 import type { ClassifyResult } from '../src/shared/jobs.js';
@@ -227,7 +227,7 @@ async function classifyThroughput(
       });
       const client = new JobClient({ connection, prefix, throttleMs: 0 });
       const queue = new Queue('classify', { connection, prefix });
-      const blobs = new BlobStore({ connection, prefix });
+      const blobs = new RedisBlobStore({ connection, prefix });
       const image = await blobs.put(await photo(640, 480, 1), { contentType: 'image/jpeg' });
       setups.push({ mode, models, handle, client, queue, image });
     }

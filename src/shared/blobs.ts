@@ -108,9 +108,6 @@ export interface RedisBlobStoreOptions {
   maxBytes?: number;
 }
 
-/** @deprecated the old name of RedisBlobStoreOptions */
-export type BlobStoreOptions = RedisBlobStoreOptions;
-
 /** Blobs as Redis hashes (data, type) with EXPIRE: the embedded default, in the queues' memory. */
 export class RedisBlobStore implements BlobStore {
   readonly kind = 'redis';
@@ -172,10 +169,3 @@ export class RedisBlobStore implements BlobStore {
 
   async close(): Promise<void> {}
 }
-
-/**
- * The Redis backend under its old name, so that code written before the S3 backend still builds;
- * new code names RedisBlobStore, or opens the configured store with openBlobStore.
- * @deprecated use RedisBlobStore
- */
-export const BlobStore = RedisBlobStore;

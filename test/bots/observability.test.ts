@@ -6,7 +6,7 @@ import { Queue } from 'bullmq';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { JobClient } from '../../src/bots/core/job-client.js';
 import { startBotObservability } from '../../src/bots/observability.js';
-import { BlobStore } from '../../src/shared/blobs.js';
+import { RedisBlobStore } from '../../src/shared/blobs.js';
 import { loadConfig } from '../../src/shared/config.js';
 import { jobKinds } from '../../src/shared/jobs.js';
 import { UndoStack } from '../../src/shared/lifecycle.js';
@@ -43,7 +43,7 @@ describe('bot /metrics and /healthz', () => {
     const { prefix, connection, started } = await start(url);
     expect(started).toBeDefined();
     const client = new JobClient({ connection, prefix });
-    const blobs = new BlobStore({ connection, prefix, ttlSeconds: 60 });
+    const blobs = new RedisBlobStore({ connection, prefix, ttlSeconds: 60 });
     const image = await blobs.put(new Uint8Array([1, 2, 3]), { contentType: 'image/png' });
     const origin = { platform: 'cli' as const, user: 'u' };
     for (let i = 0; i < 3; i++)

@@ -12,7 +12,7 @@ import { ingestPolicy } from '../../../src/bots/core/ingest.js';
 import { JobClient } from '../../../src/bots/core/job-client.js';
 import { JobRunner, type ReplySurface } from '../../../src/bots/core/reply.js';
 import type { JobView } from '../../../src/bots/core/view.js';
-import { BlobStore } from '../../../src/shared/blobs.js';
+import { RedisBlobStore } from '../../../src/shared/blobs.js';
 import type { ImagineResult } from '../../../src/shared/jobs.js';
 import { clearPrefix, testPrefix, useQueueConnections, useRedis } from '../../helpers/redis.js';
 
@@ -70,7 +70,7 @@ const result: ImagineResult = {
 };
 
 /** Workers that record what they were given; imagine stores real blobs so buttons can follow up. */
-function startWorkers(blobs: BlobStore) {
+function startWorkers(blobs: RedisBlobStore) {
   const processors: Record<string, (job: Job) => Promise<unknown>> = {
     imagine: async (job) => {
       record('imagine', job.data);
@@ -109,7 +109,7 @@ function startWorkers(blobs: BlobStore) {
 function setup() {
   prefix = testPrefix();
   const jobs = new JobClient({ connection: producer, prefix, pollMs: 50 });
-  const blobs = new BlobStore({ connection: producer, prefix });
+  const blobs = new RedisBlobStore({ connection: producer, prefix });
   const runner = new JobRunner({ jobs, throttleMs: 20 });
   closers.push(() => jobs.close());
   startWorkers(blobs);

@@ -16,7 +16,7 @@ import {
   type PlaygroundOptions,
   startPlayground,
 } from '../../../src/bots/web/server.js';
-import { BlobStore } from '../../../src/shared/blobs.js';
+import { RedisBlobStore } from '../../../src/shared/blobs.js';
 import {
   CancelledError,
   InternalError,
@@ -41,7 +41,7 @@ const redis = useRedis();
 let producer: Redis;
 let consumer: Redis;
 let prefix: string;
-let blobs: BlobStore;
+let blobs: RedisBlobStore;
 let libraryDir: string;
 let playground: Playground;
 const clients: JobClient[] = [];
@@ -60,7 +60,7 @@ afterAll(async () => {
 
 beforeEach(async () => {
   prefix = testPrefix();
-  blobs = new BlobStore({ connection: producer, prefix, ttlSeconds: 600 });
+  blobs = new RedisBlobStore({ connection: producer, prefix, ttlSeconds: 600 });
   libraryDir = await mkdtemp(join(tmpdir(), 'vqclip-lib-'));
 });
 

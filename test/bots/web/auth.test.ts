@@ -14,7 +14,7 @@ import { JobClient } from '../../../src/bots/core/job-client.js';
 import { isLoopbackHost } from '../../../src/bots/web/auth.js';
 import { Library } from '../../../src/bots/web/library.js';
 import { type RunningPlayground, startPlayground } from '../../../src/bots/web/server.js';
-import { BlobStore } from '../../../src/shared/blobs.js';
+import { RedisBlobStore } from '../../../src/shared/blobs.js';
 import { openConnection } from '../../../src/shared/queues.js';
 import { useProcessCleanup } from '../../helpers/processes.js';
 import { deletePrefix, testPrefix, useRedis } from '../../helpers/redis.js';
@@ -48,7 +48,7 @@ async function start(host: string, port: number, password?: string): Promise<Run
   clients.push(jobs);
   const playground = await startPlayground({
     jobs,
-    blobs: new BlobStore({ connection, prefix, ttlSeconds: 60 }),
+    blobs: new RedisBlobStore({ connection, prefix, ttlSeconds: 60 }),
     library: new Library(libraryDir),
     admin: { connection, prefix },
     host,

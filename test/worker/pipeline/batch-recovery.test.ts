@@ -6,7 +6,7 @@ import { type Job, Queue, QueueEvents } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it, onTestFailed } from 'vitest';
 import { JobClient } from '../../../src/bots/core/job-client.js';
-import { BlobStore } from '../../../src/shared/blobs.js';
+import { RedisBlobStore } from '../../../src/shared/blobs.js';
 import { openConnection } from '../../../src/shared/queues.js';
 import { testPrefix, useRedis } from '../../helpers/redis.js';
 import { tinyModelsDir } from '../../helpers/tiny-worker.js';
@@ -85,7 +85,7 @@ describe('a worker killed holding a micro-batch of classify jobs', () => {
     const completed: string[] = [];
     events.on('completed', ({ jobId }) => completed.push(jobId));
     try {
-      const blobs = new BlobStore({ connection, prefix });
+      const blobs = new RedisBlobStore({ connection, prefix });
       const ids: string[] = [];
       for (let i = 0; i < BATCH; i++) {
         const image = await blobs.put(await noisePng(32, 32, i), { contentType: 'image/png' });

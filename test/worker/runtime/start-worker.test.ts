@@ -7,7 +7,7 @@ import { type Job, Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { JobClient, type JobRef } from '../../../src/bots/core/job-client.js';
-import { BlobStore } from '../../../src/shared/blobs.js';
+import { RedisBlobStore } from '../../../src/shared/blobs.js';
 import { type Database, openDatabase } from '../../../src/shared/db/index.js';
 import type { ImagineJob } from '../../../src/shared/jobs.js';
 import { openConnection } from '../../../src/shared/queues.js';
@@ -59,7 +59,7 @@ async function setup() {
     await Promise.all(handles.map((h) => h.close({ graceMs: 0 })));
     await client.close();
   });
-  return { prefix, client, start, blobs: new BlobStore({ connection: producer, prefix }) };
+  return { prefix, client, start, blobs: new RedisBlobStore({ connection: producer, prefix }) };
 }
 
 const imagine = (steps: number): ImagineJob => ({

@@ -7,7 +7,7 @@ import type { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { freePort } from '../../../src/app/redis-server.js';
 import { JobClient, type JobRef } from '../../../src/bots/core/job-client.js';
-import { BlobStore } from '../../../src/shared/blobs.js';
+import { RedisBlobStore } from '../../../src/shared/blobs.js';
 import { loadConfig } from '../../../src/shared/config.js';
 import { UndoStack } from '../../../src/shared/lifecycle.js';
 import { silentLogger } from '../../../src/shared/logger.js';
@@ -80,7 +80,7 @@ describe('worker metrics', () => {
       ORT_INTRA_OP_THREADS: '1',
     });
     const client = new JobClient({ connection: producer, prefix, throttleMs: 0, pollMs: 50 });
-    const blobs = new BlobStore({ connection: producer, prefix, ttlSeconds: 600 });
+    const blobs = new RedisBlobStore({ connection: producer, prefix, ttlSeconds: 600 });
     const origin = { platform: 'cli' as const, user: 'me' };
     cleanups.push(
       () => client.close(),
