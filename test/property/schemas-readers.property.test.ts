@@ -380,6 +380,24 @@ describe('ZipReader and TorchCheckpoint on a damaged torch.save file', () => {
     ckpt.close();
   });
 
+  it('a central directory entry whose name or extra field runs past the directory is refused as damaged', () => {
+    // Found by the property below: the extra field was read past the directory (a RangeError).
+    const first = original.indexOf(Buffer.from('PK\x01\x02', 'latin1'));
+    const last = original.lastIndexOf(Buffer.from('PK\x01\x02', 'latin1'));
+    for (const [at, field] of [
+      [first, 30], // extra length of the first entry
+      [last, 30], // extra length of the last
+      [last, 28], // name length of the last
+    ] as const) {
+      const bytes = Buffer.from(original);
+      bytes.writeUInt16LE(0xfff0, at + field);
+      const path = join(dir, `dir${n++}.ckpt`);
+      writeFileSync(path, bytes);
+      const error = coded(() => ZipReader.open(path).close());
+      expect(error?.message, `${at}+${field}`).toMatch(/central directory entry \d+ is damaged/);
+    }
+  });
+
   it('cut anywhere: opens or refuses with a coded error', () => {
     fc.assert(
       fc.property(fc.nat({ max: original.length - 1 }), (at) => {

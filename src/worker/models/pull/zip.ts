@@ -91,7 +91,7 @@ export class ZipReader {
 
   private readAt(position: number, length: number): Uint8Array {
     if (this.fd === undefined) throw new ZipError('io', `${this.path}: already closed`);
-    if (position + length > this.size) {
+    if (position < 0 || position + length > this.size) {
       throw new ZipError(
         'truncated',
         `${this.path} is truncated: needs bytes up to ${position + length}, has ${this.size}`,
@@ -150,6 +150,10 @@ export class ZipReader {
       const extraLen = dv.getUint16(p + 30, true);
       const commentLen = dv.getUint16(p + 32, true);
       let localOffset = dv.getUint32(p + 42, true);
+      // The name, extra field and comment lengths come from the file: they must stay inside the directory.
+      if (p + 46 + nameLen + extraLen + commentLen > dir.length) {
+        throw new ZipError('not_zip', `${this.path}: central directory entry ${i} is damaged`);
+      }
       const name = utf8.decode(dir.subarray(p + 46, p + 46 + nameLen));
       // Zip64 extra field: the 64-bit values of whichever fields read 0xffffffff, in this order.
       let e = p + 46 + nameLen;
@@ -157,17 +161,27 @@ export class ZipReader {
       while (e + 4 <= extraEnd) {
         const id = dv.getUint16(e, true);
         const len = dv.getUint16(e + 2, true);
+        if (e + 4 + len > extraEnd) {
+          throw new ZipError('not_zip', `${this.path}: central directory entry ${i} is damaged`);
+        }
         if (id === 0x0001) {
+          const fieldEnd = e + 4 + len;
+          const field = (q: number): number => {
+            if (q + 8 > fieldEnd) {
+              throw new ZipError('not_zip', `${this.path}: central directory entry ${i} is damaged`);
+            }
+            return u64(dv, q);
+          };
           let q = e + 4;
           if (size === U32_MAX) {
-            size = u64(dv, q);
+            size = field(q);
             q += 8;
           }
           if (compressed === U32_MAX) {
-            compressed = u64(dv, q);
+            compressed = field(q);
             q += 8;
           }
-          if (localOffset === U32_MAX) localOffset = u64(dv, q);
+          if (localOffset === U32_MAX) localOffset = field(q);
         }
         e += 4 + len;
       }
