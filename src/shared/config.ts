@@ -78,6 +78,13 @@ export interface Config {
     appToken?: string;
     apiUrl?: string;
     port: number;
+    /**
+     * Show running jobs' previews as image blocks whose `image_url` is a presigned URL of the blob
+     * store (SLACK_PREVIEW_IMAGE_URLS), instead of uploading each preview into the thread. Only for an
+     * S3 store that Slack's servers can reach over the internet; the final image is uploaded either way.
+     * @defaultValue false
+     */
+    previewImageUrls?: boolean;
   };
   /** Playground HTTP port. @defaultValue 3000 */
   port: number;
@@ -303,6 +310,13 @@ const envSchema = z.object({
   SLACK_SIGNING_SECRET: optionalString(),
   SLACK_API_URL: urlVar(/^https?$/),
   SLACK_PORT: intVar(3001, 1, 65_535),
+  SLACK_PREVIEW_IMAGE_URLS: z.preprocess(
+    unsetIfEmpty,
+    z
+      .enum(['true', 'false', '1', '0'], { error: 'must be true or false' })
+      .default('false')
+      .transform((v) => v === 'true' || v === '1'),
+  ),
   SLACK_APP_TOKEN: z.preprocess(
     unsetIfEmpty,
     z.string().startsWith('xapp-', 'must start with xapp-').optional(),
@@ -425,6 +439,7 @@ export function loadConfig(env: Env): Config {
         apiUrl: e.SLACK_API_URL,
       }),
       port: e.SLACK_PORT,
+      ...(e.SLACK_PREVIEW_IMAGE_URLS ? { previewImageUrls: true } : {}),
     },
     port: e.PORT,
     host: e.HOST,
