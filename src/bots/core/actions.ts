@@ -43,6 +43,14 @@ export function parseActionId(id: string): { action: ImagineAction; jobId: JobRe
 }
 
 /** Steps a Continue adds when the person does not say. */
+/**
+ * A button (or command) this version does not know: one registered by an older or newer version of
+ * the bot, or an id nobody of ours made. render.ts words it.
+ */
+export function unknownButtonError(): NotFoundError {
+  return new NotFoundError('this button is from an older version of the bot', { reason: 'unknown_button' });
+}
+
 export const CONTINUE_STEPS = 50;
 
 export interface FollowUpInput {

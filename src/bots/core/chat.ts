@@ -18,7 +18,14 @@ import type {
 } from '../../shared/jobs.js';
 import { quotaUserId, systemOrigin } from '../../shared/jobs.js';
 import { type Logger, silentLogger } from '../../shared/logger.js';
-import { actionId, followUpJob, type ImagineAction, parentOf, parseActionId } from './actions.js';
+import {
+  actionId,
+  followUpJob,
+  type ImagineAction,
+  parentOf,
+  parseActionId,
+  unknownButtonError,
+} from './actions.js';
 import { downloadImage, type IngestPolicy } from './ingest.js';
 import type { CancelOutcome, JobClient } from './job-client.js';
 import type { JobRef } from './job-status.js';
@@ -225,10 +232,7 @@ export class ChatCore {
     options: SubmitRunOptions = {},
   ): Promise<ActionOutcome> {
     const parsed = parseActionId(customId);
-    if (!parsed)
-      throw new NotFoundError('this button is from an older version of the bot', {
-        reason: 'unknown_button',
-      });
+    if (!parsed) throw unknownButtonError();
     const { action, jobId } = parsed;
     await this.#sameWorkspace(jobId, actor);
     if (action === 'cancel') {

@@ -1,14 +1,13 @@
 // The receiver: every INTERACTION_CREATE goes to one handler by command name, button id or modal id.
 // A handler's failure is logged and told to the person in plain words; nothing escapes to discord.js.
 import type { Interaction } from 'discord.js';
-import { parseActionId } from '../core/actions.js';
+import { parseActionId, unknownButtonError } from '../core/actions.js';
 import { CommandNames } from './commands.js';
 import { ComponentIds } from './components.js';
-import { type DiscordContext, tellError, tellPrivately } from './context.js';
+import { type DiscordContext, tellError } from './context.js';
 import { onImagine, onJobButton, onQueue, onRemixSubmit } from './imagine-flow.js';
 import { onSettings } from './settings-flow.js';
 import { onFindSimilar, onSearch, onShare, onWhatIsThis, onWhatis } from './vision-flow.js';
-import { Words } from './words.js';
 
 export async function routeInteraction(ctx: DiscordContext, i: Interaction): Promise<void> {
   if (!i.isRepliable()) return;
@@ -36,7 +35,7 @@ export async function routeInteraction(ctx: DiscordContext, i: Interaction): Pro
       if (parseActionId(i.customId)?.action === 'remix') return await onRemixSubmit(ctx, i);
     }
     // A command registered by a newer version, or a button of an older one.
-    await tellPrivately(ctx, i, Words.unknownButton);
+    await tellError(ctx, i, unknownButtonError());
   } catch (error) {
     await tellError(ctx, i, error);
   }

@@ -18,7 +18,6 @@ export const Words = {
     `Turn indexing on for <#${channelId}> first (\`/settings indexing enabled:true\`).`,
   backfillRunning: (channelId: string) => `A backfill of <#${channelId}> is already running.`,
   noImageInMessage: 'That message has no image I can read.',
-  unknownButton: 'This button is from an older version of the bot.',
 };
 
 /** `Read 300 messages, indexed 12 images (1 failed).` with the state of the run. */

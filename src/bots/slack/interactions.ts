@@ -5,7 +5,7 @@
 import type { App, BlockAction, ButtonAction, MessageShortcut } from '@slack/bolt';
 import { BlobMissingError, NotFoundError } from '../../shared/errors.js';
 import type { ChannelScope, ImagineResult } from '../../shared/jobs.js';
-import { parseActionId } from '../core/actions.js';
+import { parseActionId, unknownButtonError } from '../core/actions.js';
 import type { JobRef } from '../core/job-status.js';
 import { parseJobRef } from '../core/job-status.js';
 import { safetyNote, safetyPresentation } from '../core/view.js';
@@ -110,10 +110,7 @@ export function registerInteractions(app: App, ctx: SlackContext): void {
       ctx.background('show a withheld image', async () => {
         try {
           const ref = action.action_id.slice(SHOW_IMAGE_PREFIX.length);
-          if (parseJobRefOrUndefined(ref)?.kind !== 'imagine')
-            throw new NotFoundError('this button is from an older version of the bot', {
-              reason: 'unknown_button',
-            });
+          if (parseJobRefOrUndefined(ref)?.kind !== 'imagine') throw unknownButtonError();
           const result = await finishedResult(ctx, ref as JobRef<'imagine'>);
           await sendPrivately(
             ctx,
