@@ -169,7 +169,9 @@ const sentences: { readonly [C in ErrorCode]: (details: ErrorDetails, message: s
   not_found: (d) =>
     str(d, 'reason') === 'unknown_button'
       ? 'This button is from an older version of the bot.'
-      : 'That job does not exist any more (results are kept for a day).',
+      : str(d, 'reason') === 'not_finished'
+        ? 'That job has not finished yet: this works once its image is done.'
+        : 'That job does not exist any more (results are kept for a day).',
   unavailable: (d) =>
     str(d, 'reason') === 'busy'
       ? 'I am busy right now and cannot take new requests. Please try again in a minute.'

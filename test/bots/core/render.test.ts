@@ -70,6 +70,18 @@ describe('renderError', () => {
     expect(seen.size).toBe(errorCodes.length);
   });
 
+  it('words each reason a job is not found: gone, not finished, a button of another version', () => {
+    const notFound = (reason?: string) =>
+      renderError(new CodedError('not_found', 'x', reason === undefined ? {} : { details: { reason } }));
+    expect(notFound()).toBe('That job does not exist any more (results are kept for a day).');
+    expect(notFound('not_finished')).toBe(
+      'That job has not finished yet: this works once its image is done.',
+    );
+    expect(notFound('unknown_button')).toBe('This button is from an older version of the bot.');
+    // Another workspace's job reads as gone: it says nothing of other workspaces.
+    expect(notFound('other_workspace')).toBe(notFound());
+  });
+
   it('quotes prompt length and limit', () => {
     expect(renderError(new PromptTooLongError(1234, 1000))).toBe(
       'Your prompt has 1234 characters; the limit is 1000. Please shorten it.',
