@@ -29,11 +29,21 @@ const QUICK_BURST: Omit<BurstOptions, 'log'> = {
   timeoutMs: 4 * 60_000,
 };
 
+/** 200 imagine jobs, one per person, sent over 6 s (so every ack can land), followed at once. */
+export const FOLLOW_BURST: Omit<BurstOptions, 'log'> = {
+  ...FULL_BURST,
+  requestsPerUser: 1,
+  imaginePerUser: 1,
+  steps: 12,
+  spreadMs: 6_000,
+  timeoutMs: 6 * 60_000,
+};
+
 export const burstSoak: SoakModule = {
   name: 'burst',
   description: '1,000 requests from 200 people on Discord, Slack and the playground at once, then the drain',
   async run(options) {
-    const base = options.quick ? QUICK_BURST : FULL_BURST;
+    const base = options.flags.follow !== undefined ? FOLLOW_BURST : options.quick ? QUICK_BURST : FULL_BURST;
     // `--discord-users=N` etc.: a burst of another size (what fits the 3 s ack on a machine).
     const num = (name: string, fallback: number) => {
       const v = options.flags[name];

@@ -59,6 +59,8 @@ export interface BurstOptions {
   slackChannels: number;
   /** Everything must end within this. */
   timeoutMs: number;
+  /** Send the requests evenly over this long instead of at once. @defaultValue 0 */
+  spreadMs?: number;
   /** Bot progress throttle (the runner's least time between two edits of one job). @defaultValue 3000 */
   throttleMs?: number;
   log?: (line: string) => void;
@@ -300,9 +302,13 @@ export async function runBurst(o: BurstOptions): Promise<BurstFigures> {
     const webAcks: Promise<{ ms: number; status: number; jobId?: string; kind: string }>[] = [];
     let n = 0;
     const burstStart = performance.now();
+    // Spread over spreadMs instead of all at once (0: at once).
+    const gapMs = (o.spreadMs ?? 0) / ((o.discordUsers + o.slackUsers + 1) * o.requestsPerUser);
+    const pace = () => (gapMs > 0 ? sleep(gapMs) : undefined);
     for (let r = 0; r < o.requestsPerUser; r++) {
       const imagine = r < o.imaginePerUser;
       for (const user of discordUsers) {
+        await pace();
         const i = n++;
         const handle = discordFake.interact(
           imagine
@@ -319,7 +325,8 @@ export async function runBurst(o: BurstOptions): Promise<BurstFigures> {
         );
         handles.push({ handle, kind: imagine ? 'imagine' : 'whatis', user: user.id });
       }
-      slackUsers.forEach((user, u) => {
+      for (const [u, user] of slackUsers.entries()) {
+        await pace();
         const i = n++;
         slackAcks.push(
           slackFake.socket
@@ -334,7 +341,8 @@ export async function runBurst(o: BurstOptions): Promise<BurstFigures> {
             )
             .then((outcome) => ('latencyMs' in outcome ? outcome.latencyMs : Number.NaN)),
         );
-      });
+      }
+      await pace();
       const t0 = performance.now();
       webAcks.push(
         (imagine
@@ -558,6 +566,20 @@ export async function runBurst(o: BurstOptions): Promise<BurstFigures> {
         imagineDone >= expectedDiscord.imagine &&
         whatisDone >= expectedDiscord.whatis &&
         slackDone >= expectedSlack
+      );
+      // Missing finals are a figure of the run (the small test fails on them), not a crash of it.
+    }).catch((error: unknown) => {
+      const statuses = new Map<number, number>();
+      for (const c of slackFake.callsTo('chat.update'))
+        statuses.set(c.status, (statuses.get(c.status) ?? 0) + 1);
+      const stuck = slackChannels.flatMap((c) =>
+        slackFake
+          .messages(c)
+          .filter((m) => m.bot_id === slackFake.botId && !/Seed \d+.*steps/.test(m.text ?? '')),
+      );
+      log(
+        `finals: ${(error as Error).message}; counting what arrived. chat.update statuses ${JSON.stringify([...statuses])}; ` +
+          `${stuck.length} Slack job messages without a final, e.g. ${JSON.stringify(stuck[0]?.text ?? '').slice(0, 200)}`,
       );
     });
     const drainSeconds = (performance.now() - drainStart) / 1000;

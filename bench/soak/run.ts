@@ -1,4 +1,4 @@
-// `npm run soak [-- <module...>] [-- --quick]`: faults and load at full scale, loopback only,
+// `npm run soak [-- <module...>] [-- --quick] [-- --follow] [-- --discord-users=N ...]`: faults and load at full scale, loopback only,
 // bounded in time (a few minutes in all on two cores) and not part of `npm test` (whose
 // test/reliability/ files check the same at small scale). Prints each module's table and writes
 // bench/results/soak-<name>.json; docs/RELIABILITY.md records the figures.
@@ -16,8 +16,8 @@ async function main(argv: readonly string[]): Promise<void> {
   const quick = argv.includes('--quick');
   const flags: Record<string, string> = {};
   for (const a of argv) {
-    const m = /^--([a-z-]+)=(.*)$/.exec(a);
-    if (m) flags[m[1]!] = m[2]!;
+    const m = /^--([a-z-]+)(?:=(.*))?$/.exec(a);
+    if (m) flags[m[1]!] = m[2] ?? 'true';
   }
   const names = argv.filter((a) => !a.startsWith('--'));
   const unknown = names.filter((n) => !MODULES.some((m) => m.name === n));
