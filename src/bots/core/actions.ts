@@ -20,6 +20,21 @@ export const imagineActions = [
 ] as const;
 export type ImagineAction = (typeof imagineActions)[number];
 
+/** Every surface's button words; a surface may add a detail (Discord adds the steps). */
+export const actionLabels: Readonly<Record<ImagineAction, string>> = {
+  reroll: 'Re-roll',
+  variations: 'Variations',
+  continue: 'Continue',
+  remix: 'Remix',
+  timelapse: 'Timelapse',
+  cancel: 'Cancel',
+  refine: 'Refine',
+};
+
+/** The follow-up that adds VQGAN+CLIP steps to a finished image: Refine on a DALL-E one, else Continue. */
+export const stepsAction = (drawer: string | undefined): 'continue' | 'refine' =>
+  drawer === 'dalle' ? 'refine' : 'continue';
+
 // A version tag: ids already posted keep parsing when the format changes.
 const ACTION_PREFIX = 'vq1';
 

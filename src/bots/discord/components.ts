@@ -18,7 +18,7 @@ import {
   TextInputStyle,
 } from 'discord.js';
 import { jobLimits } from '../../shared/jobs.js';
-import { actionId, CONTINUE_STEPS } from '../core/actions.js';
+import { actionId, actionLabels, CONTINUE_STEPS, stepsAction } from '../core/actions.js';
 import { escapeFor, stripControls, truncateFor } from '../core/escape.js';
 import type { JobRef } from '../core/job-status.js';
 import { formatLoss, renderLabels, renderSearchSummary } from '../core/render.js';
@@ -155,7 +155,7 @@ export function finalActions(view: DoneView, presentation: SafetyPresentation): 
   if (done?.latentBlob !== undefined) {
     ids.push(
       actionId('variations', view.jobId),
-      actionId(done.drawer === 'dalle' ? 'refine' : 'continue', view.jobId),
+      actionId(stepsAction(done.drawer), view.jobId),
       actionId('remix', view.jobId),
     );
   }
@@ -166,12 +166,9 @@ export function finalActions(view: DoneView, presentation: SafetyPresentation): 
 }
 
 const BUTTON_LABELS: Readonly<Record<string, string>> = {
-  reroll: 'Re-roll',
-  variations: 'Variations',
-  continue: `Continue (+${CONTINUE_STEPS})`,
-  refine: `Refine (+${CONTINUE_STEPS} VQGAN+CLIP)`,
-  remix: 'Remix',
-  timelapse: 'Timelapse',
+  ...actionLabels,
+  continue: `${actionLabels.continue} (+${CONTINUE_STEPS})`,
+  refine: `${actionLabels.refine} (+${CONTINUE_STEPS} VQGAN+CLIP)`,
 };
 
 export interface FinalInput {

@@ -2,7 +2,7 @@
 // labels, search hits, the backfill note and the App Home. Pure (plain data in, blocks out) and the
 // only place Slack markup is written; every user string passes escapeFor('slack', ...) here.
 import type { types } from '@slack/bolt';
-import type { ImagineAction } from '../core/actions.js';
+import { actionLabels, type ImagineAction, stepsAction } from '../core/actions.js';
 import { escapeFor, truncateFor } from '../core/escape.js';
 import type { JobRef } from '../core/job-status.js';
 import { renderLabels, renderSearchSummary, renderStaleNote } from '../core/render.js';
@@ -63,18 +63,9 @@ function button(
   return { type: 'button', action_id: actionId, text: plain(label), value, ...(style ? { style } : {}) };
 }
 
-export const actionLabels: Readonly<Record<ImagineAction, string>> = {
-  reroll: 'Re-roll',
-  variations: 'Variations',
-  continue: 'Continue',
-  remix: 'Remix',
-  timelapse: 'Timelapse',
-  cancel: 'Cancel',
-  // Slack shows Continue on every image: on a DALL-E one it is this refinement.
-  refine: 'Refine',
-};
+export { actionLabels };
 
-/** The buttons under a finished image, in the order people use them. */
+/** The buttons under a finished image, in the order people use them ('continue' is Refine on a DALL-E one). */
 export const finishedActions = [
   'reroll',
   'variations',
@@ -132,6 +123,7 @@ export function finalMessage(header: JobHeader, view: DoneView, options: FinalOp
   }
   const buttons: types.Button[] = finishedActions
     .filter((a) => a !== 'timelapse' || options.hasTimelapse)
+    .map((a) => (a === 'continue' ? stepsAction(view.imagine?.drawer) : a))
     .map((a) => button(options.actionId(a), actionLabels[a], a === 'reroll' ? 'primary' : undefined));
   if (options.presentation === 'spoiler') buttons.push(button(showImageId(view.jobId), 'Show image'));
   blocks.push({ type: 'actions', elements: buttons });

@@ -110,6 +110,15 @@ describe('job messages', () => {
     });
     expect(JSON.stringify(withheld.blocks)).toContain('it is not shown here');
     expect(buttons(withheld.blocks).map(([label]) => label)).toEqual(['Re-roll', 'Variations', 'Continue']);
+    // A DALL-E image's step follow-up is Refine, with Refine's action, as on Discord.
+    const dalle = done();
+    const refined = finalMessage(
+      header,
+      { ...dalle, imagine: { ...dalle.imagine!, drawer: 'dalle' } },
+      { file: 'F9', presentation: 'show', actionId: ids, hasTimelapse: true },
+    );
+    expect(buttons(refined.blocks)).toContainEqual(['Refine', `vq1:refine:${jobId}`]);
+    expect(buttons(refined.blocks).map(([label]) => label)).not.toContain('Continue');
     // Slack refuses an image block naming a file that is not shared: without a file, no block.
     const noFile = finalMessage(header, done(), { presentation: 'show', actionId: ids, hasTimelapse: true });
     expect(noFile.blocks.some((b) => b.type === 'image')).toBe(false);
