@@ -6,6 +6,7 @@ import { randomBytes } from 'node:crypto';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { type HttpDelivery, HttpModeClient, type HttpPostOptions } from './http-mode.js';
+import { blocksOfArgs, downloadableImageUrls, fetchImageUrl, type ImageFetch } from './image-urls.js';
 import { createPayloadBuilders, type ResponseTarget, type SlackEvent } from './payloads.js';
 import {
   type Clock,
@@ -33,6 +34,7 @@ import {
 import { type ApiReply, createWebApi, permalink, type TokenInfo } from './web-api.js';
 
 export type { HttpDelivery, HttpPostOptions } from './http-mode.js';
+export type { ImageFetch } from './image-urls.js';
 export type { PayloadBuilders } from './payloads.js';
 export { type EventCallback, type SlackEvent, type SlashCommandPayload, withoutFiles } from './payloads.js';
 export { type Clock, createManualClock, type ManualClock, type RateLimit } from './rules.js';
@@ -114,6 +116,14 @@ export interface FakeSlackOptions {
   maxBlocks?: number;
   /** Socket Mode server pings. @defaultValue 5000 */
   pingIntervalMs?: number;
+  /** How long the fake waits for an image block's image_url to download, in real ms. @defaultValue 5000 */
+  imageFetchTimeoutMs?: number;
+  /**
+   * Hosts (`host:port`) Slack's servers cannot connect to: Slack downloads from the internet, so a
+   * store on a private network or this machine's loopback is out of its reach. The fake itself runs
+   * on loopback and reaches everything else. @defaultValue none
+   */
+  unreachableImageHosts?: readonly string[];
 }
 
 export const DefaultFakeSlackOptions = {
@@ -136,6 +146,8 @@ export const DefaultFakeSlackOptions = {
   triggerLifetimeMs: 3000,
   maxBlocks: 50,
   pingIntervalMs: 5000,
+  imageFetchTimeoutMs: 5000,
+  unreachableImageHosts: [],
 } as const satisfies Omit<Required<FakeSlackOptions>, 'botToken' | 'appToken' | 'signingSecret'>;
 
 export interface ApiCall {
@@ -228,6 +240,8 @@ export interface FakeSlack {
   readonly uploads: UploadRecord[];
   readonly downloads: DownloadRecord[];
   readonly responseUrlPosts: ResponseUrlPost[];
+  /** Every image_url the fake downloaded, as Slack does when a message with it is posted or edited. */
+  readonly imageFetches: ImageFetch[];
   readonly deliveredEvents: DeliveredEvent[];
   readonly ephemerals: EphemeralMessage[];
   callsTo(method: string): ApiCall[];
@@ -421,14 +435,32 @@ export async function startFakeSlack(options: FakeSlackOptions = {}): Promise<Fa
     p.finally(() => background.delete(p));
   }
 
+  // The downloads of the call being checked: set just before the (synchronous) Web API handler runs.
+  let downloaded: ReadonlyMap<string, ImageFetch> = new Map();
+  const imageFetches: ImageFetch[] = [];
+  const isPrivateFileUrl = (url: string) => url.startsWith(`${baseUrl}/files-pri/`);
+  const downloadImages = async (blocks: unknown): Promise<Map<string, ImageFetch>> => {
+    const urls = downloadableImageUrls(blocks).filter((u) => !isPrivateFileUrl(u));
+    const results = await Promise.all(
+      urls.map((u) =>
+        o.unreachableImageHosts.includes(new URL(u).host)
+          ? { url: u, at: clock.now(), ok: false, reason: 'host unreachable from Slack' }
+          : fetchImageUrl(u, clock.now(), o.imageFetchTimeoutMs),
+      ),
+    );
+    imageFetches.push(...results);
+    return new Map(results.map((r) => [r.url, r]));
+  };
+
   const blockRules = (maxBlocks: number) => ({
     maxBlocks,
+    imageDownloaded: (url: string) => downloaded.get(url)?.ok === true,
     fileVisibility: (ref: { id?: string; url?: string }) => {
       const rec = ref.id !== undefined ? store.files.get(ref.id) : store.fileByUrl(ref.url ?? '');
       if (rec === undefined || rec.deleted || !rec.completed) return 'missing' as const;
       return store.isShared(rec.file.id) ? ('shared' as const) : ('unshared' as const);
     },
-    isPrivateFileUrl: (url: string) => url.startsWith(`${baseUrl}/files-pri/`),
+    isPrivateFileUrl,
   });
 
   const webApi = createWebApi({
@@ -521,7 +553,14 @@ export async function startFakeSlack(options: FakeSlackOptions = {}): Promise<Fa
     const bodyToken = !json && typeof args.token === 'string' ? args.token : undefined;
     const token = header ?? bodyToken;
     delete args.token;
-    const out = webApi(method, args, { token, json });
+    const fetched = await downloadImages(blocksOfArgs(args));
+    downloaded = fetched;
+    let out: ApiReply;
+    try {
+      out = webApi(method, args, { token, json });
+    } finally {
+      downloaded = new Map();
+    }
     const kind = token === undefined ? 'none' : (tokens.get(token)?.kind ?? 'unknown');
     calls.push({
       method,
@@ -624,7 +663,13 @@ export async function startFakeSlack(options: FakeSlackOptions = {}): Promise<Fa
       return sendText(res, 400, 'no_text');
     }
     if (Array.isArray(body.blocks)) {
-      const errors = checkBlocks(body.blocks, blockRules(o.maxBlocks));
+      downloaded = await downloadImages(body.blocks);
+      let errors: string[];
+      try {
+        errors = checkBlocks(body.blocks, blockRules(o.maxBlocks));
+      } finally {
+        downloaded = new Map();
+      }
       if (errors.length > 0) {
         post(400, { error: 'invalid_blocks' });
         return sendText(res, 400, 'invalid_blocks');
@@ -735,6 +780,7 @@ export async function startFakeSlack(options: FakeSlackOptions = {}): Promise<Fa
     uploads,
     downloads,
     responseUrlPosts,
+    imageFetches,
     deliveredEvents,
     ephemerals: store.ephemerals,
     callsTo: (method) => calls.filter((c) => c.method === method),

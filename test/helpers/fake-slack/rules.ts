@@ -103,6 +103,11 @@ export interface BlockRules {
   fileVisibility(ref: { id?: string; url?: string }): FileVisibility;
   /** True for URLs Slack itself cannot fetch without auth (url_private on the file host). */
   isPrivateFileUrl(url: string): boolean;
+  /**
+   * Whether an image_url was downloaded as an image for this call (image-urls.ts). Absent: no
+   * download is checked (blocks checked outside a Web API call).
+   */
+  imageDownloaded?(url: string): boolean;
 }
 
 const knownBlockTypes = new Set([
@@ -229,9 +234,11 @@ function walkImages(node: unknown, p: string, rules: BlockRules, at: At): void {
 }
 
 function checkImage(img: Record<string, unknown>, p: string, rules: BlockRules, at: At): void {
+  let altOk = false;
   if (typeof img.alt_text !== 'string' || img.alt_text.length === 0) {
     at('missing required field: alt_text', `${p}/alt_text`);
   } else if (img.alt_text.length > 2000) at('must be less than 2001 characters', `${p}/alt_text`);
+  else altOk = true;
   const hasUrl = img.image_url !== undefined;
   const hasFile = img.slack_file !== undefined;
   if (hasUrl === hasFile) {
@@ -244,6 +251,9 @@ function checkImage(img: Record<string, unknown>, p: string, rules: BlockRules, 
       at('invalid_url', `${p}/image_url`);
     } else if (rules.isPrivateFileUrl(url)) {
       // Slack fetches image_url without credentials, so a url_private link never renders.
+      at('downloading image failed', `${p}/image_url`);
+    } else if (altOk && rules.imageDownloaded !== undefined && !rules.imageDownloaded(url)) {
+      // Downloaded when the message is posted or edited; a failed or non-image download refuses it.
       at('downloading image failed', `${p}/image_url`);
     }
     return;
