@@ -6,6 +6,7 @@
 import type { Redis } from 'ioredis';
 import { afterEach } from 'vitest';
 import { type BotServices, createBotServices } from '../../src/bots/core/services.js';
+import { openBlobStore } from '../../src/shared/blobs/open-blob-store.js';
 import { loadConfig } from '../../src/shared/config.js';
 import { UndoStack } from '../../src/shared/lifecycle.js';
 import type { Logger } from '../../src/shared/logger.js';
@@ -25,6 +26,11 @@ export interface BotStackOptions {
   /** Safety presentation default. @defaultValue 'spoiler' */
   safetyMode?: 'off' | 'spoiler' | 'block';
   logger?: Logger;
+  /**
+   * More environment for the stack's config, e.g. s3.ts's `env()` for blobs in s3rver: the worker
+   * and the bot services then open the same store (openBlobStore). @defaultValue none
+   */
+  env?: Record<string, string>;
 }
 
 export interface BotStack {
@@ -61,6 +67,16 @@ export function useBotStack(models: LoadModelsOptions = {}): {
       base.push('worker connection', () => workerConnection.quit());
       await waitUntilReady(workerConnection);
       base.push('keys', () => deletePrefix(workerConnection, prefix));
+      const config = loadConfig({
+        QUEUE_PREFIX: prefix,
+        SAFETY_MODE: options.safetyMode ?? 'spoiler',
+        ...options.env,
+      });
+      const workerBlobs =
+        config.blobs.s3 === undefined
+          ? undefined
+          : await openBlobStore(config, { connection: workerConnection, logger });
+      if (workerBlobs) base.push('worker blobs', () => workerBlobs.close());
       const worker = await startWorker({
         connection: workerConnection,
         prefix,
@@ -68,9 +84,9 @@ export function useBotStack(models: LoadModelsOptions = {}): {
         db: tiny.db,
         stalledIntervalMs: 5000,
         logger,
+        ...(workerBlobs ? { blobs: workerBlobs } : {}),
       });
       base.push('worker', () => worker.close({ graceMs: 0 }));
-      const config = loadConfig({ QUEUE_PREFIX: prefix, SAFETY_MODE: options.safetyMode ?? 'spoiler' });
       const quota = {
         ...config.quota,
         imagine: options.imagineQuota ?? config.quota.imagine,

@@ -81,10 +81,21 @@ export const showImageId = (jobId: JobRef) => `${SHOW_IMAGE_PREFIX}${jobId}`;
 export function progressMessage(
   header: JobHeader,
   view: QueuedView | RunningView,
-  options: { previewFile?: string | undefined; actionId: (action: ImagineAction) => string },
+  options: {
+    previewFile?: string | undefined;
+    /** A URL Slack downloads the preview from (a presigned blob URL); wins over previewFile. */
+    previewUrl?: string | undefined;
+    actionId: (action: ImagineAction) => string;
+  },
 ): MessageBody {
   const blocks: Block[] = [section(`${headerLine(header)} · ${esc(view.text)}`)];
-  if (options.previewFile !== undefined) {
+  if (options.previewUrl !== undefined) {
+    blocks.push({
+      type: 'image',
+      image_url: options.previewUrl,
+      alt_text: `Preview: ${altText(header.prompt)}`,
+    });
+  } else if (options.previewFile !== undefined) {
     blocks.push({
       type: 'image',
       slack_file: { id: options.previewFile },

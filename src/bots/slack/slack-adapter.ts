@@ -29,6 +29,7 @@ import { HistoryReader } from './history.js';
 import { registerHome } from './home.js';
 import { ChannelIndexer, registerIndexing } from './indexing.js';
 import { registerInteractions } from './interactions.js';
+import { PreviewUrls } from './preview-urls.js';
 import { type SlackClock, systemClock, UpdateBudget } from './rate-limits.js';
 import { replayGuard, signatureProperty } from './replay-guard.js';
 import { parseReply, SlackSurface, type SurfaceDeps } from './surface.js';
@@ -191,6 +192,11 @@ export async function startSlackBot(options: SlackBotOptions): Promise<SlackBot>
     actionId: (action, jobId) => core.actionId(action, jobId),
     previewIntervalMs: o.previewIntervalMs,
     closing: closing.signal,
+    previewUrls: new PreviewUrls({
+      blobs: services.blobs,
+      enabled: options.slack.previewImageUrls === true,
+      logger,
+    }),
   };
 
   const ctx: SlackContext = {

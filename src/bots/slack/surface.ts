@@ -1,7 +1,9 @@
 // The ReplySurface of a Slack job: one channel message posted on ack and edited with chat.update
 // (never response_url: 5 uses in 30 minutes), within the workspace's edit budget. Previews are
-// uploaded into the message's thread one at a time, shown once shared and deleted when replaced;
-// the final image goes into the thread the same way, then the message shows it with its buttons.
+// uploaded into the message's thread one at a time, shown once shared and deleted when replaced,
+// or, with SLACK_PREVIEW_IMAGE_URLS and an S3 store, shown by a presigned `image_url` that Slack
+// downloads itself (preview-urls.ts; uploads again if Slack cannot). The final image always goes
+// into the thread as an upload, then the message shows it with its buttons.
 import type { webApi } from '@slack/bolt';
 import type { BlobStore } from '../../shared/blobs.js';
 import type { Logger } from '../../shared/logger.js';
@@ -22,6 +24,12 @@ import {
 } from './blocks.js';
 import type { FileLedger } from './file-ledger.js';
 import type { SlackFiles } from './files.js';
+import {
+  isImageUrlRefusal,
+  PREVIEW_URL_SECONDS,
+  type PreviewLink,
+  type PreviewUrls,
+} from './preview-urls.js';
 import { retryAfterOf, type SlackClock, type UpdateBudget, withRetryAfter } from './rate-limits.js';
 import { fromSlackError, slackErrorOf } from './slack-errors.js';
 
@@ -43,6 +51,8 @@ export interface SurfaceDeps {
   previewIntervalMs: number;
   /** The adapter is closing: no new previews (the next process takes over the message). */
   closing: AbortSignal;
+  /** Previews by presigned `image_url` instead of uploads, while on. @defaultValue uploads only */
+  previewUrls?: PreviewUrls | undefined;
 }
 
 /** Where a job's message lives; saved in the in-flight entry so a restarted bot finds it. */
@@ -92,6 +102,10 @@ export class SlackSurface implements ReplySurface {
   /** The preview shown: its key and step (every preview of a job has the same key). */
   #previewShown: string | undefined;
   #previewAt = Number.NEGATIVE_INFINITY;
+  /** The preview shown by URL (no file): the blob presigned, its URL and when it was signed. */
+  #previewUrl: (PreviewLink & { at: number }) | undefined;
+  /** The last JPEG copy written for this job (deleted when it ends). */
+  #previewCopy: PreviewLink | undefined;
   #posting: Promise<void> | undefined;
   /** Why the first post failed (the job is then cancelled by the command); later calls do nothing. */
   postError: unknown;
@@ -125,6 +139,7 @@ export class SlackSurface implements ReplySurface {
     const body = () => progressMessage(this.#header, view, this.#progressOptions());
     if (!wantsPreview) {
       if (body().text === this.#lastText) return;
+      await this.#refreshPreviewUrl();
       await this.#update(body(), 'optional');
       return;
     }
@@ -133,6 +148,9 @@ export class SlackSurface implements ReplySurface {
     if (blob === undefined || !this.#d.budget.tryTake(this.#reply.team)) return;
     this.#previewShown = previewVersion(view);
     this.#previewAt = this.#d.clock.now();
+    if (this.#d.previewUrls?.on && (await this.#showByUrl(blob, view.previewStep ?? 0, body))) return;
+    // Uploads from here on (never on, or Slack could not download the URL): no image_url block.
+    this.#previewUrl = undefined;
     const previous = this.#reply.preview;
     const next = await this.#share(blob, `preview-${safeFileName(this.#header.prompt, 'image', 60)}`);
     if (!next) return;
@@ -176,8 +194,10 @@ export class SlackSurface implements ReplySurface {
       actionId: (a) => this.#d.actionId(a, view.jobId),
       hasTimelapse: imagine?.timelapseBlob !== undefined,
     });
+    this.#previewUrl = undefined;
     await this.#update(body, 'must');
     await this.#dropPreview();
+    await this.#forgetCopy();
   }
 
   async fail(view: FailedView): Promise<void> {
@@ -187,13 +207,78 @@ export class SlackSurface implements ReplySurface {
       await this.#ephemeral(noticeMessage(view.text));
       return;
     }
+    this.#previewUrl = undefined;
     await this.#update(failedMessage(this.#header, view), 'must');
     await this.#dropPreview();
+    await this.#forgetCopy();
+  }
+
+  /**
+   * Shows a preview by a fresh presigned URL; false when the surface should upload it instead (URLs
+   * are off, the URL is unusable, or Slack could not download it: then off for the whole process).
+   */
+  async #showByUrl(blob: string, step: number, body: () => MessageBody): Promise<boolean> {
+    const urls = this.#d.previewUrls;
+    if (urls === undefined) return false;
+    let link: PreviewLink | undefined;
+    try {
+      // A name per step: every preview gets its own URL (Slack may cache one it has seen).
+      link = await urls.linkOf(blob, `slack-preview:${this.#jobId ?? 'unknown'}:${step}`);
+    } catch (error) {
+      this.#d.logger.warn({ err: error, blob }, 'could not presign a preview URL');
+      return false;
+    }
+    if (link === undefined) return false;
+    const shownCopy = this.#previewCopy;
+    if (link.copy) this.#previewCopy = link;
+    const before = this.#previewUrl;
+    this.#previewUrl = { ...link, at: this.#d.clock.now() };
+    const { team, channel, ts } = this.#reply;
+    if (ts === undefined) return true;
+    const shown = body();
+    try {
+      await withRetryAfter(
+        () => this.#d.client.chat.update({ channel, ts, text: shown.text, blocks: shown.blocks }),
+        { clock: this.#d.clock, attempts: 1, onRateLimited: (s) => this.#d.budget.blocked(team, s) },
+      );
+      this.#lastText = shown.text;
+    } catch (error) {
+      if (isImageUrlRefusal(error)) {
+        this.#previewUrl = undefined;
+        urls.off('Slack answered invalid_blocks: it could not download the image_url', error);
+        await this.#forgetCopy();
+        if (shownCopy?.key !== link.key) await urls.forget(shownCopy);
+        return false;
+      }
+      // Anything else drops this edit as a progress edit would be dropped.
+      this.#previewUrl = before;
+      const retryAfter = retryAfterOf(error);
+      if (retryAfter !== undefined) this.#d.budget.blocked(team, retryAfter);
+      this.#d.logger.debug({ err: error, channel, ts }, 'a preview edit was dropped');
+      return true;
+    }
+    // The copy it replaces is not shown any more: one copy per job at a time.
+    if (shownCopy !== undefined && shownCopy.key !== link.key) await urls.forget(shownCopy);
+    // An uploaded preview shown before this one (another process, or before a restart) goes now.
+    if (this.#reply.preview) {
+      await this.#dropPreview();
+      await this.#saveReply();
+    }
+    return true;
+  }
+
+  /** A text-only edit still carries the preview's URL, which Slack downloads again: keep it valid. */
+  async #refreshPreviewUrl(): Promise<void> {
+    const shown = this.#previewUrl;
+    if (shown === undefined || this.#d.clock.now() - shown.at < (PREVIEW_URL_SECONDS * 1000) / 2) return;
+    const url = await this.#d.previewUrls?.urlOf(shown.key).catch(() => undefined);
+    this.#previewUrl = url === undefined ? undefined : { ...shown, url, at: this.#d.clock.now() };
   }
 
   #progressOptions() {
     const jobId = this.#jobId;
     return {
+      previewUrl: this.#previewUrl?.url,
       previewFile: this.#reply.preview?.file,
       actionId: (a: ImagineAction) => (jobId === undefined ? a : this.#d.actionId(a, jobId)),
     };
@@ -270,6 +355,8 @@ export class SlackSurface implements ReplySurface {
     } catch (error) {
       const retryAfter = retryAfterOf(error);
       if (retryAfter !== undefined) this.#d.budget.blocked(team, retryAfter);
+      // The preview's blob is gone or its URL went stale: the next edits go without it.
+      if (isImageUrlRefusal(error)) this.#previewUrl = undefined;
       if (mustLand) throw error;
       this.#d.logger.debug({ err: error, channel, ts }, 'a progress edit was dropped');
     }
@@ -299,6 +386,13 @@ export class SlackSurface implements ReplySurface {
       this.#d.logger.warn({ err: error, channel }, 'could not upload an image');
       return undefined;
     }
+  }
+
+  /** The job's JPEG preview copy is not shown any more: delete it (it would expire anyway). */
+  async #forgetCopy(): Promise<void> {
+    const copy = this.#previewCopy;
+    this.#previewCopy = undefined;
+    await this.#d.previewUrls?.forget(copy);
   }
 
   async #dropPreview(): Promise<void> {

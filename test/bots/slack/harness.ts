@@ -87,6 +87,8 @@ export interface HarnessOptions {
   fake?: FakeSlackOptions;
   stack?: BotStackOptions;
   bot?: Partial<Omit<SlackBotOptions, 'services' | 'slack' | 'logger'>>;
+  /** More of config.slack (e.g. previewImageUrls). */
+  slack?: Partial<SlackBotOptions['slack']>;
 }
 
 export interface Harness {
@@ -159,6 +161,7 @@ export function useSlackHarness(stack: ReturnType<typeof useBotStack>) {
             ...(mode === 'socket' ? { appToken: fake.appToken } : {}),
             apiUrl: fake.apiUrl,
             port: 0,
+            ...options.slack,
           },
           logger,
           host: '127.0.0.1',
