@@ -7,6 +7,7 @@ import { serialize } from '../graph/serialize.js';
 import { type HostTensor, ModelSession, type SessionOptions } from '../onnx/session.js';
 import type { DalleConfig } from './config.js';
 import {
+  type BuildOptions,
   buildDecodeStep,
   buildFullForward,
   buildPrefill,
@@ -37,6 +38,8 @@ export interface DalleRunnerOptions {
   readonly candidates?: number;
   /** @defaultValue {} */
   readonly session?: SessionOptions;
+  /** How the decode graph is built (transformer.ts BuildOptions). @defaultValue {} */
+  readonly build?: BuildOptions;
 }
 
 function weightFeeds(weights: DalleWeights, names: readonly string[]): Record<string, HostTensor> {
@@ -87,7 +90,7 @@ export class DalleRunner {
     const pg = new Graph();
     const prefill = buildPrefill(pg, config, weights, 1);
     const dg = new Graph();
-    const decode = buildDecodeStep(dg, config, weights, n);
+    const decode = buildDecodeStep(dg, config, weights, n, options.build);
     const prefillBytes = serialize(pg, { outputs: named(prefill), name: 'mindalle_prefill' }).bytes;
     const decodeBytes = serialize(dg, { outputs: named(decode), name: 'mindalle_decode' }).bytes;
     const [ps, ds] = await Promise.all([

@@ -12,16 +12,28 @@
 import type { Graph, Tensor } from '../graph/graph.js';
 import { GraphError } from '../graph/graph.js';
 import { add, gelu, less, mul, quickGelu, where } from '../graph/ops/elementwise.js';
+import { quantizeWeightPerChannel } from '../graph/ops/int8.js';
 import { matmul } from '../graph/ops/matmul.js';
 import { layerNorm, softmax } from '../graph/ops/norm.js';
 import { concat, gather, reshape, slice, split, transpose } from '../graph/ops/shape.js';
 import type { WeightSource } from '../models/params.js';
 import type { DalleConfig } from './config.js';
 
-/** A weight as the graphs take it: float32 data and dims. */
+/** A weight as the graphs take it: float32 data (int8 for quantised dense layers) and dims. */
 export interface WeightArray {
-  readonly data: Float32Array;
+  readonly data: Float32Array | Int8Array;
   readonly dims: readonly number[];
+}
+
+export interface PrepareOptions {
+  /**
+   * 'int8': every block's dense layers (q|k|v, proj, mlp: ~96% of the bytes a decode step reads) as
+   * 7-bit weights per output channel (`<name>.weight_int8` [in, out] + `<name>.weight_scale` [out],
+   * graph/ops/int8.ts), run by DynamicQuantizeMatMul with the activations quantised per tensor at
+   * run time; embeddings, layer norms and the image head stay float32. Inference only; the logits
+   * move (bench/README.md, dalle, states by how much). @defaultValue 'fp32'
+   */
+  readonly precision?: 'fp32' | 'int8';
 }
 
 /** The weights in graph layout, by graph input name. */
@@ -36,11 +48,24 @@ const MASKED = -1e9;
  * order with 1/sqrt(head_dim) folded into q (one GEMM instead of three), and the text head is left
  * out (sampling needs image logits only).
  */
-export function prepareDalleWeights(c: DalleConfig, source: WeightSource): Map<string, WeightArray> {
+export function prepareDalleWeights(
+  c: DalleConfig,
+  source: WeightSource,
+  options: PrepareOptions = {},
+): Map<string, WeightArray> {
+  const int8 = options.precision === 'int8';
   const d = c.embed_dim;
   const hd = d / c.n_heads;
   const out = new Map<string, WeightArray>();
-  const put = (name: string, data: Float32Array, dims: readonly number[]) => out.set(name, { data, dims });
+  const put = (name: string, data: Float32Array | Int8Array, dims: readonly number[]) =>
+    out.set(name, { data, dims });
+  /** A block's [out, in] dense weight, as float32 or quantised. */
+  const putDense = (name: string, data: Float32Array, outF: number, inF: number) => {
+    if (!int8) return put(`${name}.weight`, data, [outF, inF]);
+    const { q, scales } = quantizeWeightPerChannel(data, outF, inF);
+    put(`${name}.weight_int8`, q, [inF, outF]);
+    return put(`${name}.weight_scale`, scales, [outF]);
+  };
   const copy = (name: string, dims: readonly number[]) => put(name, source.get(name, dims), dims);
   copy('tok_emb_img.weight', [c.vocab_size_img, d]);
   copy('tok_emb_txt.weight', [c.vocab_size_txt, d]);
@@ -66,10 +91,10 @@ export function prepareDalleWeights(c: DalleConfig, source: WeightSource): Map<s
         for (let o = 0; o < d; o++) qkvBias[j * d + o] = bias[o]! * f;
       }
     });
-    put(`${b}.attn.qkv.weight`, qkv, [3 * d, d]);
+    putDense(`${b}.attn.qkv`, qkv, 3 * d, d);
     if (c.attn_bias) put(`${b}.attn.qkv.bias`, qkvBias, [3 * d]);
     const linear = (name: string, outF: number, inF: number, bias: boolean) => {
-      copy(`${name}.weight`, [outF, inF]);
+      putDense(name, source.get(`${name}.weight`, [outF, inF]), outF, inF);
       if (bias) copy(`${name}.bias`, [outF]);
     };
     linear(`${b}.attn.proj`, d, d, c.attn_bias);
@@ -91,20 +116,32 @@ export const presentValueName = (layer: number) => `present_value.${layer}`;
 /** Cache positions: the text tokens, then every image token but the last (whose keys nobody reads). */
 export const cacheLength = (c: DalleConfig): number => c.ctx_len_txt + c.ctx_len_img - 1;
 
+export interface BuildOptions {
+  /**
+   * A dense layer over one row as a matrix-vector product, `W x` with x as a column (see `dense`);
+   * false keeps `(W x^T)^T` for every row count (the dalle benchmark's A/B). @defaultValue true
+   */
+  readonly matVec?: boolean;
+}
+
 /** Binds weight names to graph inputs, one input per name per graph. */
 class WeightInputs {
   private readonly bound = new Map<string, Tensor>();
+  readonly matVec: boolean;
   constructor(
     private readonly g: Graph,
     private readonly weights: DalleWeights,
-  ) {}
+    options: BuildOptions = {},
+  ) {
+    this.matVec = options.matVec ?? true;
+  }
 
   get(name: string): Tensor {
     let t = this.bound.get(name);
     if (!t) {
       const w = this.weights.get(name);
       if (!w) throw new GraphError(`minDALL-E: no prepared weight "${name}"`);
-      t = this.g.input(name, w.dims);
+      t = this.g.input(name, w.dims, w.data instanceof Int8Array ? 'int8' : 'float32');
       this.bound.set(name, t);
     }
     return t;
@@ -121,15 +158,42 @@ class WeightInputs {
  * so with x W^T it re-packed every weight every step (full size: a batch-8 decode step took 8x a
  * batch-1 step, 4.0 s against 0.52 s). With the weight first, only the few activation rows are packed
  * and the weight streams once; the two transposes move rows x features floats, not the weight.
+ * One row (a batch-1 decode step) is W times x as an [in, 1] column, a Reshape of the same memory:
+ * ORT fuses the transposes into FusedMatMul(transB), which packs x into a 16-column panel and
+ * multiplies the 15 zero columns too, while a MatMul with one plain column goes to MLAS's
+ * matrix-vector kernel and only streams W (full size, one run: 483 against 721 ms a step).
  */
 function dense(w: WeightInputs, x: Tensor, name: string): Tensor {
+  if (w.has(`${name}.weight_int8`)) return quantizedDense(w, x, name);
   const weight = w.get(`${name}.weight`);
   const [outF, inF] = weight.shape as [number, number];
   const lead = x.shape.slice(0, -1);
   const rows = lead.reduce((a, b) => a * b, 1);
-  let y = transpose(matmul(weight, transpose(reshape(x, [rows, inF]), [1, 0])), [1, 0]);
+  let y =
+    rows === 1 && w.matVec
+      ? reshape(matmul(weight, reshape(x, [inF, 1])), [1, outF])
+      : transpose(matmul(weight, transpose(reshape(x, [rows, inF]), [1, 0])), [1, 0]);
   if (w.has(`${name}.bias`)) y = add(y, w.get(`${name}.bias`));
   return reshape(y, [...lead, outF]);
+}
+
+/**
+ * `dense` with int8 weights [in, out] (prepareDalleWeights' 'int8'): DynamicQuantizeMatMul quantises
+ * x's rows to uint8 per tensor, multiplies in int8 and applies the per-channel scales and the bias.
+ */
+function quantizedDense(w: WeightInputs, x: Tensor, name: string): Tensor {
+  const weight = w.get(`${name}.weight_int8`);
+  const [inF, outF] = weight.shape as [number, number];
+  const lead = x.shape.slice(0, -1);
+  const rows = lead.reduce((a, b) => a * b, 1);
+  const bias = w.has(`${name}.bias`) ? w.get(`${name}.bias`) : undefined;
+  // Inputs: A, B, b_scale, b_zero_point (absent: symmetric), bias.
+  const [y] = x.graph.emit(
+    'DynamicQuantizeMatMul',
+    [reshape(x, [rows, inF]), weight, w.get(`${name}.weight_scale`), undefined, bias],
+    { domain: 'com.microsoft', outputs: [{ shape: [rows, outF], dtype: 'float32' }] },
+  );
+  return reshape(y!, [...lead, outF]);
 }
 
 /** Attention of q [B, H, T, hd] given this chunk's k and v: returns context [B, H, T, hd]. */
@@ -228,8 +292,14 @@ export interface DecodeGraph {
  * after ctx_len_txt + position are masked out, so the shapes never change from step to step. The
  * new token attends to itself through a separate score column, so the graph never copies the cache.
  */
-export function buildDecodeStep(g: Graph, c: DalleConfig, weights: DalleWeights, batch: number): DecodeGraph {
-  const w = new WeightInputs(g, weights);
+export function buildDecodeStep(
+  g: Graph,
+  c: DalleConfig,
+  weights: DalleWeights,
+  batch: number,
+  options: BuildOptions = {},
+): DecodeGraph {
+  const w = new WeightInputs(g, weights, options);
   const d = c.embed_dim;
   const heads = c.n_heads;
   const hd = d / heads;

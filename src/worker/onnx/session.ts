@@ -49,7 +49,7 @@ export const DefaultSessionOptions = {
 
 /** A plain tensor crossing the session boundary, so callers never see ORT types. */
 export interface HostTensor {
-  readonly data: Float32Array | BigInt64Array | Int32Array | Uint8Array;
+  readonly data: Float32Array | BigInt64Array | Int32Array | Uint8Array | Int8Array;
   readonly dims: readonly number[];
 }
 
