@@ -8,10 +8,16 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { App, LogLevel } from '@slack/bolt';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { isImageUrlRefusal, PreviewUrls } from '../../../src/bots/slack/preview-urls.js';
+import { S3BlobStore } from '../../../src/shared/blobs/s3-blob-store.js';
+import { decodeImage, probeImage } from '../../../src/shared/image/decode.js';
+import { encodeWebp } from '../../../src/shared/image/encode.js';
+import { keys } from '../../../src/shared/queues.js';
 import { useBotStack } from '../../helpers/bot-stack.js';
 import { startFakeSlack } from '../../helpers/fake-slack/index.js';
 import { useS3 } from '../../helpers/s3.js';
-import { finished, imageFilesOf, nthJobMessage, useSlackHarness } from './harness.js';
+import { noisePng } from '../../helpers/worker-process.js';
+import { finished, imageFilesOf, nthJobMessage, testLogger, useSlackHarness } from './harness.js';
 
 const stack = useBotStack();
 const slack = useSlackHarness(stack);
@@ -117,6 +123,62 @@ describe('the fake Slack downloads image_url as Slack does', () => {
     } finally {
       await fake.close();
     }
+  });
+});
+
+describe('PreviewUrls', () => {
+  it('presigns a PNG preview itself, a WebP one as a JPEG copy, and turns off once, logged once', async () => {
+    const store = new S3BlobStore({ s3: s3.config({ keyPrefix: 'preview-unit' }), prefix: 'pu' });
+    const warnings: string[] = [];
+    const logger = { ...testLogger(), warn: (_o: unknown, msg?: string) => warnings.push(String(msg ?? _o)) };
+    try {
+      const urls = new PreviewUrls({ blobs: store, enabled: true, logger });
+      const png = await noisePng(16, 16, 1);
+      const pngKey = await store.put(png, { contentType: 'image/png' });
+      const asPng = await urls.linkOf(pngKey, 'slack-preview:job:1');
+      expect(asPng).toMatchObject({ key: pngKey, copy: false });
+      expect(await (await fetch(asPng?.url ?? '')).arrayBuffer().then((b) => Buffer.from(b))).toEqual(
+        Buffer.from(png),
+      );
+
+      const webp = await encodeWebp(await decodeImage(png));
+      const webpKey = await store.put(webp, { contentType: 'image/webp' });
+      const asWebp = await urls.linkOf(webpKey, 'slack-preview:job:2');
+      expect(asWebp?.copy).toBe(true);
+      expect(asWebp?.key).toMatch(/:blob:slack-preview:job:2$/);
+      const fetched = new Uint8Array(await (await fetch(asWebp?.url ?? '')).arrayBuffer());
+      expect(await probeImage(fetched)).toMatchObject({ format: 'jpeg', width: 16, height: 16 });
+      expect(await store.ttl(asWebp?.key ?? '')).toBeLessThanOrEqual(900);
+      await urls.forget(asWebp);
+      expect(await store.get(asWebp?.key ?? '')).toBeUndefined();
+      expect(await store.get(webpKey)).toBeDefined();
+      // A blob that is gone has no link.
+      expect(await urls.linkOf(keys.blob('pu', 'never-written'), 'x')).toBeUndefined();
+
+      urls.off('test');
+      urls.off('again');
+      expect(urls.on).toBe(false);
+      expect(await urls.linkOf(pngKey, 'slack-preview:job:3')).toBeUndefined();
+      expect(warnings).toHaveLength(1);
+    } finally {
+      await store.close();
+    }
+  });
+
+  it('tells an image_url refusal from other invalid_blocks', () => {
+    const refusal = (errors: string[]) => ({
+      code: 'slack_webapi_platform_error',
+      data: { ok: false, error: 'invalid_blocks', errors },
+    });
+    expect(isImageUrlRefusal(refusal(['downloading image failed [json-pointer:/blocks/1/image_url]']))).toBe(
+      true,
+    );
+    expect(isImageUrlRefusal(refusal(['invalid slack file [json-pointer:/blocks/1/slack_file]']))).toBe(
+      false,
+    );
+    expect(isImageUrlRefusal({ code: 'slack_webapi_platform_error', data: { error: 'ratelimited' } })).toBe(
+      false,
+    );
   });
 });
 
