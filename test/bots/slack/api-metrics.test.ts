@@ -32,17 +32,32 @@ describe('Slack API metrics', () => {
     }, 60_000);
     expect(h.fake.rateLimited.length).toBeGreaterThan(0);
 
-    const expected = new Map<string, number>();
-    for (const call of h.fake.calls)
-      expected.set(String(call.status), (expected.get(String(call.status)) ?? 0) + 1);
-    // The upload host's POSTs go through the same WebClient fetch.
-    expected.set('200', (expected.get('200') ?? 0) + h.fake.uploads.length);
+    const expectedNow = () => {
+      const expected = new Map<string, number>();
+      for (const call of h.fake.calls)
+        expected.set(String(call.status), (expected.get(String(call.status)) ?? 0) + 1);
+      // The upload host's POSTs go through the same WebClient fetch.
+      expected.set('200', (expected.get('200') ?? 0) + h.fake.uploads.length);
+      return expected;
+    };
+    const total = (counts: Iterable<number>) => [...counts].reduce((s, n) => s + n, 0);
+    const countedNow = async () =>
+      (parseMetrics(await metrics.text()).get('vqclip_chat_api_requests_total') ?? []).reduce(
+        (s, x) => s + x.value,
+        0,
+      );
+    // The fake records a call when it answers; the bot counts it once the answer is read, and the
+    // bot may still be tidying up (the last preview's deletion) after the final edit: wait until
+    // both sides have settled on the same total.
+    for (let i = 0; i < 100 && (await countedNow()) !== total(expectedNow().values()); i++)
+      await new Promise((r) => setTimeout(r, 50));
+    const expected = expectedNow();
     const m = parseMetrics(await metrics.text());
     for (const [status, n] of expected) {
       expect(sample(m, 'vqclip_chat_api_requests_total', { platform: 'slack', status }), status).toBe(n);
     }
     const counted = (m.get('vqclip_chat_api_requests_total') ?? []).reduce((s, x) => s + x.value, 0);
-    expect(counted).toBe([...expected.values()].reduce((s, n) => s + n, 0));
+    expect(counted).toBe(total(expected.values()));
     expect(sample(m, 'vqclip_chat_api_rate_limited_total', { platform: 'slack' })).toBe(
       h.fake.rateLimited.length,
     );
