@@ -88,7 +88,7 @@ export class DalleRunner {
     // The prompt is the same for every candidate: prefill runs once at batch 1 and its cache is
     // copied to each candidate's rows.
     const pg = new Graph();
-    const prefill = buildPrefill(pg, config, weights, 1);
+    const prefill = buildPrefill(pg, config, weights, 1, options.build);
     const dg = new Graph();
     const decode = buildDecodeStep(dg, config, weights, n, options.build);
     const prefillBytes = serialize(pg, { outputs: named(prefill), name: 'mindalle_prefill' }).bytes;

@@ -122,18 +122,26 @@ export interface BuildOptions {
    * false keeps `(W x^T)^T` for every row count (the dalle benchmark's A/B). @defaultValue true
    */
   readonly matVec?: boolean;
+  /**
+   * int8 weights as constants of the graph, which ORT packs for its int8 GEMM once at load (each
+   * session then holds its own packed copy); false feeds them as inputs, packed again on every run.
+   * @defaultValue true
+   */
+  readonly int8Constants?: boolean;
 }
 
 /** Binds weight names to graph inputs, one input per name per graph. */
 class WeightInputs {
   private readonly bound = new Map<string, Tensor>();
   readonly matVec: boolean;
+  private readonly int8Constants: boolean;
   constructor(
     private readonly g: Graph,
     private readonly weights: DalleWeights,
     options: BuildOptions = {},
   ) {
     this.matVec = options.matVec ?? true;
+    this.int8Constants = options.int8Constants ?? true;
   }
 
   get(name: string): Tensor {
@@ -141,7 +149,11 @@ class WeightInputs {
     if (!t) {
       const w = this.weights.get(name);
       if (!w) throw new GraphError(`minDALL-E: no prepared weight "${name}"`);
-      t = this.g.input(name, w.dims, w.data instanceof Int8Array ? 'int8' : 'float32');
+      if (w.data instanceof Int8Array)
+        t = this.int8Constants
+          ? this.g.constant(w.data, w.dims, { name })
+          : this.g.input(name, w.dims, 'int8');
+      else t = this.g.input(name, w.dims);
       this.bound.set(name, t);
     }
     return t;
@@ -257,8 +269,14 @@ export interface PrefillGraph {
 }
 
 /** The prompt pass: input `text` int64 [batch, ctx_len_txt] (padded with [PAD], as minDALL-E does). */
-export function buildPrefill(g: Graph, c: DalleConfig, weights: DalleWeights, batch: number): PrefillGraph {
-  const w = new WeightInputs(g, weights);
+export function buildPrefill(
+  g: Graph,
+  c: DalleConfig,
+  weights: DalleWeights,
+  batch: number,
+  options: BuildOptions = {},
+): PrefillGraph {
+  const w = new WeightInputs(g, weights, options);
   const t = c.ctx_len_txt;
   const text = g.input('text', [batch, t], 'int64');
   let x = textEmbeddings(c, w, text);
