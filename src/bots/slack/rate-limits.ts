@@ -41,15 +41,19 @@ export const DefaultUpdateBudgetOptions = {
 
 /**
  * A token bucket per workspace. Progress edits take a token or are skipped (latest wins: the next
- * one carries newer news); edits that must land (the first post, the result, a failure) always go
- * and may leave the bucket in debt, which later progress pays for. A 429 empties the bucket until
- * Retry-After has passed.
+ * one carries newer news). Edits that must land (the result, a failure) wait in line for a token
+ * (`take`), first come first served, and progress is skipped while any of them waits: with many
+ * jobs ending together they go out at the budget's rate instead of past Slack's limit (49 finals at
+ * once drew 429s and some were given up). A 429 empties the bucket until Retry-After has passed.
+ * `force` counts an edit that went anyway (a courtesy note), leaving the bucket in debt.
  */
 export class UpdateBudget {
   readonly #perMs: number;
   readonly #burst: number;
   readonly #clock: SlackClock;
   readonly #buckets = new Map<string, { tokens: number; at: number; blockedUntil: number }>();
+  /** Per workspace: the last must-land edit in line, and how many wait. */
+  readonly #lines = new Map<string, { tail: Promise<void>; waiting: number }>();
 
   constructor(options: UpdateBudgetOptions = {}) {
     const perMinute = options.perMinute ?? DefaultUpdateBudgetOptions.perMinute;
@@ -72,12 +76,43 @@ export class UpdateBudget {
     return { b, now };
   }
 
-  /** Takes a token for a progress edit; false: skip this one. */
+  /** Takes a token for a progress edit; false: skip this one (also while a must-land edit waits). */
   tryTake(workspace: string): boolean {
+    if ((this.#lines.get(workspace)?.waiting ?? 0) > 0) return false;
     const { b, now } = this.#bucket(workspace);
     if (now < b.blockedUntil || b.tokens < 1) return false;
     b.tokens -= 1;
     return true;
+  }
+
+  /**
+   * Waits in the workspace's line until a token is there (and any Retry-After has passed), then
+   * takes it: for edits that must land. Rejects with the signal's reason when it aborts.
+   */
+  take(workspace: string, signal?: AbortSignal): Promise<void> {
+    const line = this.#lines.get(workspace) ?? { tail: Promise.resolve(), waiting: 0 };
+    this.#lines.set(workspace, line);
+    line.waiting++;
+    const mine = line.tail.then(async () => {
+      for (;;) {
+        const { b, now } = this.#bucket(workspace);
+        const wait = Math.max(
+          b.blockedUntil - now,
+          b.tokens >= 1 ? 0 : Math.ceil((1 - b.tokens) / this.#perMs),
+        );
+        if (wait <= 0) {
+          b.tokens -= 1;
+          return;
+        }
+        await this.#clock.sleep(wait, signal);
+      }
+    });
+    const done = mine.finally(() => {
+      line.waiting--;
+      if (line.waiting === 0 && this.#lines.get(workspace) === line) this.#lines.delete(workspace);
+    });
+    line.tail = done.catch(() => {});
+    return done;
   }
 
   /** Counts an edit that goes whatever the budget says. */

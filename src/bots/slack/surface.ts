@@ -92,6 +92,9 @@ export interface SurfaceOptions {
   ephemeral(body: MessageBody): Promise<void>;
 }
 
+
+/** Tries of an edit that must land, each after the Retry-After of the 429 before it. */
+const MUST_LAND_ATTEMPTS = 10;
 export class SlackSurface implements ReplySurface {
   readonly #d: SurfaceDeps;
   readonly #header: JobHeader;
@@ -334,20 +337,24 @@ export class SlackSurface implements ReplySurface {
 
   /**
    * An edit. `optional` (progress) takes a budget token or is skipped; `taken` had its token taken
-   * already; `must` (result, failure) always goes, waits out 429 and throws so the runner retries.
+   * already; `must` (result, failure) waits in line for a token, waits out 429 and throws so the
+   * runner retries.
    */
   async #update(body: MessageBody, kind: 'optional' | 'taken' | 'must'): Promise<void> {
     const { team, channel, ts } = this.#reply;
     if (ts === undefined) return;
     const mustLand = kind === 'must';
     if (kind === 'optional' && !this.#d.budget.tryTake(team)) return;
-    if (mustLand) this.#d.budget.force(team);
+    // In line for the workspace's budget: many jobs ending at once go out at its rate.
+    if (mustLand) await this.#d.budget.take(team);
     try {
       await withRetryAfter(
         () => this.#d.client.chat.update({ channel, ts, text: body.text, blocks: body.blocks }),
         {
           clock: this.#d.clock,
-          attempts: mustLand ? 3 : 1,
+          // As long as Slack's Retry-After says (a 429 meets the budget only when another
+          // process edits in this workspace too); the runner's own retries come after these.
+          attempts: mustLand ? MUST_LAND_ATTEMPTS : 1,
           onRateLimited: (s) => this.#d.budget.blocked(team, s),
         },
       );

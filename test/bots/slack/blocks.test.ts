@@ -327,6 +327,30 @@ describe('rate limits', () => {
     expect(budget.tryTake('T')).toBe(true);
   });
 
+  it('lines up edits that must land: each waits for a token in turn, and progress waits behind them', async () => {
+    const clock = manualClock();
+    const budget = new UpdateBudget({ perMinute: 30, burst: 2, clock });
+    const landed: number[] = [];
+    // Five results at once with two tokens in the bucket: two go now, then one every 2 s.
+    await Promise.all([1, 2, 3, 4, 5].map((n) => budget.take('T').then(() => landed.push(n))));
+    expect(landed).toEqual([1, 2, 3, 4, 5]);
+    expect(clock.sleeps).toEqual([2000, 2000, 2000]);
+    expect(budget.available('T')).toBe(0);
+    // While a result waits, progress edits get nothing, though the bucket refills.
+    const waiting = budget.take('T');
+    expect(budget.tryTake('T')).toBe(false);
+    await waiting;
+    expect(clock.sleeps).toHaveLength(4);
+    clock.advance(2000);
+    expect(budget.tryTake('T')).toBe(true);
+    // A 429's Retry-After holds the line too; other workspaces are not held up.
+    budget.blocked('T', 30);
+    const before = clock.now();
+    await Promise.all([budget.take('T'), budget.take('T2')]);
+    expect(clock.now() - before).toBeGreaterThanOrEqual(30_000);
+    expect(budget.available('T2')).toBe(1);
+  });
+
   it('waits out Retry-After, then gives up past the attempts or the longest wait', async () => {
     const clock = manualClock();
     const limited = { code: 'slack_webapi_rate_limited_error', retryAfter: 7 };
