@@ -10,7 +10,7 @@
 // what the worker encodes previews in: such a preview is re-encoded as JPEG and put beside it
 // (`slack-preview:<job>:<step>`, deleted once the next is shown or the job ends, and expiring with
 // its URL anyway: one copy per running job), and that blob is presigned.
-import type { BlobStore } from '../../shared/blobs.js';
+import type { Blob, BlobStore } from '../../shared/blobs.js';
 import { decodeImage } from '../../shared/image/decode.js';
 import { encodeJpeg } from '../../shared/image/encode.js';
 import type { Logger } from '../../shared/logger.js';
@@ -25,8 +25,18 @@ export const PREVIEW_URL_SECONDS = 900;
 /** Block Kit's cap on `image_url`. */
 export const IMAGE_URL_MAX_LENGTH = 3000;
 
-/** What Slack downloads and shows from an image_url. */
+/** What Slack shows in an image block, from an image_url or a slack_file alike. */
 const SHOWN_TYPES = /^image\/(png|jpeg|jpg|gif)$/i;
+
+/**
+ * The image as Slack will show it in a block: itself when png, jpeg or gif, else (WebP previews)
+ * re-encoded as JPEG. Slack refuses other kinds in image blocks whether by URL or by uploaded file.
+ */
+export async function showableInBlocks(image: Blob): Promise<Blob> {
+  if (SHOWN_TYPES.test(image.contentType)) return image;
+  const jpeg = await encodeJpeg(await decodeImage(image.bytes), { quality: 85 });
+  return { bytes: Buffer.from(jpeg), contentType: 'image/jpeg' };
+}
 
 /** A preview to show by URL: the blob presigned (the preview itself, or its JPEG copy) and the URL. */
 export interface PreviewLink {
@@ -67,17 +77,18 @@ export class PreviewUrls {
 
   /**
    * A presigned URL that shows the preview blob in an image block (of a JPEG copy under `copyName`
-   * when the preview is WebP); undefined when off, when the blob is gone, or when too long.
+   * when the preview is WebP); undefined when off, when the blob is gone, or when too long. Throws
+   * when the store or the re-encode fails.
    */
   async linkOf(blob: string, copyName: string): Promise<PreviewLink | undefined> {
     if (!this.#on) return undefined;
     const stored = await this.#blobs.get(blob);
     if (stored === undefined) return undefined;
     let key = blob;
-    if (!SHOWN_TYPES.test(stored.contentType)) {
-      const jpeg = await encodeJpeg(await decodeImage(stored.bytes), { quality: 85 });
-      key = await this.#blobs.put(jpeg, {
-        contentType: 'image/jpeg',
+    const shown = await showableInBlocks(stored);
+    if (shown !== stored) {
+      key = await this.#blobs.put(shown.bytes, {
+        contentType: shown.contentType,
         name: copyName,
         ttlSeconds: PREVIEW_URL_SECONDS,
       });

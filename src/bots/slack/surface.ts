@@ -29,6 +29,7 @@ import {
   PREVIEW_URL_SECONDS,
   type PreviewLink,
   type PreviewUrls,
+  showableInBlocks,
 } from './preview-urls.js';
 import { retryAfterOf, type SlackClock, type UpdateBudget, withRetryAfter } from './rate-limits.js';
 import { fromSlackError, slackErrorOf } from './slack-errors.js';
@@ -91,7 +92,6 @@ export interface SurfaceOptions {
   /** A private answer to the requester (response_url for a command, chat.postEphemeral otherwise). */
   ephemeral(body: MessageBody): Promise<void>;
 }
-
 
 /** Tries of an edit that must land, each after the Retry-After of the 429 before it. */
 const MUST_LAND_ATTEMPTS = 10;
@@ -228,8 +228,11 @@ export class SlackSurface implements ReplySurface {
       // A name per step: every preview gets its own URL (Slack may cache one it has seen).
       link = await urls.linkOf(blob, `slack-preview:${this.#jobId ?? 'unknown'}:${step}`);
     } catch (error) {
-      this.#d.logger.warn({ err: error, blob }, 'could not presign a preview URL');
-      return false;
+      // A read or re-encode that failed (the store busy, an object caught mid-write): this preview is
+      // skipped, not uploaded, and the next chance tries again.
+      this.#previewShown = undefined;
+      this.#d.logger.warn({ err: error, blob }, 'could not prepare a preview URL; skipping this preview');
+      return true;
     }
     if (link === undefined) return false;
     const shownCopy = this.#previewCopy;
@@ -373,8 +376,10 @@ export class SlackSurface implements ReplySurface {
   async #share(blob: string, basename: string): Promise<{ file: string; ts?: string } | undefined> {
     const { channel, ts } = this.#reply;
     try {
-      const stored = await this.#d.blobs.get(blob);
-      if (!stored) return undefined;
+      const found = await this.#d.blobs.get(blob);
+      if (!found) return undefined;
+      // An image block names it once shared: a WebP preview would be refused there, so it goes as JPEG.
+      const stored = await showableInBlocks(found);
       const file = await this.#d.files.upload({
         bytes: stored.bytes,
         filename: `${basename}.${extensionOf(stored.contentType)}`,

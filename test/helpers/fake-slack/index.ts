@@ -458,6 +458,7 @@ export async function startFakeSlack(options: FakeSlackOptions = {}): Promise<Fa
     fileVisibility: (ref: { id?: string; url?: string }) => {
       const rec = ref.id !== undefined ? store.files.get(ref.id) : store.fileByUrl(ref.url ?? '');
       if (rec === undefined || rec.deleted || !rec.completed) return 'missing' as const;
+      if (!/^image\/(png|jpeg|gif)$/i.test(rec.file.mimetype)) return 'not_shown' as const;
       return store.isShared(rec.file.id) ? ('shared' as const) : ('unshared' as const);
     },
     isPrivateFileUrl,

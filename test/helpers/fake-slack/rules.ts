@@ -95,7 +95,8 @@ export function takeTrigger(
   return { ok: true };
 }
 
-export type FileVisibility = 'shared' | 'unshared' | 'missing';
+/** `not_shown`: a file Slack does not show in image blocks (only png, jpg and gif: WebP is refused). */
+export type FileVisibility = 'shared' | 'unshared' | 'missing' | 'not_shown';
 
 export interface BlockRules {
   maxBlocks: number;
