@@ -10,6 +10,7 @@ import { App, LogLevel } from '@slack/bolt';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { isImageUrlRefusal, PreviewUrls } from '../../../src/bots/slack/preview-urls.js';
 import { S3BlobStore } from '../../../src/shared/blobs/s3-blob-store.js';
+import { loadConfig } from '../../../src/shared/config.js';
 import { decodeImage, probeImage } from '../../../src/shared/image/decode.js';
 import { encodeWebp } from '../../../src/shared/image/encode.js';
 import { keys } from '../../../src/shared/queues.js';
@@ -163,6 +164,15 @@ describe('PreviewUrls', () => {
     } finally {
       await store.close();
     }
+  });
+
+  it('is configured by SLACK_PREVIEW_IMAGE_URLS, off by default', () => {
+    expect(loadConfig({}).slack.previewImageUrls).toBeUndefined();
+    expect(loadConfig({ SLACK_PREVIEW_IMAGE_URLS: 'true' }).slack.previewImageUrls).toBe(true);
+    expect(loadConfig({ SLACK_PREVIEW_IMAGE_URLS: '0' }).slack.previewImageUrls).toBeUndefined();
+    expect(() => loadConfig({ SLACK_PREVIEW_IMAGE_URLS: 'yes' })).toThrow(
+      /SLACK_PREVIEW_IMAGE_URLS.*must be true or false/,
+    );
   });
 
   it('tells an image_url refusal from other invalid_blocks', () => {
