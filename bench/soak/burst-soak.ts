@@ -54,6 +54,9 @@ export const burstSoak: SoakModule = {
       discordUsers: num('discord-users', base.discordUsers),
       slackUsers: num('slack-users', base.slackUsers),
       workers: num('workers', base.workers),
+      ...(options.flags['discord-work-concurrency'] === undefined
+        ? {}
+        : { discordWorkConcurrency: num('discord-work-concurrency', 16) }),
     };
     const f = await runBurst({ ...o, log: (line) => console.log(`  ${line}`) });
     const ackRows: Row[] = (['discord', 'slack', 'web'] as const).map((platform) => {

@@ -68,6 +68,8 @@ export interface BurstOptions {
   spreadMs?: number;
   /** Bot progress throttle (the runner's least time between two edits of one job). @defaultValue 3000 */
   throttleMs?: number;
+  /** The Discord adapter's work slots (its default when absent; a huge number: none, for an A/B). */
+  discordWorkConcurrency?: number;
   log?: (line: string) => void;
 }
 
@@ -246,6 +248,7 @@ export async function runBurst(o: BurstOptions): Promise<BurstFigures> {
       logger: silentLogger,
       now: () => discordFake.clock.now(),
       ...(metrics === undefined ? {} : { metrics }),
+      ...(o.discordWorkConcurrency === undefined ? {} : { workConcurrency: o.discordWorkConcurrency }),
     });
     undo.push('discord bot', () => discord.close());
 
@@ -409,6 +412,18 @@ export async function runBurst(o: BurstOptions): Promise<BurstFigures> {
       imagine: new Queue('imagine', { connection: services.connection, prefix }),
       classify: new Queue('classify', { connection: services.connection, prefix }),
     };
+    // Acked Discord interactions work in the adapter's bounded slots after their ack: an /imagine
+    // has been submitted once its deferred reply is edited (its position, or a refusal in a private
+    // follow-up). A what-is is answered only with its labels, after the drain: the settling below
+    // covers those.
+    await until('every acked Discord /imagine answered', Math.min(deadline, Date.now() + 60_000), () =>
+      handles.every(
+        ({ handle, kind }) =>
+          kind !== 'imagine' ||
+          handle.ackType === undefined ||
+          handle.requests().some((r) => /^(PATCH|POST) \/webhooks\//.test(r.route) && r.status < 300),
+      ),
+    ).catch(() => log('burst: some acked Discord /imagine were never answered'));
     // Submissions still in flight (whatis downloads the attachment first): wait until they settle.
     let last = -1;
     await until('the submissions to settle', deadline, async () => {

@@ -38,6 +38,11 @@ export interface DiscordContext {
   surface(address: ReplyAddress, jobId?: JobRef): DiscordSurface;
   /** Follows a run until it ends (stopped when the adapter closes). */
   track(run: Run, surface: DiscordSurface): void;
+  /**
+   * Resolves once the interaction may do its work: acked interactions work in a bounded number of
+   * slots (work-slots.ts), freed when its handler returns. The defer helpers below call it.
+   */
+  admit(i: RepliableInteraction): Promise<void>;
 }
 
 /** Who asked and where, in the core's terms. */
@@ -92,14 +97,17 @@ export function targetOf(ctx: DiscordContext, i: RepliableInteraction): ReplyTar
   return new ReplyTarget(ctx.client.rest, addressOf(ctx, i), ctx.now);
 }
 
-/** Defers publicly and returns the reply's message id. */
-export async function deferPublic(i: RepliableInteraction): Promise<string | undefined> {
+/** Defers publicly, waits for a work slot, and returns the reply's message id. */
+export async function deferPublic(ctx: DiscordContext, i: RepliableInteraction): Promise<string | undefined> {
   const deferred = await i.deferReply({ withResponse: true });
+  await ctx.admit(i);
   return deferred.resource?.message?.id;
 }
 
-export async function deferPrivate(i: RepliableInteraction): Promise<void> {
+/** Defers privately (only the person sees the answer), then waits for a work slot. */
+export async function deferPrivate(ctx: DiscordContext, i: RepliableInteraction): Promise<void> {
   await i.deferReply({ flags: MessageFlags.Ephemeral });
+  await ctx.admit(i);
 }
 
 /** Fills the deferred reply with a message built by components.ts. */

@@ -7,6 +7,7 @@ import {
   type ClientOptions,
   Events,
   GatewayIntentBits,
+  type Interaction,
   Partials,
   RESTEvents,
   type RESTOptions,
@@ -25,6 +26,7 @@ import { routeInteraction } from './interactions.js';
 import { type ReplyAddress, replyAddressSchema } from './reply-target.js';
 import { DiscordSurface } from './surface.js';
 import { Words } from './words.js';
+import { WorkSlots } from './work-slots.js';
 
 export interface DiscordBotOptions {
   services: BotServices;
@@ -44,6 +46,11 @@ export interface DiscordBotOptions {
   backfillLimit?: number;
   /** Pause between two history pages of a backfill (Discord's rate limits). @defaultValue 1000 */
   backfillPauseMs?: number;
+  /**
+   * Interactions doing their work (after their ack) at once; the rest wait, already acked, so a
+   * burst's acks never queue behind its work (work-slots.ts). @defaultValue 16
+   */
+  workConcurrency?: number;
   /** discord.js shards in this process; the bot holds no state, so any split works. @defaultValue 'auto' */
   shards?: ClientOptions['shards'];
   /** REST options (tests lower retries and timeouts). */
@@ -66,6 +73,7 @@ export const DefaultDiscordBotOptions = {
   tokenMarginMs: 60_000,
   backfillLimit: 1000,
   backfillPauseMs: 1000,
+  workConcurrency: 16,
   shards: 'auto',
 } as const satisfies Partial<DiscordBotOptions>;
 
@@ -92,6 +100,7 @@ export async function startDiscordBot(options: DiscordBotOptions): Promise<Disco
     tokenMarginMs: options.tokenMarginMs ?? DefaultDiscordBotOptions.tokenMarginMs,
     backfillLimit: options.backfillLimit ?? DefaultDiscordBotOptions.backfillLimit,
     backfillPauseMs: options.backfillPauseMs ?? DefaultDiscordBotOptions.backfillPauseMs,
+    workConcurrency: options.workConcurrency ?? DefaultDiscordBotOptions.workConcurrency,
     shards: options.shards ?? DefaultDiscordBotOptions.shards,
   };
   const logger = options.logger ?? silentLogger;
@@ -124,6 +133,7 @@ interface Resolved {
   tokenMarginMs: number;
   backfillLimit: number;
   backfillPauseMs: number;
+  workConcurrency: number;
   shards: NonNullable<ClientOptions['shards']>;
 }
 
@@ -190,6 +200,7 @@ async function connect(
     now,
     tokenMarginMs: o.tokenMarginMs,
   };
+  const slots = new WorkSlots<Interaction>(o.workConcurrency);
   const ctx: DiscordContext = {
     client,
     core,
@@ -198,6 +209,7 @@ async function connect(
     logger,
     now,
     backfillLimit: o.backfillLimit,
+    admit: (i) => slots.admit(i),
     surface(address: ReplyAddress, jobId?: JobRef) {
       const surface = new DiscordSurface(surfaceDeps, address, jobId);
       surfaces.add(surface);
@@ -214,7 +226,9 @@ async function connect(
   };
   const guard = (what: string, task: () => Promise<void>) =>
     void task().catch((error: unknown) => logger.warn({ err: error }, `${what} failed`));
-  client.on(Events.InteractionCreate, (i) => guard('interaction', () => routeInteraction(ctx, i)));
+  client.on(Events.InteractionCreate, (i) =>
+    guard('interaction', () => routeInteraction(ctx, i).finally(() => slots.release(i))),
+  );
   if (messageContent) {
     client.on(Events.MessageCreate, (m) => guard('indexing a message', () => indexer.onCreate(m)));
     client.on(Events.MessageUpdate, (a, b) => guard('re-indexing an edit', () => indexer.onUpdate(a, b)));
@@ -272,6 +286,7 @@ async function connect(
       return reattached.length;
     },
     async close() {
+      slots.clear();
       for (const run of [...runs]) run.stop();
       for (const surface of surfaces) surface.dispose();
       surfaces.clear();

@@ -45,7 +45,7 @@ async function defaultsOf(ctx: DiscordContext, guildId: string | null): Promise<
 }
 
 export async function onImagine(ctx: DiscordContext, i: ChatInputCommandInteraction): Promise<void> {
-  const messageId = await deferPublic(i);
+  const messageId = await deferPublic(ctx, i);
   const address = addressOf(ctx, i, messageId);
   const surface = ctx.surface(address);
   const initImage = remote(i.options.getAttachment('init_image'));
@@ -85,7 +85,7 @@ export async function onJobButton(ctx: DiscordContext, i: ButtonInteraction): Pr
     return;
   }
   if (parsed?.action === 'cancel') {
-    await deferPrivate(i);
+    await deferPrivate(ctx, i);
     try {
       const outcome = await ctx.core.action(i.customId, actor, nowhere);
       if (outcome.kind === 'cancelled') await tellPrivately(ctx, i, renderCancelOutcome(outcome.outcome));
@@ -95,7 +95,7 @@ export async function onJobButton(ctx: DiscordContext, i: ButtonInteraction): Pr
     return;
   }
   if (parsed?.action === 'timelapse') {
-    await deferPublic(i);
+    await deferPublic(ctx, i);
     try {
       const outcome = await ctx.core.action(i.customId, actor, nowhere);
       if (outcome.kind === 'timelapse') await postTimelapse(ctx, i, outcome.blob, outcome.parent);
@@ -114,7 +114,7 @@ async function startFollowUp(
   actor: ReturnType<typeof originOf> & { moderator: boolean },
   input: { prompt?: string } = {},
 ): Promise<void> {
-  const messageId = await deferPublic(i);
+  const messageId = await deferPublic(ctx, i);
   const address = addressOf(ctx, i, messageId);
   const surface = ctx.surface(address);
   try {
@@ -183,7 +183,7 @@ async function postTimelapse(
 
 /** /queue: the person's jobs in flight (from Redis, so every bot process sees the same list). */
 export async function onQueue(ctx: DiscordContext, i: RepliableInteraction): Promise<void> {
-  await deferPrivate(i);
+  await deferPrivate(ctx, i);
   const entries = await ctx.services.runner.inflightOf('discord', i.user.id);
   const lines: string[] = [];
   for (const entry of entries.slice(0, 15)) {

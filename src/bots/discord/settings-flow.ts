@@ -26,7 +26,7 @@ export async function onSettings(ctx: DiscordContext, i: ChatInputCommandInterac
     await tellError(ctx, i, new ForbiddenError('admin_only', { reason: 'admin_only' }));
     return;
   }
-  await deferPrivate(i);
+  await deferPrivate(ctx, i);
   // The option's value is the id even when Discord resolved no channel object (threads, uncached).
   const chosen = i.options.get('channel')?.value;
   const channelId = typeof chosen === 'string' ? chosen : i.channelId;

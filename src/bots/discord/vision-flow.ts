@@ -34,7 +34,7 @@ function imageOf(message: Message): { image: RemoteImage; name: string } | undef
 }
 
 export async function onWhatis(ctx: DiscordContext, i: ChatInputCommandInteraction): Promise<void> {
-  await deferPrivate(i);
+  await deferPrivate(ctx, i);
   const attachment = i.options.getAttachment('image', true);
   await whatis(
     ctx,
@@ -49,7 +49,7 @@ export async function onWhatIsThis(
   ctx: DiscordContext,
   i: MessageContextMenuCommandInteraction,
 ): Promise<void> {
-  await deferPrivate(i);
+  await deferPrivate(ctx, i);
   const found = imageOf(i.targetMessage);
   if (!found) {
     await tellError(ctx, i, new NoImageError('message'));
@@ -127,7 +127,7 @@ async function search(
     await tellPrivately(ctx, i, Words.searchNeedsServer);
     return;
   }
-  await deferPrivate(i);
+  await deferPrivate(ctx, i);
   try {
     if (!(await ctx.indexer.isIndexed(scope))) {
       const off = ctx.indexer.messageContent ? '' : `\n-# ${Words.contentIntentOff}`;
