@@ -40,6 +40,12 @@ export interface Config {
    */
   clipImagePrecision: 'fp32' | 'int8';
   /**
+   * Arithmetic of minDALL-E's transformer blocks (DALLE_PRECISION): int8 is 7-bit per-channel
+   * weights (a decode step ~4x less memory to stream; logits within ~4% of fp32 on random weights,
+   * bench/README.md). @defaultValue 'fp32'
+   */
+  dallePrecision: 'fp32' | 'int8';
+  /**
    * Per-user limits per budget (quota.ts): imagine, and the light jobs (classify, search, embed-image,
    * delete-image), counted apart so that asking "what is this" never spends a generation. In each,
    * `concurrent` is waiting + running jobs and `perWindow` jobs submitted per rolling hour; 0 disables.
@@ -207,6 +213,12 @@ const unsetIfEmpty = (v: unknown) => (typeof v === 'string' && v.trim() === '' ?
 
 const optionalString = () => z.preprocess(unsetIfEmpty, z.string().optional());
 const stringWithDefault = (def: string) => z.preprocess(unsetIfEmpty, z.string().default(def));
+/** 'fp32' (the default) or 'int8', any case. */
+const precisionVar = () =>
+  z.preprocess(
+    (v) => (typeof unsetIfEmpty(v) === 'string' ? (v as string).toLowerCase() : undefined),
+    z.enum(['fp32', 'int8'], { error: "must be 'fp32' or 'int8'" }).default('fp32'),
+  );
 const intVar = (def: number, min: number, max: number) =>
   z.preprocess(unsetIfEmpty, z.coerce.number().int().min(min).max(max).default(def));
 const numberVar = (def: number, min: number, max: number) =>
@@ -236,10 +248,8 @@ const envSchema = z.object({
   ),
   ORT_INTRA_OP_THREADS: intVar(0, 0, 1024),
   ORT_INTER_OP_THREADS: intVar(0, 0, 1024),
-  CLIP_IMAGE_PRECISION: z.preprocess(
-    (v) => (typeof unsetIfEmpty(v) === 'string' ? (v as string).toLowerCase() : undefined),
-    z.enum(['fp32', 'int8'], { error: "must be 'fp32' or 'int8'" }).default('fp32'),
-  ),
+  CLIP_IMAGE_PRECISION: precisionVar(),
+  DALLE_PRECISION: precisionVar(),
   ORT_ALLOW_SPINNING: z.preprocess(
     unsetIfEmpty,
     z
@@ -413,6 +423,7 @@ export function loadConfig(env: Env): Config {
     ortInterOpThreads: e.ORT_INTER_OP_THREADS,
     ortAllowSpinning: e.ORT_ALLOW_SPINNING,
     clipImagePrecision: e.CLIP_IMAGE_PRECISION,
+    dallePrecision: e.DALLE_PRECISION,
     // QUOTA_CONCURRENT_JOBS and QUOTA_JOBS_PER_HOUR kept their names when light jobs got a budget.
     quota: {
       imagine: { concurrent: e.QUOTA_CONCURRENT_JOBS, perWindow: e.QUOTA_JOBS_PER_HOUR },

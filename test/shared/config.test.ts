@@ -15,6 +15,7 @@ describe('loadConfig', () => {
       ortInterOpThreads: 0,
       ortAllowSpinning: false,
       clipImagePrecision: 'fp32',
+      dallePrecision: 'fp32',
       quota: { imagine: { concurrent: 2, perWindow: 30 }, light: { concurrent: 8, perWindow: 600 } },
       blobs: { ttlSeconds: 86_400, maxBytes: 25 * 1024 * 1024 },
       redisMemoryHighWater: 0.9,
@@ -47,6 +48,7 @@ describe('loadConfig', () => {
       ORT_INTER_OP_THREADS: '1',
       ORT_ALLOW_SPINNING: '1',
       CLIP_IMAGE_PRECISION: 'INT8',
+      DALLE_PRECISION: 'Int8',
       QUOTA_CONCURRENT_JOBS: '0',
       QUOTA_JOBS_PER_HOUR: '100',
       QUOTA_LIGHT_CONCURRENT_JOBS: '20',
@@ -76,6 +78,7 @@ describe('loadConfig', () => {
     expect([c.ortIntraOpThreads, c.ortInterOpThreads]).toEqual([4, 1]);
     expect(c.ortAllowSpinning).toBe(true);
     expect(c.clipImagePrecision).toBe('int8');
+    expect(c.dallePrecision).toBe('int8');
     expect(c.quota).toEqual({
       imagine: { concurrent: 0, perWindow: 100 },
       light: { concurrent: 20, perWindow: 600 },
@@ -153,6 +156,7 @@ describe('loadConfig', () => {
         ORT_PROVIDERS: 'cuda,tpu',
         ORT_ALLOW_SPINNING: 'yes',
         CLIP_IMAGE_PRECISION: 'int4',
+        DALLE_PRECISION: 'bf16',
         QUEUE_PREFIX: 'has:colon',
         LOG_LEVEL: 'loud',
         SLACK_BOT_TOKEN: 'xoxp-user-token',
@@ -166,6 +170,7 @@ describe('loadConfig', () => {
     const variables = (coded.details.problems as { variable: string }[]).map((p) => p.variable).sort();
     expect(variables).toEqual([
       'CLIP_IMAGE_PRECISION',
+      'DALLE_PRECISION',
       'DATABASE_POOL_SIZE',
       'DATABASE_URL',
       'LOG_LEVEL',

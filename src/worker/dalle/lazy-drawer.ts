@@ -27,6 +27,8 @@ export interface DalleDrawerSources {
   readonly embedImages: DalleDrawerDeps['embedImages'];
   readonly clipImageSize: number;
   readonly session?: SessionOptions;
+  /** The transformer blocks' arithmetic (DALLE_PRECISION). @defaultValue 'fp32' */
+  readonly precision?: 'fp32' | 'int8';
   readonly logger?: Logger;
 }
 
@@ -40,7 +42,7 @@ export function lazyDalleDrawer(modelsDir: string, sources: DalleDrawerSources):
   const open = async (): Promise<DalleDrawer> => {
     const started = performance.now();
     // A broken folder fails with its own coded error (config_invalid, a tokenizer or weights error).
-    const model = await loadDalleModel(dir);
+    const model = await loadDalleModel(dir, { precision: sources.precision ?? 'fp32' });
     let vqgan = sources.vqgan;
     if (model.vqganDir) {
       const c = await loadModelConfig(model.vqganDir);

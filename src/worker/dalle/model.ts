@@ -21,12 +21,15 @@ export interface DalleModel {
 }
 
 /** Reads and prepares the model (the weights are read once and transposed into the graphs' layout). */
-export async function loadDalleModel(dir: string): Promise<DalleModel> {
+export async function loadDalleModel(
+  dir: string,
+  options: { precision?: 'fp32' | 'int8' } = {},
+): Promise<DalleModel> {
   const config = await loadDalleConfig(dir);
   const file = Weights.fromFile(join(dir, 'model.safetensors'));
   let weights: DalleWeights;
   try {
-    weights = prepareDalleWeights(config, file);
+    weights = prepareDalleWeights(config, file, { precision: options.precision ?? 'fp32' });
   } finally {
     file.close();
   }

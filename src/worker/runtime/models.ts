@@ -37,6 +37,8 @@ export interface LoadModelsOptions {
   allowSpinning?: boolean;
   /** Arithmetic of the classifier's image tower (ClipEncodersOptions.imagePrecision). @defaultValue 'fp32' */
   imagePrecision?: ImagePrecision;
+  /** Arithmetic of minDALL-E's transformer blocks (DALLE_PRECISION). @defaultValue 'fp32' */
+  dallePrecision?: 'fp32' | 'int8';
   /** Where label-set text embeddings are cached on disk; absent: memory only. @defaultValue undefined */
   labelCacheDir?: string;
   /** Images per image-tower session run. @defaultValue 16 */
@@ -72,6 +74,7 @@ export const DefaultLoadModelsOptions = {
   interOpThreads: 0,
   allowSpinning: false,
   imagePrecision: 'fp32',
+  dallePrecision: 'fp32',
   maxImageBatch: 16,
   batchWaitMs: 5,
   stepSessions: 2,
@@ -238,6 +241,7 @@ export async function loadModels(modelsDir: string, options: LoadModelsOptions =
     embedImages: (pixels) => imagePromptEmbedder.embedImages(pixels),
     clipImageSize: classifier.encoders.imageSize,
     session: sessionOptions,
+    precision: o.dallePrecision,
     logger,
   });
   let closed = false;

@@ -14,6 +14,7 @@ export function modelSettings(config: Config) {
     interOpThreads: config.ortInterOpThreads,
     allowSpinning: config.ortAllowSpinning,
     imagePrecision: config.clipImagePrecision,
+    dallePrecision: config.dallePrecision,
     labelCacheDir: join(config.dataDir, 'label-cache'),
     microBatch: config.worker.microBatch,
     batchWaitMs: config.worker.batchWaitMs,

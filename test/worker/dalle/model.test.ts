@@ -86,6 +86,17 @@ describe('minDALL-E model folders', () => {
     }
   });
 
+  it('loads the transformer blocks as int8 weights when asked (DALLE_PRECISION), fp32 otherwise', async () => {
+    const d = join(dir, 'tiny-int8');
+    writeRandomDallePreset(d, 'tiny');
+    const kinds = (weights: Iterable<{ data: unknown }>) =>
+      new Set([...weights].map((w) => (w.data instanceof Int8Array ? 'int8' : 'other')));
+    expect(kinds((await loadDalleModel(d)).weights.values())).toEqual(new Set(['other']));
+    expect(kinds((await loadDalleModel(d, { precision: 'int8' })).weights.values())).toEqual(
+      new Set(['int8', 'other']),
+    );
+  });
+
   it('a prompt longer than the text context is truncated, and says so', async () => {
     const d = join(dir, 'tiny');
     writeRandomDallePreset(d, 'tiny');
