@@ -112,9 +112,9 @@ describe('a bot process killed mid-follow', () => {
     const dir = await cleanup.tempDir('vqclip-bot-kill-');
     const first = await startBot(dir);
     const handle = fake.interact(
-      fake.slashCommand({ name: 'imagine', options: { prompt: 'a long voyage', steps: 60, size: '64' } }),
+      fake.slashCommand({ name: 'imagine', options: { prompt: 'a long voyage', steps: 400, size: '64' } }),
     );
-    // Running: a preview is on the reply.
+    // Running: a preview is on the reply (400 steps: ~10 s on quiet cores, so previews come before the end).
     await fake.waitFor(
       () => handle.requests().some((r) => r.files.some((f) => f.filename.startsWith('preview.'))),
       { timeoutMs: 90_000, what: 'a preview' },
