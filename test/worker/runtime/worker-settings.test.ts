@@ -109,6 +109,7 @@ describe('workerSettings', () => {
       ORT_INTER_OP_THREADS: '1',
       ORT_ALLOW_SPINNING: 'true',
       CLIP_IMAGE_PRECISION: 'int8',
+      DALLE_PRECISION: 'int8',
       WORKER_MICRO_BATCH: '8',
       WORKER_BATCH_WAIT_MS: '2',
     });
@@ -118,6 +119,7 @@ describe('workerSettings', () => {
       interOpThreads: 1,
       allowSpinning: true,
       imagePrecision: 'int8',
+      dallePrecision: 'int8',
       labelCacheDir: join('/srv/data', 'label-cache'),
       microBatch: 8,
       batchWaitMs: 2,
