@@ -1,11 +1,5 @@
-// The stage-2 transformer of minDALL-E (Kakao Brain, Apache-2.0) as a model folder's config.json
-// describes it, its presets (full size and tiny) and the parameter list that config implies, in the
-// names of minDALL-E's `Transformer1d` state_dict (stage2_last.ckpt), so a converted checkpoint and
-// a random folder load through the same code.
-import { readFile } from 'node:fs/promises';
-import { join } from 'node:path';
 import { z } from 'zod';
-import { ModelConfigError, type ParameterShapes } from '../models/config.js';
+import { ModelConfigError, type ParameterShapes, readConfigJson } from '../models/config.js';
 
 const posInt = z.number().int().positive();
 
@@ -61,23 +55,7 @@ export function parseDalleConfig(json: unknown, source = 'minDALL-E config'): Da
 
 /** Reads `dir/config.json` as a minDALL-E stage-2 config. */
 export async function loadDalleConfig(dir: string): Promise<DalleConfig> {
-  const path = join(dir, 'config.json');
-  let text: string;
-  try {
-    text = await readFile(path, 'utf8');
-  } catch (cause) {
-    throw new ModelConfigError('missing_config', `cannot read ${path}: ${(cause as Error).message}`, {
-      cause,
-    });
-  }
-  let json: unknown;
-  try {
-    json = JSON.parse(text);
-  } catch (cause) {
-    throw new ModelConfigError('bad_json', `${path} is not valid JSON: ${(cause as Error).message}`, {
-      cause,
-    });
-  }
+  const { json, path } = await readConfigJson(dir);
   return parseDalleConfig(json, path);
 }
 

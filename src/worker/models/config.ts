@@ -201,6 +201,15 @@ export function parseModelConfig(json: unknown, source = 'config.json'): ModelCo
 
 /** Reads `dir/config.json` and parses it as CLIP or VQGAN. */
 export async function loadModelConfig(dir: string): Promise<ModelConfig> {
+  const { json, path } = await readConfigJson(dir);
+  return parseModelConfig(json, path);
+}
+
+/**
+ * `dir/config.json` as JSON, with its path; a missing or unreadable file and bad JSON are
+ * ModelConfigErrors naming the file (every model folder's config goes through here).
+ */
+export async function readConfigJson(dir: string): Promise<{ json: unknown; path: string }> {
   const path = join(dir, 'config.json');
   let text: string;
   try {
@@ -218,7 +227,7 @@ export async function loadModelConfig(dir: string): Promise<ModelConfig> {
       cause,
     });
   }
-  return parseModelConfig(json, path);
+  return { json, path };
 }
 
 // ---------------------------------------------------------------------------------------------------
