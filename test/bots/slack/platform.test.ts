@@ -166,16 +166,20 @@ describe('App Home', () => {
 });
 
 describe('a flagged result', () => {
-  it('stays out of the channel behind Show image, which sends it by direct message', async () => {
+  it('stays out of the channel behind Show image, which sends it by direct message', {
+    timeout: 120_000,
+  }, async () => {
     const h = await slack.start({ stack: { safetyMode: 'spoiler' } });
-    await h.command('/imagine', 'a questionable painting --steps 40 --size 64');
+    // Long enough to outlive the bot's close below (40 steps finish within a second on quiet
+    // cores, and the first bot then posted the unflagged final itself).
+    await h.command('/imagine', 'a questionable painting --steps 300 --size 64');
     const message = await nthJobMessage(h.fake, 1);
     // The bot goes away; the job ends meanwhile and the worker's verdict (tiny CLIP gives none) says flagged.
     await h.bot.close();
     const [entry] = await h.stack.services.runner.inflightOf('slack', h.fake.defaultUserId, h.fake.teamId);
     if (!entry) throw new Error('no job in flight');
     const result = await h.stack.services.jobs.result(entry.jobId as `imagine:${string}`, {
-      timeoutMs: 30_000,
+      timeoutMs: 90_000,
     });
     const bullKey = keys.bullJob(h.stack.prefix, 'imagine', entry.jobId.slice('imagine:'.length));
     await h.stack.services.connection.hset(
