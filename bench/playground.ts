@@ -53,16 +53,21 @@ interface Running {
   close(): Promise<void>;
 }
 
-/** `npm start`'s composition: startStack, worker in a child process. */
-async function startChild(dataDir: string, modelsDir: string, redisUrl: string): Promise<Running> {
-  const t0 = performance.now();
-  const config = loadConfig({
+/** The configuration both compositions run with: the same folders and Redis, a free port, no warm-up. */
+async function benchConfig(dataDir: string, modelsDir: string, redisUrl: string) {
+  return loadConfig({
     REDIS_URL: redisUrl,
     DATA_DIR: dataDir,
     MODELS_DIR: modelsDir,
     PORT: String(await freePort()),
     WORKER_WARMUP: 'false',
   });
+}
+
+/** `npm start`'s composition: startStack, worker in a child process. */
+async function startChild(dataDir: string, modelsDir: string, redisUrl: string): Promise<Running> {
+  const t0 = performance.now();
+  const config = await benchConfig(dataDir, modelsDir, redisUrl);
   const stack = await startStack({ config, logger: silentLogger });
   const pageUpSeconds = (performance.now() - t0) / 1000;
   await stack.workerReady;
@@ -77,13 +82,7 @@ async function startChild(dataDir: string, modelsDir: string, redisUrl: string):
 /** The composition `npm start` had before: the worker in the web server's own process. */
 async function startInProcess(dataDir: string, modelsDir: string, redisUrl: string): Promise<Running> {
   const t0 = performance.now();
-  const config = loadConfig({
-    REDIS_URL: redisUrl,
-    DATA_DIR: dataDir,
-    MODELS_DIR: modelsDir,
-    PORT: String(await freePort()),
-    WORKER_WARMUP: 'false',
-  });
+  const config = await benchConfig(dataDir, modelsDir, redisUrl);
   const undo = new UndoStack();
   const connection = createConnection(redisUrl, 'worker');
   undo.push('worker connection', () => connection.quit());
