@@ -66,11 +66,15 @@ async function load(
   return { latencies, refused };
 }
 
+/** `aof_delayed_fsync` of an `INFO persistence` reply: writes everysec postponed past their reply. */
+export function aofDelayedFsync(info: string): number {
+  return Number(/^aof_delayed_fsync:(\d+)/m.exec(info)?.[1] ?? Number.NaN);
+}
+
 async function delayedFsync(url: string): Promise<number> {
   const c = await openConnection(url);
   try {
-    const info = await c.info('persistence');
-    return Number(/^aof_delayed_fsync:(\d+)/m.exec(info)?.[1] ?? Number.NaN);
+    return aofDelayedFsync(await c.info('persistence'));
   } finally {
     c.disconnect();
   }

@@ -8,9 +8,10 @@ import { join, resolve } from 'node:path';
 import { formatTable } from '../lib.js';
 import { aofSoak } from './aof.js';
 import { burstSoak } from './burst-soak.js';
+import { composeRedisSoak } from './compose-redis.js';
 import type { SoakModule } from './lib.js';
 
-const MODULES: readonly SoakModule[] = [aofSoak, burstSoak];
+const MODULES: readonly SoakModule[] = [aofSoak, burstSoak, composeRedisSoak];
 
 async function main(argv: readonly string[]): Promise<void> {
   const quick = argv.includes('--quick');
