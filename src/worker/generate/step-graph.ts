@@ -2,6 +2,7 @@
 // [0, 1] -> cutouts (matrix products with per-step matrices fed as inputs) -> noise -> CLIP
 // normalisation -> image tower -> unit embeddings -> weighted spherical distance to each prompt ->
 // loss, plus d(loss)/d(latent) from our autodiff. Static for a (models, size, cutouts, prompt count).
+import { totalmem } from 'node:os';
 import { grad } from '../graph/autodiff.js';
 import { Graph, GraphError, type Tensor } from '../graph/graph.js';
 import { add, clip, mul, sub } from '../graph/ops/elementwise.js';
@@ -110,19 +111,30 @@ export interface BuiltStepGraph {
 }
 
 /**
- * Step graphs whose node outputs add up to at most this run with ORT's memory arena and
- * memory-pattern planner; larger ones without. The planner can hold no more than the graph's
- * outputs, so this bounds what the arena costs. Measured (bench tiny-step): the arena saves
- * ~15 ms of a ~55 ms tiny step at 128 px (page faults of fresh allocations), while at full size
- * it doubles peak memory (256 px, 32 cutouts: ~7 GB against ~3.4 GB). The tiny models' graphs
- * (277 MiB at 128 px, ~1.1 GiB at 256 px) are under it; the full-size ones (2.1 GiB at 64 px)
- * are over it.
+ * Step sessions run with ORT's memory arena and memory-pattern planner when the graph's node outputs
+ * (Graph.emittedBytes: every activation with no reuse, more than the planner ever reserves) fit in a
+ * budget of this fraction of the machine's memory; larger ones run without, allocating each tensor
+ * fresh. The arena is what makes a step fast: without it every large tensor is a fresh mmap that both
+ * threads page-fault into and munmap after. Measured at full size, 256x256 with 32 cutouts, 2 threads,
+ * quiet cores (2 Dec 2026): 6.6-7.8 s a step with the arena against 9.3-10.3 s without; the CPU time
+ * that goes is the kernel's (system time 1-1.7 s a step without, 0.04 s with); peak RSS 7.9 GiB against
+ * 4.5 GiB. On the tiny models at 128 px it saves ~15 ms of ~55 (bench tiny-step). 0.6 of the memory
+ * keeps a 24 GiB machine's largest default step (256 px, 32 cutouts: 13.2 GiB of outputs, ~7.9 GiB
+ * reserved) on the arena and a 16 GiB laptop's off it at that size.
  */
-export const ARENA_MAX_ACTIVATION_BYTES = 2 * 2 ** 30;
+export const STEP_ARENA_MEMORY_FRACTION = 0.6;
 
-/** ModelSession options for a step graph of this size (see ARENA_MAX_ACTIVATION_BYTES). */
-export function stepSessionMemory(activationBytes: number): { memoryArena: boolean } {
-  return { memoryArena: activationBytes <= ARENA_MAX_ACTIVATION_BYTES };
+/** The arena budget of this machine: STEP_ARENA_MEMORY_FRACTION of its memory, in bytes. */
+export function defaultStepMemoryBudget(): number {
+  return Math.floor(totalmem() * STEP_ARENA_MEMORY_FRACTION);
+}
+
+/** ModelSession options for a step graph of this size (see STEP_ARENA_MEMORY_FRACTION). */
+export function stepSessionMemory(
+  activationBytes: number,
+  budgetBytes: number = defaultStepMemoryBudget(),
+): { memoryArena: boolean } {
+  return { memoryArena: activationBytes <= budgetBytes };
 }
 
 /** The step graph before serialisation: the graph and its four outputs. */
@@ -223,26 +235,54 @@ export class StepSession {
     private readonly session: ModelSession,
     readonly spec: Required<StepGraphSpec>,
     readonly shapes: StepShapes,
+    /** The graph's node outputs in bytes (Graph.emittedBytes). */
+    readonly activationBytes: number,
+    /** Whether it runs on ORT's memory arena (stepSessionMemory, unless the options said). */
+    readonly memoryArena: boolean,
   ) {}
 
+  /**
+   * Builds the graph and its session; the memory arena by stepSessionMemory against `budgetBytes`
+   * unless `options.memoryArena` says.
+   */
   static async create(
     models: GenerationModels,
     spec: StepGraphSpec,
     options: SessionOptions = {},
+    budgetBytes?: number,
   ): Promise<StepSession> {
     const built = buildStepGraph(models, spec);
-    // Step graphs are large (activations of decoder + CLIP for every cutout): without ORT's arena
-    // and memory-pattern planner, peak memory at 256x256 with 32 cutouts falls from ~7 GB to ~3.4 GB.
-    const session = await ModelSession.create(built.bytes, { memoryArena: true, ...options });
-    return new StepSession(session, built.spec, built.shapes);
+    return StepSession.open(
+      built.bytes,
+      built.spec,
+      built.shapes,
+      built.activationBytes,
+      options,
+      budgetBytes,
+    );
   }
 
   /** A session of a step graph built with stepGraph() (e.g. into a FLOP-counting Graph). */
-  static async fromGraph(built: StepGraph, options: SessionOptions = {}): Promise<StepSession> {
+  static async fromGraph(
+    built: StepGraph,
+    options: SessionOptions = {},
+    budgetBytes?: number,
+  ): Promise<StepSession> {
     const bytes = serialize(built.graph, { outputs: built.outputs, name: 'vqgan_clip_step' }).bytes;
-    const memory = stepSessionMemory(built.graph.emittedBytes);
-    const session = await ModelSession.create(bytes, { ...memory, ...options });
-    return new StepSession(session, built.spec, built.shapes);
+    return StepSession.open(bytes, built.spec, built.shapes, built.graph.emittedBytes, options, budgetBytes);
+  }
+
+  private static async open(
+    bytes: Uint8Array,
+    spec: Required<StepGraphSpec>,
+    shapes: StepShapes,
+    activationBytes: number,
+    options: SessionOptions,
+    budgetBytes: number | undefined,
+  ): Promise<StepSession> {
+    const memoryArena = options.memoryArena ?? stepSessionMemory(activationBytes, budgetBytes).memoryArena;
+    const session = await ModelSession.create(bytes, { ...options, memoryArena });
+    return new StepSession(session, spec, shapes, activationBytes, memoryArena);
   }
 
   get provider(): string {
@@ -290,6 +330,8 @@ interface CacheEntry {
   readonly session: Promise<StepSession>;
   users: number;
   lastUsed: number;
+  /** What its arena may hold once built (its activation bytes if on the arena, else 0). */
+  arenaBytes: number;
 }
 
 export interface StepGraphCacheOptions {
@@ -297,6 +339,12 @@ export interface StepGraphCacheOptions {
   readonly maxEntries?: number;
   /** @defaultValue {} (CPU) */
   readonly session?: SessionOptions;
+  /**
+   * Bytes the step sessions' memory arenas may hold together (stepSessionMemory): a session over it
+   * runs without the arena, and idle arena sessions are released, least recently used first, while
+   * the arenas of all sessions add up to more. @defaultValue defaultStepMemoryBudget()
+   */
+  readonly memoryBudgetBytes?: number;
 }
 
 /**
@@ -308,11 +356,13 @@ export class StepGraphCache {
   private readonly entries = new Map<string, CacheEntry>();
   private readonly maxEntries: number;
   private readonly sessionOptions: SessionOptions;
+  private readonly budgetBytes: number;
   private tick = 0;
 
   constructor(options: StepGraphCacheOptions = {}) {
     this.maxEntries = options.maxEntries ?? 2;
     this.sessionOptions = options.session ?? {};
+    this.budgetBytes = options.memoryBudgetBytes ?? defaultStepMemoryBudget();
   }
 
   get size(): number {
@@ -323,11 +373,19 @@ export class StepGraphCache {
     const spec = { ...DefaultStepGraphSpec, ...specIn };
     const key = cacheKey(models, spec);
     let entry = this.entries.get(key);
+    const built = !entry;
     if (!entry) {
-      entry = { key, session: StepSession.create(models, spec, this.sessionOptions), users: 0, lastUsed: 0 };
+      const session = StepSession.create(models, spec, this.sessionOptions, this.budgetBytes);
+      const created: CacheEntry = { key, session, users: 0, lastUsed: 0, arenaBytes: 0 };
+      session.then(
+        (s) => {
+          created.arenaBytes = s.memoryArena ? s.activationBytes : 0;
+        },
+        // A failed build must not stay cached.
+        () => this.entries.delete(key),
+      );
+      entry = created;
       this.entries.set(key, entry);
-      // A failed build must not stay cached.
-      entry.session.catch(() => this.entries.delete(key));
     }
     entry.users++;
     entry.lastUsed = ++this.tick;
@@ -338,6 +396,8 @@ export class StepGraphCache {
       entry.users--;
       throw err;
     }
+    // A new arena session may put the arenas over the budget: idle ones go before it first runs.
+    if (built) await this.evict();
     const held = entry;
     let released = false;
     return {
@@ -362,7 +422,15 @@ export class StepGraphCache {
     const idle = [...this.entries.values()]
       .filter((e) => e.users === 0)
       .sort((a, b) => a.lastUsed - b.lastUsed);
-    const drop = idle.slice(0, Math.max(0, this.entries.size - this.maxEntries));
+    const drop = idle.splice(0, Math.max(0, this.entries.size - this.maxEntries));
+    let arenas = 0;
+    for (const e of this.entries.values()) if (!drop.includes(e)) arenas += e.arenaBytes;
+    for (const e of idle) {
+      if (arenas <= this.budgetBytes) break;
+      if (e.arenaBytes === 0) continue;
+      drop.push(e);
+      arenas -= e.arenaBytes;
+    }
     for (const e of drop) this.entries.delete(e.key);
     await Promise.all(drop.map(async (e) => (await e.session).release()));
   }

@@ -1,9 +1,11 @@
+import { totalmem } from 'node:os';
 import { afterAll, describe, expect, it } from 'vitest';
 import { makeCutouts } from '../../../src/worker/generate/cutouts.js';
 import { randomLatent } from '../../../src/worker/generate/latent.js';
 import { Rng } from '../../../src/worker/generate/rng.js';
 import {
-  ARENA_MAX_ACTIVATION_BYTES,
+  defaultStepMemoryBudget,
+  STEP_ARENA_MEMORY_FRACTION,
   type StepFeeds,
   StepGraphCache,
   StepSession,
@@ -168,9 +170,11 @@ describe('step session memory', () => {
     expect(g.emittedBytes).toBe(2 * 3 * 4 + 8);
   });
 
-  it('runs small step graphs with the memory arena and large ones without', () => {
-    expect(stepSessionMemory(ARENA_MAX_ACTIVATION_BYTES)).toEqual({ memoryArena: true });
-    expect(stepSessionMemory(ARENA_MAX_ACTIVATION_BYTES + 1)).toEqual({ memoryArena: false });
+  it('runs step graphs on the memory arena when their outputs fit the budget, and without otherwise', async () => {
+    expect(stepSessionMemory(1000, 1000)).toEqual({ memoryArena: true });
+    expect(stepSessionMemory(1001, 1000)).toEqual({ memoryArena: false });
+    // The default budget is a fraction of this machine's memory.
+    expect(defaultStepMemoryBudget()).toBe(Math.floor(totalmem() * STEP_ARENA_MEMORY_FRACTION));
     // A larger image adds activations in proportion (the decoder's top levels): 64 px has a quarter
     // of the pixels of 128 px.
     const models = tinyModels(1);
@@ -178,7 +182,18 @@ describe('step session memory', () => {
       stepGraph(models, { width: side, height: side, cutouts: 2, prompts: 1 }).graph.emittedBytes;
     const [small, large] = [bytes(32), bytes(64)];
     expect(large).toBeGreaterThan(2 * small);
-    expect(large).toBeLessThan(ARENA_MAX_ACTIVATION_BYTES);
+    // StepSession.create follows the rule; an explicit memoryArena option wins over it.
+    const spec = { width: 32, height: 32, cutouts: 2, prompts: 1 };
+    const on = await StepSession.create(models, spec, { intraOpThreads: 1 });
+    const off = await StepSession.create(models, spec, { intraOpThreads: 1 }, small - 1);
+    const forced = await StepSession.create(models, spec, { intraOpThreads: 1, memoryArena: true }, 0);
+    expect([on.activationBytes, on.memoryArena, off.memoryArena, forced.memoryArena]).toEqual([
+      small,
+      true,
+      false,
+      true,
+    ]);
+    await Promise.all([on.release(), off.release(), forced.release()]);
   });
 });
 
@@ -203,6 +218,40 @@ describe('StepGraphCache', () => {
     await d.release();
     await cache.clear();
     expect(cache.size).toBe(0);
+  });
+
+  it("releases idle arena sessions when a new one's arena would go over the memory budget", async () => {
+    const models = tinyModels(1);
+    const spec = { width: W, height: H, cutouts: 2, prompts: 1 };
+    const one = stepGraph(models, spec).graph.emittedBytes;
+    const two = stepGraph(models, { ...spec, cutouts: 3 }).graph.emittedBytes;
+    // Room for either arena, not both; maxEntries alone would keep both.
+    const cache = new StepGraphCache({
+      maxEntries: 3,
+      session: { intraOpThreads: 1 },
+      memoryBudgetBytes: one + two - 1,
+    });
+    const a = await cache.acquire(models, spec);
+    expect(a.session.memoryArena).toBe(true);
+    await a.release();
+    expect(cache.size).toBe(1);
+    const b = await cache.acquire(models, { ...spec, cutouts: 3 });
+    expect(b.session.memoryArena).toBe(true);
+    expect(cache.size).toBe(1); // the idle arena session went
+    // An arena session in use stays: the next one is built beside it.
+    const c = await cache.acquire(models, spec);
+    expect(cache.size).toBe(2);
+    await Promise.all([b.release(), c.release()]);
+    expect(cache.size).toBe(1);
+    await cache.clear();
+    // Sessions off the arena (over the budget on their own) hold nothing to release for it.
+    const small = new StepGraphCache({ maxEntries: 3, session: { intraOpThreads: 1 }, memoryBudgetBytes: 1 });
+    const d = await small.acquire(models, spec);
+    await d.release();
+    const e = await small.acquire(models, { ...spec, cutouts: 3 });
+    await e.release();
+    expect([d.session.memoryArena, e.session.memoryArena, small.size]).toEqual([false, false, 2]);
+    await small.clear();
   });
 });
 
