@@ -70,9 +70,18 @@ export interface Config {
    * The Discord adapter runs when `token` is set. `apiUrl`: REST base URL (DISCORD_API_URL, default
    * Discord's; REST proxies and tests set it). `cdnUrl`: one more origin allowed for attachment
    * downloads besides Discord's CDN hosts (DISCORD_CDN_URL). `guildId`: register commands to one guild
-   * instead of globally (DISCORD_GUILD_ID).
+   * instead of globally (DISCORD_GUILD_ID). `shards`: the gateway shards this process runs of how
+   * many in all (DISCORD_SHARD_IDS, DISCORD_SHARD_COUNT); absent: as many as Discord recommends,
+   * all here.
    */
-  discord: { token?: string; applicationId?: string; apiUrl?: string; cdnUrl?: string; guildId?: string };
+  discord: {
+    token?: string;
+    applicationId?: string;
+    apiUrl?: string;
+    cdnUrl?: string;
+    guildId?: string;
+    shards?: { ids: number[]; count: number };
+  };
   /**
    * The Slack adapter runs when `botToken` is set: Socket Mode with `appToken`, else HTTP mode on
    * `port` (SLACK_PORT, default 3001) at /slack/events, verified with `signingSecret`. `apiUrl`: the Web
@@ -313,6 +322,15 @@ const envSchema = z.object({
       .regex(/^\d{5,25}$/, 'must be a numeric guild id')
       .optional(),
   ),
+  DISCORD_SHARD_COUNT: z.preprocess(unsetIfEmpty, z.coerce.number().int().min(1).max(4096).optional()),
+  DISCORD_SHARD_IDS: z.preprocess(
+    unsetIfEmpty,
+    z
+      .string()
+      .regex(/^\d+(,\d+)*$/, 'must be shard ids separated by commas, e.g. 0,1')
+      .optional()
+      .transform((v) => v?.split(',').map(Number)),
+  ),
   SLACK_BOT_TOKEN: z.preprocess(
     unsetIfEmpty,
     z.string().startsWith('xoxb-', 'must start with xoxb-').optional(),
@@ -409,6 +427,7 @@ export function loadConfig(env: Env): Config {
     throw new ConfigError(problems);
   }
   const e = parsed.data;
+  const discordShards = shardsOf(e.DISCORD_SHARD_IDS, e.DISCORD_SHARD_COUNT);
   // CPU is the fallback the session layer retries with when CUDA is missing, so it is always last.
   const providers = [...new Set<OrtProvider>([...e.ORT_PROVIDERS.filter((p) => p !== 'cpu'), 'cpu'])];
   return {
@@ -435,13 +454,16 @@ export function loadConfig(env: Env): Config {
       ...(e.BLOB_STORE_URL === undefined || e.BLOB_STORE_URL === 'redis' ? {} : { s3: s3BlobConfig(e) }),
     },
     redisMemoryHighWater: e.REDIS_MEMORY_HIGH_WATER / 100,
-    discord: definedOnly({
-      token: e.DISCORD_TOKEN,
-      applicationId: e.DISCORD_APPLICATION_ID,
-      apiUrl: e.DISCORD_API_URL,
-      cdnUrl: e.DISCORD_CDN_URL,
-      guildId: e.DISCORD_GUILD_ID,
-    }),
+    discord: {
+      ...definedOnly({
+        token: e.DISCORD_TOKEN,
+        applicationId: e.DISCORD_APPLICATION_ID,
+        apiUrl: e.DISCORD_API_URL,
+        cdnUrl: e.DISCORD_CDN_URL,
+        guildId: e.DISCORD_GUILD_ID,
+      }),
+      ...(discordShards === undefined ? {} : { shards: discordShards }),
+    },
     slack: {
       ...definedOnly({
         botToken: e.SLACK_BOT_TOKEN,
@@ -488,6 +510,25 @@ export function loadConfig(env: Env): Config {
       ...(e.SAFETY_PROMPTS_FILE === undefined ? {} : { promptsFile: e.SAFETY_PROMPTS_FILE }),
     },
   };
+}
+
+/** DISCORD_SHARD_IDS of DISCORD_SHARD_COUNT (every shard when only the count is set). */
+function shardsOf(ids: number[] | undefined, count: number | undefined): Config['discord']['shards'] {
+  if (ids === undefined && count === undefined) return undefined;
+  if (count === undefined)
+    throw new ConfigError([
+      { variable: 'DISCORD_SHARD_IDS', message: 'needs DISCORD_SHARD_COUNT (the shards of all processes)' },
+    ]);
+  const all = ids ?? Array.from({ length: count }, (_, i) => i);
+  const bad = all.filter((id) => id >= count);
+  if (bad.length > 0)
+    throw new ConfigError([
+      {
+        variable: 'DISCORD_SHARD_IDS',
+        message: `shard ${bad.join(', ')} is not below DISCORD_SHARD_COUNT (${count}): ids run 0..${count - 1}`,
+      },
+    ]);
+  return { ids: [...new Set(all)], count };
 }
 
 /** BLOB_STORE_URL (already checked to be s3://bucket[/prefix]) and the AWS variables. */

@@ -51,8 +51,14 @@ export interface DiscordBotOptions {
    * burst's acks never queue behind its work (work-slots.ts). @defaultValue 16
    */
   workConcurrency?: number;
-  /** discord.js shards in this process; the bot holds no state, so any split works. @defaultValue 'auto' */
+  /**
+   * discord.js shards in this process, of `shardCount` in all; the bot holds no state, so any split
+   * over processes works (each guild's events go to shard (guild_id >> 22) % count, DMs to shard 0).
+   * @defaultValue discord.shards (DISCORD_SHARD_IDS / DISCORD_SHARD_COUNT), else 'auto': as many as
+   * GET /gateway/bot recommends, all here
+   */
   shards?: ClientOptions['shards'];
+  shardCount?: number;
   /** REST options (tests lower retries and timeouts). */
   rest?: Partial<RESTOptions>;
   /** Overrides of the core's download limits and fetch. */
@@ -101,7 +107,10 @@ export async function startDiscordBot(options: DiscordBotOptions): Promise<Disco
     backfillLimit: options.backfillLimit ?? DefaultDiscordBotOptions.backfillLimit,
     backfillPauseMs: options.backfillPauseMs ?? DefaultDiscordBotOptions.backfillPauseMs,
     workConcurrency: options.workConcurrency ?? DefaultDiscordBotOptions.workConcurrency,
-    shards: options.shards ?? DefaultDiscordBotOptions.shards,
+    shards: options.shards ?? options.discord.shards?.ids ?? DefaultDiscordBotOptions.shards,
+    ...((options.shardCount ?? options.discord.shards?.count) === undefined
+      ? {}
+      : { shardCount: (options.shardCount ?? options.discord.shards?.count)! }),
   };
   const logger = options.logger ?? silentLogger;
   let messageContent = o.messageContent;
@@ -135,6 +144,7 @@ interface Resolved {
   backfillPauseMs: number;
   workConcurrency: number;
   shards: NonNullable<ClientOptions['shards']>;
+  shardCount?: number;
 }
 
 interface Started {
@@ -158,6 +168,7 @@ async function connect(
     partials: [Partials.Channel, Partials.Message],
     allowedMentions: { parse: [] },
     shards: o.shards,
+    ...(o.shardCount === undefined ? {} : { shardCount: o.shardCount }),
     rest: {
       ...options.rest,
       ...(options.discord.apiUrl === undefined ? {} : { api: options.discord.apiUrl }),
@@ -257,7 +268,8 @@ async function connect(
     {
       user: client.user?.tag,
       guilds: client.guilds.cache.size,
-      shards: client.ws.shards.size,
+      shards: [...client.ws.shards.keys()],
+      shardCount: client.options.shardCount,
       messageContent,
     },
     'discord ready',

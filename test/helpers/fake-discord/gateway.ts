@@ -1,7 +1,9 @@
 // The fake gateway: Discord's WebSocket protocol as @discordjs/ws speaks it (json encoding, optional
 // zlib-stream), with HELLO, heartbeat ACKs, IDENTIFY -> READY + GUILD_CREATE, sequence numbers, and
 // RESUME replaying what a session missed while disconnected. The server side can close sockets with any
-// code, so a test can make discord.js resume or re-identify.
+// code, so a test can make discord.js resume or re-identify. Sharding as Discord does it: IDENTIFY's
+// `shard: [id, count]` (a bad pair is closed with 4010), each guild's events only on shard
+// (guild_id >> 22) % count, events of no guild (DMs) on shard 0 only.
 import { EventEmitter } from 'node:events';
 import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
@@ -55,6 +57,22 @@ export interface GatewaySession {
   readonly connected: boolean;
   /** The raw IDENTIFY `d` the client sent. */
   readonly identify: Readonly<Record<string, unknown>>;
+  /** IDENTIFY's `[shard_id, num_shards]`; [0, 1] when it sent none. */
+  readonly shard: readonly [number, number];
+}
+
+/** The shard a guild's events go to: (guild_id >> 22) % count, as Discord routes them. */
+export function shardOf(guildId: string, count: number): number {
+  return Number((BigInt(guildId) >> 22n) % BigInt(count));
+}
+
+/** The guild a dispatch belongs to: its `guild_id`, or the id of a GUILD_* object; else none (a DM). */
+function guildOfDispatch(t: string, d: unknown): string | undefined {
+  if (typeof d !== 'object' || d === null) return undefined;
+  const record = d as { guild_id?: unknown; id?: unknown };
+  if (typeof record.guild_id === 'string') return record.guild_id;
+  if (/^GUILD_(CREATE|UPDATE|DELETE)$/.test(t) && typeof record.id === 'string') return record.id;
+  return undefined;
 }
 
 /** One received gateway payload, for tests that check what the client sent. */
@@ -71,6 +89,7 @@ interface Session {
   intents: number;
   seq: number;
   identify: Record<string, unknown>;
+  shard: [number, number];
   history: { op: 0; t: string; s: number; d: unknown }[];
   connection: Connection | null;
   invalid: boolean;
@@ -108,12 +127,22 @@ export class FakeGateway extends EventEmitter {
   }
 
   /**
-   * Sends a dispatch to every live session (buffered for disconnected ones, replayed on RESUME).
-   * `data` may be a function of the session, returning undefined to skip it (intent filtering).
+   * Sends a dispatch to every live session of the shard it belongs to (buffered for disconnected
+   * ones, replayed on RESUME). `data` may be a function of the session, returning undefined to skip
+   * it (intent filtering); its guild then comes from `guildId` (null: none, shard 0), else from the
+   * data (`guild_id`, or the id of a GUILD_* object).
    */
-  dispatch(t: string, data: unknown | ((session: GatewaySession) => unknown | undefined)): void {
+  dispatch(
+    t: string,
+    data: unknown | ((session: GatewaySession) => unknown | undefined),
+    guildId?: string | null,
+  ): void {
+    const guild =
+      guildId === undefined ? (typeof data === 'function' ? undefined : guildOfDispatch(t, data)) : guildId;
     for (const session of this.#sessions.values()) {
       if (session.invalid) continue;
+      const [shard, count] = session.shard;
+      if (shard !== (guild === undefined || guild === null ? 0 : shardOf(guild, count))) continue;
       const d =
         typeof data === 'function' ? (data as (s: GatewaySession) => unknown)(this.#view(session)) : data;
       if (d === undefined) continue;
@@ -156,6 +185,7 @@ export class FakeGateway extends EventEmitter {
       seq: session.seq,
       connected: session.connection !== null,
       identify: session.identify,
+      shard: session.shard,
     };
   }
 
@@ -259,11 +289,22 @@ export class FakeGateway extends EventEmitter {
       connection.ws.close(GatewayCloseCodes.DisallowedIntents, 'Disallowed intent(s).');
       return;
     }
+    const shard = data.shard ?? [0, 1];
+    if (
+      !Array.isArray(shard) ||
+      shard.length !== 2 ||
+      !shard.every((n) => Number.isInteger(n)) ||
+      !(shard[1] >= 1 && shard[0] >= 0 && shard[0] < shard[1])
+    ) {
+      connection.ws.close(GatewayCloseCodes.InvalidShard, 'Invalid shard.');
+      return;
+    }
     const session: Session = {
       id: randomToken(16),
       intents,
       seq: 0,
       identify: data,
+      shard: [shard[0], shard[1]],
       history: [],
       connection,
       invalid: false,

@@ -23,7 +23,13 @@ import {
 } from 'discord-api-types/v10';
 import { Cdn, pngSize } from './cdn.js';
 import { FakeClock, randomToken, Snowflakes } from './clock.js';
-import { FakeGateway, type GatewayReceived, type GatewaySession, PRIVILEGED_INTENTS } from './gateway.js';
+import {
+  FakeGateway,
+  type GatewayReceived,
+  type GatewaySession,
+  PRIVILEGED_INTENTS,
+  shardOf,
+} from './gateway.js';
 import type { RecordedRequest } from './http.js';
 import { type MessageEventKind, messageEventFor, messageEventName } from './intents.js';
 import {
@@ -55,7 +61,7 @@ import {
 } from './state.js';
 
 export { FakeClock } from './clock.js';
-export type { GatewayReceived, GatewaySession } from './gateway.js';
+export { type GatewayReceived, type GatewaySession, shardOf } from './gateway.js';
 export type { RecordedFile, RecordedRequest } from './http.js';
 export type { ChatInputInput, ModalSubmitInput, OptionValue } from './payloads.js';
 export type { RateLimitOptions } from './rate-limit.js';
@@ -95,6 +101,10 @@ export interface FakeDiscordOptions {
   allowedPrivilegedIntents?: number;
   /** READY's application.flags. @defaultValue 0 */
   applicationFlags?: number;
+  /** GET /gateway/bot's `shards` (what `shards: 'auto'` starts). @defaultValue 1 */
+  recommendedShards?: number;
+  /** GET /gateway/bot's `session_start_limit.max_concurrency` (IDENTIFYs per 5 s). @defaultValue 1 */
+  maxConcurrency?: number;
 }
 
 export const DefaultFakeDiscordOptions = {
@@ -108,6 +118,8 @@ export const DefaultFakeDiscordOptions = {
   disabledRules: [],
   allowedPrivilegedIntents: PRIVILEGED_INTENTS,
   applicationFlags: 0,
+  recommendedShards: 1,
+  maxConcurrency: 1,
 } as const satisfies Omit<Required<FakeDiscordOptions>, 'token' | 'applicationId' | 'now'>;
 
 /**
@@ -264,26 +276,30 @@ export class FakeDiscord {
       heartbeatIntervalMs: this.#options.heartbeatIntervalMs,
       allowedPrivilegedIntents: this.#options.allowedPrivilegedIntents,
       resumeUrl: () => this.gatewayUrl,
-      ready: () => ({
+      ready: (session) => ({
         data: {
           v: 10,
           user: this.bot,
-          guilds: [...this.#store.guilds.keys()].map((id) => ({ id, unavailable: true })),
+          guilds: [...this.#store.guilds.keys()]
+            .filter((id) => onShard(id, session.shard))
+            .map((id) => ({ id, unavailable: true })),
           application: {
             id: this.applicationId,
             flags: this.#options.applicationFlags as ApplicationFlags,
             flags_new: String(this.#options.applicationFlags),
           },
-          shard: [0, 1],
+          shard: [...session.shard],
         },
       }),
       afterReady: (session) =>
         (session.intents & GatewayIntentBits.Guilds) === 0
           ? []
-          : [...this.#store.guilds.values()].map((guild) => ({
-              t: GatewayDispatchEvents.GuildCreate,
-              d: guildCreatePayload(guild, this.#channelsOf(guild), this.bot),
-            })),
+          : [...this.#store.guilds.values()]
+              .filter((guild) => onShard(guild.id, session.shard))
+              .map((guild) => ({
+                t: GatewayDispatchEvents.GuildCreate,
+                d: guildCreatePayload(guild, this.#channelsOf(guild), this.bot),
+              })),
     });
     for (const event of ['identify', 'resume', 'close', 'dispatch', 'heartbeat']) {
       this.#gateway.on(event, () => this.#events.emit('change'));
@@ -305,6 +321,8 @@ export class FakeDiscord {
       bot: this.bot,
       uploadLimit: this.#options.uploadLimit,
       gatewayUrl: () => this.gatewayUrl,
+      recommendedShards: this.#options.recommendedShards,
+      maxConcurrency: this.#options.maxConcurrency,
       messageContentApproved:
         (this.#options.allowedPrivilegedIntents & GatewayIntentBits.MessageContent) !== 0,
       messageEvent: (kind, message) => this.#messageEvent(kind, message),
@@ -348,6 +366,15 @@ export class FakeDiscord {
     if (!guild) throw new Error('fake-discord has no guilds (options.guilds was empty)');
     return { id: guild.id, name: guild.name };
   }
+  /** Every guild the bot is in, with its first text channel, in the order of `options.guilds`. */
+  guilds(): { id: string; name: string; channelId: string }[] {
+    return [...this.#store.guilds.values()].map((g) => ({
+      id: g.id,
+      name: g.name,
+      channelId: g.channelIds[0] ?? '',
+    }));
+  }
+
   /** The first text channel of the first guild. */
   get channel(): { id: string; name: string } {
     const id = this.#store.guilds.get(this.guild.id)?.channelIds[0];
@@ -678,7 +705,10 @@ export class FakeDiscord {
   // --- internals ----------------------------------------------------------------------------------------
 
   #addGuild(options: FakeGuildOptions): void {
-    const id = this.#ids.next();
+    // Guilds after the first are dated 1 ms apart (in the past), so that consecutive guilds fall on
+    // consecutive shards ((id >> 22) % count) as they would in the wild, not all on one.
+    const index = this.#store.guilds.size;
+    const id = index === 0 ? this.#ids.next() : this.#ids.at(this.clock.now() - index);
     const channelIds = (options.channels ?? ['general']).map((name) => {
       const channel: ChannelState = {
         id: this.#ids.next(),
@@ -878,8 +908,10 @@ export class FakeDiscord {
       ...(message.guildId ? { guildId: message.guildId, member } : {}),
       contentExempt: contentExempt(message, this.bot.id, this.#store),
     };
-    this.#gateway.dispatch(messageEventName(kind), (session: GatewaySession) =>
-      messageEventFor(input, session.intents, enforce),
+    this.#gateway.dispatch(
+      messageEventName(kind),
+      (session: GatewaySession) => messageEventFor(input, session.intents, enforce),
+      message.guildId ?? null,
     );
   }
 
@@ -912,6 +944,11 @@ export class FakeDiscord {
     }
     res.writeHead(404, { 'content-type': 'text/plain' }).end('Not Found');
   }
+}
+
+/** Whether a guild's events go to this `[shard_id, num_shards]`. */
+function onShard(guildId: string, [shard, count]: readonly [number, number]): boolean {
+  return shardOf(guildId, count) === shard;
 }
 
 function assertClickable(message: APIMessage, customId: string): void {

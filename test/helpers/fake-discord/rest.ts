@@ -66,6 +66,9 @@ export interface RestContext {
   bot: APIUser;
   uploadLimit: number;
   gatewayUrl: () => string;
+  /** GET /gateway/bot's `shards` and `max_concurrency`. */
+  recommendedShards: number;
+  maxConcurrency: number;
   /** Whether the app is approved for MESSAGE_CONTENT (REST reads blank others' messages otherwise). */
   messageContentApproved: boolean;
   messageEvent: (kind: MessageEventKind, message: MessageState) => void;
@@ -250,8 +253,13 @@ export class FakeRest {
       status: 200,
       body: {
         url: ctx.gatewayUrl(),
-        shards: 1,
-        session_start_limit: { total: 1000, remaining: 999, reset_after: 14_400_000, max_concurrency: 1 },
+        shards: ctx.recommendedShards,
+        session_start_limit: {
+          total: 1000,
+          remaining: 999,
+          reset_after: 14_400_000,
+          max_concurrency: ctx.maxConcurrency,
+        },
       },
     }));
     this.#route('GET', '/users/@me', () => ({ status: 200, body: ctx.bot }), { major: global });
