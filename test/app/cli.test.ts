@@ -16,6 +16,7 @@ import { writeRandomModels } from '../../src/worker/models/random.js';
 import { MemoryBlobs } from '../../src/worker/processors/blobs.js';
 import { runEmbedImage } from '../../src/worker/processors/embed-image.js';
 import { loadModels, type WorkerModels } from '../../src/worker/runtime/models.js';
+import { seedDataDir } from '../helpers/worker-process.js';
 
 let dir: string;
 let modelsDir: string;
@@ -42,6 +43,8 @@ beforeAll(async () => {
   }
   await writeFile(join(imagesDir, 'notes.png'), 'not an image');
   models = await loadModels(modelsDir);
+  // A migrated PGlite in DATA_DIR already (saves PGlite's initdb; `vqclip db` below opens its own).
+  await seedDataDir(dataDir, models.embeddingDim);
 });
 
 afterAll(async () => {

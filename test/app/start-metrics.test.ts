@@ -10,6 +10,7 @@ import { describe, expect, it } from 'vitest';
 import { freePort } from '../../src/app/redis-server.js';
 import { useProcessCleanup } from '../helpers/processes.js';
 import { parseMetrics, sample } from '../helpers/prometheus.js';
+import { seedDataDir } from '../helpers/worker-process.js';
 
 const ROOT = new URL('../../', import.meta.url).pathname;
 const cleanup = useProcessCleanup();
@@ -59,7 +60,8 @@ describe('npm start metrics and password', () => {
     const dir = await cleanup.tempDir('vqclip-start-metrics-');
     const [port, botPort, workerPort] = [await freePort(), await freePort(), await freePort()];
     const app = start({
-      DATA_DIR: join(dir, 'data'),
+      // A migrated PGlite already there: this test is about ports and the password, not initdb.
+      DATA_DIR: await seedDataDir(join(dir, 'data')),
       MODELS_DIR: join(dir, 'models'),
       PORT: String(port),
       HOST: '0.0.0.0',

@@ -216,6 +216,19 @@ export async function pgliteTemplate(embeddingDim: number): Promise<string> {
   return path;
 }
 
+/** The embedding size of the tiny random CLIP (`writeRandomModels({ preset: 'tiny' })`). */
+export const TINY_EMBEDDING_DIM = 16;
+
+/**
+ * Makes `dataDir` a DATA_DIR that already holds the migrated PGlite for the tiny models (a copy of
+ * pgliteTemplate), so a program started on it skips PGlite's initdb (5+ s). For tests of something
+ * other than a first start on an empty DATA_DIR; returns `dataDir`.
+ */
+export async function seedDataDir(dataDir: string, embeddingDim = TINY_EMBEDDING_DIM): Promise<string> {
+  await cp(await pgliteTemplate(embeddingDim), dataDir, { recursive: true });
+  return dataDir;
+}
+
 // --- Inputs for worker tests: images good and bad ----------------------------------------------
 
 /** A seeded RGB noise PNG (mulberry32), different for every seed. */

@@ -4,6 +4,7 @@
 // meanwhile fails in seconds with the image-index sentence. PGlite (in process, one statement at a
 // time): a long statement holding it makes a search fail at its deadline instead of hanging, and an
 // image indexed meanwhile is written once it is free.
+import { join } from 'node:path';
 import { PGlite } from '@electric-sql/pglite';
 import { vector } from '@electric-sql/pglite-pgvector';
 import { PGLiteSocketServer } from '@electric-sql/pglite-socket';
@@ -24,7 +25,7 @@ import { runSearch } from '../../src/worker/processors/search.js';
 import { startWorker, type WorkerHandle } from '../../src/worker/runtime/start-worker.js';
 import { testPrefix, useRedis } from '../helpers/redis.js';
 import { useTinyWorker } from '../helpers/tiny-worker.js';
-import { noisePng } from '../helpers/worker-process.js';
+import { noisePng, seedDataDir, tempDir } from '../helpers/worker-process.js';
 
 const redis = useRedis();
 const tiny = useTinyWorker({
@@ -54,8 +55,13 @@ describe('Postgres away for a moment', () => {
     return Number(server.getServerConn().split(':').at(-1));
   };
 
+  let pgliteDir: { path: string; remove: () => Promise<void> } | undefined;
+
   beforeAll(async () => {
-    pglite = await PGlite.create({ extensions: { vector } });
+    // The server's database from the migrated template (saves PGlite's initdb, 5+ s).
+    pgliteDir = await tempDir('outage-pg');
+    await seedDataDir(pgliteDir.path, tiny.models.embeddingDim);
+    pglite = await PGlite.create({ dataDir: join(pgliteDir.path, 'pglite'), extensions: { vector } });
     port = await serve(0);
     db = await openDatabase(
       { databaseUrl: `postgres://postgres:postgres@127.0.0.1:${port}/postgres` },
@@ -67,6 +73,7 @@ describe('Postgres away for a moment', () => {
     await db?.close();
     await server?.stop();
     await pglite?.close();
+    await pgliteDir?.remove();
   });
 
   async function stack(): Promise<{ services: BotServices; worker: WorkerHandle }> {

@@ -10,6 +10,7 @@ import { type Database, openDatabase } from '../../../src/shared/db/index.js';
 import { openConnection } from '../../../src/shared/queues.js';
 import { runChannelState } from '../../../src/worker/processors/channel-state.js';
 import { deletePrefix, testPrefix, useRedis } from '../../helpers/redis.js';
+import { seedDataDir } from '../../helpers/worker-process.js';
 
 const redis = useRedis();
 let producer: Redis;
@@ -24,6 +25,8 @@ beforeAll(async () => {
   producer = await openConnection(redis.url);
   consumer = await openConnection(redis.url, 'worker');
   dir = await mkdtemp(join(tmpdir(), 'vqclip-settings-'));
+  // A migrated PGlite copied in: saves PGlite's initdb (5+ s).
+  await seedDataDir(dir, 4);
   db = await openDatabase({ dataDir: dir }, { embeddingDim: 4, embeddingModel: 'test' });
   worker = new Worker('channel-state', (job) => runChannelState(job.data, { db }), {
     connection: consumer,

@@ -13,7 +13,14 @@ import { keys, openConnection } from '../../../src/shared/queues.js';
 import { clearPrefix, testPrefix, useRedis } from '../../helpers/redis.js';
 import { TEST_BUCKET, useS3 } from '../../helpers/s3.js';
 import { tinyModelsDir } from '../../helpers/tiny-worker.js';
-import { noisePng, spawnWorker, tempDir, type WorkerProcess } from '../../helpers/worker-process.js';
+import {
+  noisePng,
+  pgliteTemplate,
+  spawnWorker,
+  TINY_EMBEDDING_DIM,
+  tempDir,
+  type WorkerProcess,
+} from '../../helpers/worker-process.js';
 
 const redis = useRedis();
 const s3 = useS3();
@@ -37,6 +44,7 @@ beforeAll(async () => {
     prefix,
     modelsDir,
     dataDir: join(dataRoot, 'a'),
+    dataTemplate: await pgliteTemplate(TINY_EMBEDDING_DIM),
     env: { ...s3.env('proc'), WORKER_QUEUES: 'imagine', BLOB_SWEEP_INTERVAL_SECONDS: '1' },
   });
   cleanups.push(() => worker.stop());
@@ -101,6 +109,7 @@ describe('a worker process with BLOB_STORE_URL=s3://', () => {
       prefix: testPrefix(),
       modelsDir,
       dataDir: join(dataRoot, 'b'),
+      dataTemplate: await pgliteTemplate(TINY_EMBEDDING_DIM),
       env: { ...s3.env('x'), BLOB_STORE_URL: 's3://no-such-bucket/x' },
       readyTimeoutMs: 60_000,
     }).catch((e: unknown) => e);

@@ -4,11 +4,14 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type Database, openDatabase } from '../../../src/shared/db/index.js';
 import { runChannelState } from '../../../src/worker/processors/channel-state.js';
+import { seedDataDir } from '../../helpers/worker-process.js';
 
 let dir: string;
 let db: Database;
 beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), 'vqclip-chstate-'));
+  // A migrated PGlite copied in: saves PGlite's initdb (5+ s).
+  await seedDataDir(dir, 4);
   db = await openDatabase({ dataDir: dir, databasePoolSize: 1 }, { embeddingDim: 4, embeddingModel: 'test' });
 });
 afterAll(async () => {
