@@ -186,6 +186,12 @@ export interface WorkerConfig {
   previewTtlSeconds: number;
   /** Compute (or load from the cache) the default vocabulary's label embeddings at start. @defaultValue true */
   warmup: boolean;
+  /**
+   * MiB the generation step sessions' ORT memory arenas may hold together (WORKER_STEP_MEMORY_MB;
+   * 0: never the arena): a step graph over it runs without (slower, less memory). @defaultValue none
+   * (0.6 of the machine's memory: src/worker/generate/step-graph.ts, STEP_ARENA_MEMORY_FRACTION)
+   */
+  stepMemoryMb?: number;
 }
 
 /**
@@ -380,6 +386,15 @@ const envSchema = z.object({
   WORKER_STALLED_INTERVAL_MS: intVar(30_000, 100, 3_600_000),
   WORKER_MAX_STALLED_COUNT: intVar(1, 0, 100),
   WORKER_MICRO_BATCH: intVar(16, 1, 256),
+  WORKER_STEP_MEMORY_MB: z.preprocess(
+    unsetIfEmpty,
+    z.coerce
+      .number()
+      .int()
+      .min(0)
+      .max(16 * 2 ** 20)
+      .optional(),
+  ),
   WORKER_BATCH_WAIT_MS: intVar(5, 0, 1000),
   WORKER_IMAGINE_TIME_BUDGET_MS: intVar(20 * 60_000, 1000, 24 * 3_600_000),
   WORKER_SHUTDOWN_GRACE_MS: intVar(10_000, 0, 3_600_000),
@@ -502,6 +517,7 @@ export function loadConfig(env: Env): Config {
       shutdownGraceMs: e.WORKER_SHUTDOWN_GRACE_MS,
       previewTtlSeconds: e.WORKER_PREVIEW_TTL_SECONDS,
       warmup: e.WORKER_WARMUP,
+      ...(e.WORKER_STEP_MEMORY_MB === undefined ? {} : { stepMemoryMb: e.WORKER_STEP_MEMORY_MB }),
     },
     safety: {
       check: e.SAFETY_CHECK,

@@ -356,13 +356,14 @@ export class StepGraphCache {
   private readonly entries = new Map<string, CacheEntry>();
   private readonly maxEntries: number;
   private readonly sessionOptions: SessionOptions;
-  private readonly budgetBytes: number;
+  /** What the arenas of its sessions may hold together (StepGraphCacheOptions.memoryBudgetBytes). */
+  readonly memoryBudgetBytes: number;
   private tick = 0;
 
   constructor(options: StepGraphCacheOptions = {}) {
     this.maxEntries = options.maxEntries ?? 2;
     this.sessionOptions = options.session ?? {};
-    this.budgetBytes = options.memoryBudgetBytes ?? defaultStepMemoryBudget();
+    this.memoryBudgetBytes = options.memoryBudgetBytes ?? defaultStepMemoryBudget();
   }
 
   get size(): number {
@@ -375,7 +376,7 @@ export class StepGraphCache {
     let entry = this.entries.get(key);
     const built = !entry;
     if (!entry) {
-      const session = StepSession.create(models, spec, this.sessionOptions, this.budgetBytes);
+      const session = StepSession.create(models, spec, this.sessionOptions, this.memoryBudgetBytes);
       const created: CacheEntry = { key, session, users: 0, lastUsed: 0, arenaBytes: 0 };
       session.then(
         (s) => {
@@ -426,7 +427,7 @@ export class StepGraphCache {
     let arenas = 0;
     for (const e of this.entries.values()) if (!drop.includes(e)) arenas += e.arenaBytes;
     for (const e of idle) {
-      if (arenas <= this.budgetBytes) break;
+      if (arenas <= this.memoryBudgetBytes) break;
       if (e.arenaBytes === 0) continue;
       drop.push(e);
       arenas -= e.arenaBytes;

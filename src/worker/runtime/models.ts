@@ -54,6 +54,11 @@ export interface LoadModelsOptions {
   imageLimits?: ImageLimits;
   /** Step sessions kept between imagine jobs (a full-size one holds 1-2 GB). @defaultValue 2 */
   stepSessions?: number;
+  /**
+   * Bytes the step sessions' memory arenas may hold together (StepGraphCacheOptions.memoryBudgetBytes,
+   * WORKER_STEP_MEMORY_MB). @defaultValue defaultStepMemoryBudget(): 0.6 of the machine's memory
+   */
+  stepMemoryBudgetBytes?: number;
   /** Overrides of the classifier's options (tests use a small default vocabulary). */
   classifier?: ClassifierOptions;
   /**
@@ -205,7 +210,11 @@ export async function loadModels(modelsDir: string, options: LoadModelsOptions =
     logger,
     ...(o.imageLimits === undefined ? {} : { limits: o.imageLimits }),
   });
-  const stepCache = new StepGraphCache({ maxEntries: o.stepSessions, session: sessionOptions });
+  const stepCache = new StepGraphCache({
+    maxEntries: o.stepSessions,
+    session: sessionOptions,
+    ...(o.stepMemoryBudgetBytes === undefined ? {} : { memoryBudgetBytes: o.stepMemoryBudgetBytes }),
+  });
   const weights = classifier.model.weights;
   const randomClip = weights instanceof Weights && weights.metadata.random_seed !== undefined;
   if (o.safety !== false && randomClip && !checkRandomWeights) {

@@ -18,6 +18,9 @@ export function modelSettings(config: Config) {
     labelCacheDir: join(config.dataDir, 'label-cache'),
     microBatch: config.worker.microBatch,
     batchWaitMs: config.worker.batchWaitMs,
+    ...(config.worker.stepMemoryMb === undefined
+      ? {}
+      : { stepMemoryBudgetBytes: config.worker.stepMemoryMb * 2 ** 20 }),
     // SAFETY_MODE is the adapters' presentation: workers check whenever SAFETY_CHECK is on.
     safety: config.safety.check
       ? {

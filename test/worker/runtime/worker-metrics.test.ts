@@ -218,8 +218,10 @@ describe('worker metrics at shutdown', () => {
     timeout: 120_000,
   }, async () => {
     const prefix = testPrefix();
-    const models = await loadModels(modelsDir, { intraOpThreads: 1 });
+    const models = await loadModels(modelsDir, { intraOpThreads: 1, stepMemoryBudgetBytes: 3 * 2 ** 30 });
     cleanups.push(() => models.close());
+    // WORKER_STEP_MEMORY_MB's way to the step sessions (worker-settings.test.ts maps the variable).
+    expect(models.stepCache.memoryBudgetBytes).toBe(3 * 2 ** 30);
     const consumer = await openConnection(redis.url, 'worker');
     cleanups.push(() => consumer.quit());
     const metrics = new Metrics({ processMetrics: false });

@@ -58,6 +58,7 @@ describe('WORKER_* variables in the shared config', () => {
         WORKER_BATCH_WAIT_MS: '-1',
         WORKER_WARMUP: 'maybe',
         WORKER_IMAGINE_CONCURRENCY: '1.5',
+        WORKER_STEP_MEMORY_MB: 'lots',
         PORT: 'eighty',
       });
     } catch (e) {
@@ -70,6 +71,7 @@ describe('WORKER_* variables in the shared config', () => {
       'WORKER_BATCH_WAIT_MS',
       'WORKER_IMAGINE_CONCURRENCY',
       'WORKER_QUEUES',
+      'WORKER_STEP_MEMORY_MB',
       'WORKER_WARMUP',
     ]);
     expect(problems.find((p) => p.variable === 'WORKER_QUEUES')?.message).toContain('delete-image');
@@ -112,6 +114,7 @@ describe('workerSettings', () => {
       DALLE_PRECISION: 'int8',
       WORKER_MICRO_BATCH: '8',
       WORKER_BATCH_WAIT_MS: '2',
+      WORKER_STEP_MEMORY_MB: '512',
     });
     expect(modelSettings(config)).toEqual({
       providers: ['cuda', 'cpu'],
@@ -123,8 +126,12 @@ describe('workerSettings', () => {
       labelCacheDir: join('/srv/data', 'label-cache'),
       microBatch: 8,
       batchWaitMs: 2,
+      stepMemoryBudgetBytes: 512 * 2 ** 20,
       safety: { threshold: 0.5 },
     });
+    // Unset: loadModels' default (a fraction of the machine's memory); 0: never the arena.
+    expect(modelSettings(loadConfig({})).stepMemoryBudgetBytes).toBeUndefined();
+    expect(modelSettings(loadConfig({ WORKER_STEP_MEMORY_MB: '0' })).stepMemoryBudgetBytes).toBe(0);
   });
 
   it('maps the safety check to loadModels: its threshold and prompts file, or none; the mode is not theirs', () => {
