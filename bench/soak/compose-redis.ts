@@ -212,9 +212,9 @@ export const composeRedisSoak: SoakModule = {
         `images missing: ${missing.join(', ')}. Build them: docker-compose -f docker-compose.yml -f docker-compose.cpu.yml build (and pull), or without a registry tools/compose-standin-images.sh`,
       );
 
-    const rate = Number(options.flags.rate ?? (options.quick ? 2 : 3));
+    const rate = Number(options.flags.rate ?? (options.quick ? 2 : 4));
     const seconds = Number(options.flags.seconds ?? (options.quick ? 20 : 40));
-    const steps = Number(options.flags.steps ?? 8);
+    const steps = Number(options.flags.steps ?? (options.quick ? 8 : 16));
     const keep = options.flags.keep === 'true';
     if (!(rate > 0 && rate <= 50 && seconds >= 6 && seconds <= 300 && steps >= 1 && steps <= 200))
       throw new Error('--rate must be 0-50 per second, --seconds 6-300, --steps 1-200');
@@ -335,6 +335,8 @@ export const composeRedisSoak: SoakModule = {
       const followed: Followed[] = [];
       const follows: Promise<void>[] = [];
       const refused = new Map<string, number>();
+      /** What the person is told, per kind of refusal (the first of each). */
+      const refusalTexts = new Map<string, string>();
       const latencies: number[] = [];
       const drainMs = 240_000;
       const t0 = Date.now();
@@ -359,7 +361,10 @@ export const composeRedisSoak: SoakModule = {
                   body: JSON.stringify({ prompt: `soak ${i}`, seed: i, steps, width: 64, height: 64 }),
                   signal: AbortSignal.timeout(30_000),
                 });
-                const body = (await response.json()) as { jobId?: string; error?: { code?: string } };
+                const body = (await response.json()) as {
+                  jobId?: string;
+                  error?: { code?: string; message?: string };
+                };
                 if (response.status === 202 && body.jobId) {
                   latencies.push(Date.now() - s0);
                   const f: Followed = {
@@ -374,6 +379,7 @@ export const composeRedisSoak: SoakModule = {
                 } else {
                   const why = `HTTP ${response.status} ${body.error?.code ?? ''}`.trim();
                   refused.set(why, (refused.get(why) ?? 0) + 1);
+                  if (!refusalTexts.has(why)) refusalTexts.set(why, body.error?.message ?? '');
                 }
               } catch (error) {
                 const why = `no answer (${(error as Error).name})`;
@@ -541,6 +547,10 @@ export const composeRedisSoak: SoakModule = {
           },
         },
         {
+          name: 'at the kill: accepted, not finished (queue: waiting / active)',
+          cells: { value: `${openAtKill} (${atKill.waiting} / ${atKill.active})`, check: '' },
+        },
+        {
           name: 'redis outage (SIGKILL to PONG after the engine restarted it)',
           cells: {
             value: backAt ? `${sec(backAt - killedAt)} s` : 'not back in 120 s',
@@ -593,6 +603,7 @@ export const composeRedisSoak: SoakModule = {
         ],
         notes: [
           failures.length === 0 ? 'every check holds' : `FAILS: ${failures.join('; ')}`,
+          ...[...refusalTexts].map(([why, text]) => `${why} said: ${text}`),
           `phases (s): ${Object.entries(phases)
             .map(([k, v]) => `${k} ${v.toFixed(0)}`)
             .join(', ')}`,
@@ -604,6 +615,7 @@ export const composeRedisSoak: SoakModule = {
           steps,
           accepted,
           refused: Object.fromEntries(refused),
+          refusalTexts: Object.fromEntries(refusalTexts),
           done,
           postedTwice,
           failed: failed.map((f) => ({ jobId: f.jobId, code: f.failCode })),
