@@ -57,7 +57,17 @@ export const burstSoak: SoakModule = {
       ...(options.flags['discord-work-concurrency'] === undefined
         ? {}
         : { discordWorkConcurrency: num('discord-work-concurrency', 16) }),
+      // `--discord-processes=0`: the bot in the soak's own process, beside the fakes (the first runs).
+      discordProcesses: num('discord-processes', base.discordProcesses ?? 0),
+      slackProcess: options.flags['slack-process'] !== undefined || base.slackProcess === true,
+      discordGuilds: num('discord-guilds', base.discordGuilds ?? 1),
     };
+    for (const [name, v] of Object.entries({
+      'discord-processes': o.discordProcesses,
+      'discord-guilds': o.discordGuilds,
+    }))
+      if (!Number.isInteger(v) || v < 0 || (name === 'discord-guilds' && v < 1))
+        throw new Error(`--${name} must be a whole number (at least ${name === 'discord-guilds' ? 1 : 0})`);
     const f = await runBurst({ ...o, log: (line) => console.log(`  ${line}`) });
     const ackRows: Row[] = (['discord', 'slack', 'web'] as const).map((platform) => {
       const s = summarizeAcks(f.ackMs[platform]);
@@ -68,6 +78,10 @@ export const burstSoak: SoakModule = {
       name: 'all',
       cells: { acks: all.n, 'p50 ms': all.p50, 'p99 ms': all.p99, 'max ms': all.max },
     });
+    const stageRows: Row[] = f.discordAckStages.map((st) => ({
+      name: st.stage,
+      cells: { 'p50 ms': st.p50, 'p99 ms': st.p99 },
+    }));
     const checks: Row[] = [
       { name: 'requests / people', cells: { value: `${f.requests.total} / ${f.requests.users}` } },
       { name: 'Discord interactions never acked (3 s passed)', cells: { value: f.missedAcks } },
@@ -122,6 +136,16 @@ export const burstSoak: SoakModule = {
       },
       { name: 'drain seconds', cells: { value: f.drainSeconds.toFixed(0) } },
       {
+        name: 'CPU ms from the first request to the last ack: bot / harness (window ms)',
+        cells: {
+          value: `${f.cpu.botMs.toFixed(0)} / ${f.cpu.harnessMs.toFixed(0)} (${f.cpu.windowMs.toFixed(0)})`,
+        },
+      },
+      ...f.botProcesses.map((p) => ({
+        name: `bot process ${p.name}: Discord interactions / heap MiB at the end / CPU s in all`,
+        cells: { value: `${p.interactions} / ${p.heapMb.toFixed(0)} / ${(p.cpuMs / 1000).toFixed(1)}` },
+      })),
+      {
         name: '/metrics: jobs completed imagine / classify; failures',
         cells: {
           value: `${f.fromMetrics.completed.imagine} / ${f.fromMetrics.completed.classify}; ${f.fromMetrics.failures}`,
@@ -140,6 +164,7 @@ export const burstSoak: SoakModule = {
           title: 'ack time (slash command to deferred ack; playground: POST /api/imagine to its 202)',
           rows: ackRows,
         },
+        { title: 'where a Discord ack goes (fake dispatch to callback at the fake)', rows: stageRows },
         { title: 'burst checks', rows: checks },
       ],
       notes: [

@@ -9,6 +9,7 @@
 // `npm run soak -- burst` runs it at full scale; test/reliability/burst.test.ts at small scale.
 import { randomBytes } from 'node:crypto';
 import { Queue } from 'bullmq';
+import { Events } from 'discord.js';
 import type { APIMessage, APIUser } from 'discord-api-types/v10';
 import { Redis } from 'ioredis';
 import { freePort, type PrivateRedis, spawnRedis } from '../../src/app/redis-server.js';
@@ -40,6 +41,7 @@ import {
   writeTinyModels,
 } from '../../test/helpers/worker-process.js';
 import { percentile } from '../lib.js';
+import { type BotProcess, type BotProcessSpec, startBotProcess } from './bot-processes.js';
 
 export interface BurstOptions {
   /** People on each adapter; the playground is one person (its quota identity is the keyboard's). */
@@ -70,12 +72,30 @@ export interface BurstOptions {
   throttleMs?: number;
   /** The Discord adapter's work slots (its default when absent; a huge number: none, for an A/B). */
   discordWorkConcurrency?: number;
+  /**
+   * Where the bot runs. 0: in this process, beside the fakes and the load (the first arrangement).
+   * N >= 1: in child processes (bot-process.ts), apart from the fakes: N Discord processes, one
+   * gateway shard each of N, and Slack with the playground in the first of them, or in a process of
+   * their own with `slackProcess`. @defaultValue 0
+   */
+  discordProcesses?: number;
+  /** Slack and the playground in their own bot process (with discordProcesses >= 1). @defaultValue false */
+  slackProcess?: boolean;
+  /** Guilds the Discord people are spread over (person i in guild i % guilds). @defaultValue 1 */
+  discordGuilds?: number;
   log?: (line: string) => void;
 }
 
 export interface BurstFigures {
   requests: { discord: number; slack: number; web: number; total: number; users: number };
   ackMs: { discord: number[]; slack: number[]; web: number[] };
+  /**
+   * Where a Discord ack's time goes, p50/p99 ms: the fake's dispatch to the packet reaching
+   * discord.js in the bot (the socket, and the bot's event loop busy with what came before), to
+   * interactionCreate (discord.js builds the interaction), to the callback reaching the fake (the
+   * adapter's deferReply through @discordjs/rest, undici and the loopback).
+   */
+  discordAckStages: { stage: string; p50: number; p99: number }[];
   /** Discord interactions that got no ack at all (Discord's 3 s passed). */
   missedAcks: number;
   accepted: Record<'imagine' | 'classify', number>;
@@ -103,7 +123,12 @@ export interface BurstFigures {
     peakPerSecond: number;
     serverPerSecond: number;
   };
+  /** Heap after a full GC, MiB, summed over the bot processes. */
   heapMb: { start: number; afterBurst: number; end: number };
+  /** CPU time from the first request to the last ack: the bot processes' together, and this one's. */
+  cpu: { botMs: number; harnessMs: number; windowMs: number };
+  /** Each bot process (none when the bot runs in this one): its adapters, heap and CPU in all. */
+  botProcesses: { name: string; heapMb: number; cpuMs: number; interactions: number }[];
   /** Read back from the workers' and the bot's /metrics. */
   fromMetrics: {
     completed: Record<'imagine' | 'classify', number>;
@@ -178,8 +203,6 @@ export async function runBurst(o: BurstOptions): Promise<BurstFigures> {
   const log = o.log ?? (() => {});
   const undo = new UndoStack(silentLogger);
   const deadline = Date.now() + o.timeoutMs;
-  const commands = countRedisCommands();
-  undo.push('command count', async () => commands.stop());
   // Ctrl-C of `npm run soak` must not leave worker processes or Redis behind.
   const interrupted = () => {
     void undo.release().finally(() => process.exit(130));
@@ -191,7 +214,6 @@ export async function runBurst(o: BurstOptions): Promise<BurstFigures> {
     process.off('SIGTERM', interrupted);
   });
   try {
-    const heapStart = heapMb();
     const redis: PrivateRedis = await spawnRedis();
     undo.push('redis', () => redis.stop());
     const prefix = `soak${randomBytes(6).toString('hex')}`;
@@ -205,29 +227,12 @@ export async function runBurst(o: BurstOptions): Promise<BurstFigures> {
       imagine: { concurrent: 0, perWindow: o.imagineLimit },
       light: { concurrent: 0, perWindow: o.lightLimit },
     };
-    const services = await createBotServices(
-      { ...config, quota, redisUrl: redis.url },
-      { logger: silentLogger, undo, throttleMs: o.throttleMs ?? 3000 },
-    );
-    // The bot's /metrics, as `npm run bot` serves it: chat API calls and 429s per platform, heap.
-    const observability = await startBotObservability(
-      { metrics: { host: '127.0.0.1', port: 0 }, queuePrefix: prefix },
-      services,
-      { undo, logger: silentLogger },
-    );
-    const metrics = observability?.metrics;
-    // The position each submission was told (every adapter submits through this one client).
-    const told = new Map<string, number>();
-    const submit = services.jobs.submit.bind(services.jobs);
-    services.jobs.submit = (async (...args: Parameters<typeof submit>) => {
-      const out = await submit(...args);
-      told.set(out.jobId, out.position);
-      return out;
-    }) as typeof submit;
-
-    // --- the adapters -------------------------------------------------------------------------
+    const throttleMs = o.throttleMs ?? 3000;
     const discordFake: FakeDiscord = await startFakeDiscord({
       heartbeatIntervalMs: 5_000,
+      guilds: Array.from({ length: o.discordGuilds ?? 1 }, (_, i) => ({ name: `soak ${i}` })),
+      // Every shard process identifies at once (Discord's buckets: shard_id % max_concurrency).
+      maxConcurrency: 16,
       ...(o.lateAcksAccepted ? { disabledRules: ['ack-window'] as const } : {}),
     });
     undo.push('fake discord', () => discordFake.close());
@@ -237,21 +242,6 @@ export async function runBurst(o: BurstOptions): Promise<BurstFigures> {
       apiUrl: discordFake.apiUrl,
       rest: { retries: 0 },
     });
-    const discord: DiscordBot = await startDiscordBot({
-      services,
-      discord: {
-        token: discordFake.token,
-        applicationId: discordFake.applicationId,
-        apiUrl: discordFake.apiUrl,
-        cdnUrl: discordFake.cdnUrl,
-      },
-      logger: silentLogger,
-      now: () => discordFake.clock.now(),
-      ...(metrics === undefined ? {} : { metrics }),
-      ...(o.discordWorkConcurrency === undefined ? {} : { workConcurrency: o.discordWorkConcurrency }),
-    });
-    undo.push('discord bot', () => discord.close());
-
     const slackFake: FakeSlack = await startFakeSlack({ teamId: 'TSOAK0001' });
     undo.push('fake slack', () => slackFake.close());
     slackFake.setScopes(slackFake.botToken, [
@@ -265,37 +255,45 @@ export async function runBurst(o: BurstOptions): Promise<BurstFigures> {
       'users:read',
       'reactions:read',
     ]);
-    const slack: SlackBot = await startSlackBot({
-      services,
-      slack: {
-        botToken: slackFake.botToken,
-        signingSecret: slackFake.signingSecret,
-        appToken: slackFake.appToken,
-        apiUrl: slackFake.apiUrl,
-        port: 0,
-      },
-      logger: silentLogger,
-      host: '127.0.0.1',
-      apiRetries: 0,
-      ...(metrics === undefined ? {} : { metrics }),
-    });
-    undo.push('slack bot', () => slack.close());
+    const discordConfig = {
+      token: discordFake.token,
+      applicationId: discordFake.applicationId,
+      apiUrl: discordFake.apiUrl,
+      cdnUrl: discordFake.cdnUrl,
+    };
+    const slackConfig = {
+      botToken: slackFake.botToken,
+      signingSecret: slackFake.signingSecret,
+      appToken: slackFake.appToken,
+      apiUrl: slackFake.apiUrl,
+    };
+    const bot =
+      (o.discordProcesses ?? 0) === 0
+        ? await inProcessBot({
+            o,
+            config,
+            quota,
+            redis,
+            throttleMs,
+            undo,
+            discordFake,
+            discordConfig,
+            slackConfig,
+          })
+        : await botProcesses({
+            o,
+            spec: { redisUrl: redis.url, prefix, dataDir: data.path, quota, throttleMs },
+            undo,
+            discordConfig,
+            slackConfig,
+            log,
+          });
     slackFake.deliverEventsTo('socket');
     const slackChannels = Array.from({ length: o.slackChannels }, (_, i) =>
       i === 0 ? slackFake.defaultChannelId : slackFake.addChannel({ name: `soak-${i}`, is_member: true }).id,
     );
-
-    const web: RunningPlayground = await startPlayground({
-      jobs: services.jobs,
-      indexJobs: services.indexJobs,
-      blobs: services.blobs,
-      library: new Library(`${data.path}/library`),
-      admin: false,
-      userId: 'web:soak',
-      port: 0,
-      host: '127.0.0.1',
-    });
-    undo.push('playground', () => web.close());
+    const web = { url: bot.webUrl };
+    const connection = bot.connection;
 
     // --- the burst ----------------------------------------------------------------------------
     const png = await noisePng(32, 32, 5);
@@ -303,6 +301,9 @@ export async function runBurst(o: BurstOptions): Promise<BurstFigures> {
     const discordUsers: APIUser[] = Array.from({ length: o.discordUsers }, (_, i) =>
       discordFake.addUser(`soak${i}`),
     );
+    // Each person in one of the guilds (so over every shard): the i-th in guild i % guilds.
+    const guildChannels = discordFake.guilds().map((g) => g.channelId);
+    const channelOf = new Map(discordUsers.map((u, i) => [u.id, guildChannels[i % guildChannels.length]!]));
     const slackUsers = Array.from(
       { length: o.slackUsers },
       (_, i) => slackFake.addUser({ name: `soak${i}` }).id,
@@ -312,6 +313,7 @@ export async function runBurst(o: BurstOptions): Promise<BurstFigures> {
     const slackAcks: Promise<number>[] = [];
     const webAcks: Promise<{ ms: number; status: number; jobId?: string; kind: string }>[] = [];
     let n = 0;
+    const cpuBefore = { bot: await bot.cpuMs(), harness: cpuMsOfThisProcess() };
     const burstStart = performance.now();
     // Spread over spreadMs instead of all at once (0: at once).
     const gapMs = (o.spreadMs ?? 0) / ((o.discordUsers + o.slackUsers + 1) * o.requestsPerUser);
@@ -327,11 +329,13 @@ export async function runBurst(o: BurstOptions): Promise<BurstFigures> {
                 name: 'imagine',
                 options: { prompt: imagineText(i), steps: o.steps, size: '64' },
                 user,
+                channelId: channelOf.get(user.id)!,
               })
             : discordFake.slashCommand({
                 name: 'whatis',
                 options: { image: attachment, labels: 'cat, dog' },
                 user,
+                channelId: channelOf.get(user.id)!,
               }),
         );
         handles.push({ handle, kind: imagine ? 'imagine' : 'whatis', user: user.id });
@@ -404,13 +408,37 @@ export async function runBurst(o: BurstOptions): Promise<BurstFigures> {
       return (callback?.at ?? Number.NaN) - handle.dispatchedAt;
     });
     const slackAckMs = await Promise.all(slackAcks);
-    log(`burst: acked (${(performance.now() - burstStart).toFixed(0)} ms)`);
-    const heapAfterBurst = heapMb();
+    const botStages = await bot.stages();
+    const stageTimes = handles.map(({ handle }) => {
+      const [raw, created] = botStages.get(handle.id) ?? [Number.NaN, Number.NaN];
+      const callback = handle.requests().find((r) => r.route === 'POST /interactions/:id/:token/callback');
+      return { sent: handle.dispatchedAt, raw, created, acked: callback?.at ?? Number.NaN };
+    });
+    const stage = (name: string, ms: (t: (typeof stageTimes)[number]) => number) => {
+      const s = summarizeAcks(stageTimes.map(ms));
+      return { stage: name, p50: s.p50, p99: s.p99 };
+    };
+    const discordAckStages = [
+      stage('dispatch -> packet at discord.js', (t) => t.raw - t.sent),
+      stage('packet -> interactionCreate', (t) => t.created - t.raw),
+      stage('interactionCreate -> callback at the fake', (t) => t.acked - t.created),
+    ];
+    const ackWindowMs = performance.now() - burstStart;
+    log(
+      `burst: acked (${ackWindowMs.toFixed(0)} ms; epoch ${Math.round(performance.timeOrigin + burstStart)} to ${Math.round(performance.timeOrigin + burstStart + ackWindowMs)})`,
+    );
+    // CPU over the burst up to the last ack (a 15 s wait for missing acks counts idle time only).
+    const cpu = {
+      botMs: (await bot.cpuMs()) - cpuBefore.bot,
+      harnessMs: cpuMsOfThisProcess() - cpuBefore.harness,
+      windowMs: ackWindowMs,
+    };
+    const heapAfterBurst = await bot.heapMb();
 
     // --- positions and quotas, before any worker ---------------------------------------------
     const queues = {
-      imagine: new Queue('imagine', { connection: services.connection, prefix }),
-      classify: new Queue('classify', { connection: services.connection, prefix }),
+      imagine: new Queue('imagine', { connection, prefix }),
+      classify: new Queue('classify', { connection, prefix }),
     };
     // Acked Discord interactions work in the adapter's bounded slots after their ack: an /imagine
     // has been submitted once its deferred reply is edited (its position, or a refusal in a private
@@ -433,6 +461,7 @@ export async function runBurst(o: BurstOptions): Promise<BurstFigures> {
       if (!settled) await sleep(800);
       return settled;
     });
+    const told = await bot.told();
     const positions = {} as BurstFigures['positions'];
     const accepted = {} as BurstFigures['accepted'];
     // Each person's accepted jobs per budget, from the jobs themselves (their origin).
@@ -499,7 +528,7 @@ export async function runBurst(o: BurstOptions): Promise<BurstFigures> {
         quotaViolations.push(`${id}: ${e.light} light accepted, budget says ${want.light}`);
       // The limiter's own count agrees.
       if (e.quotaId !== undefined) {
-        const inWindow = await services.connection.zcard(keys.quotaWindow(prefix, 'imagine', e.quotaId));
+        const inWindow = await connection.zcard(keys.quotaWindow(prefix, 'imagine', e.quotaId));
         if (inWindow !== e.imagine)
           quotaViolations.push(`${id}: quota window holds ${inWindow}, jobs ${e.imagine}`);
       }
@@ -511,8 +540,8 @@ export async function runBurst(o: BurstOptions): Promise<BurstFigures> {
 
     // --- the drain: workers on, every job followed at once -------------------------------------
     const template = await pgliteTemplate(await embeddingDim(models.path));
-    const commandsBefore = commands.total();
-    const serverBefore = await serverCommands(services.connection);
+    const commandsBefore = (await bot.redis()).total;
+    const serverBefore = await serverCommands(connection);
     const drainStart = performance.now();
     const workers: WorkerProcess[] = [];
     const workerMetrics: string[] = [];
@@ -607,8 +636,9 @@ export async function runBurst(o: BurstOptions): Promise<BurstFigures> {
     });
     const drainSeconds = (performance.now() - drainStart) / 1000;
     const webWhatis = await Promise.all(webAcks.filter((_, i) => i >= o.imaginePerUser));
-    const botCommands = commands.total() - commandsBefore;
-    const serverCommandsDrain = (await serverCommands(services.connection)) - serverBefore;
+    const commands = await bot.redis();
+    const botCommands = commands.total - commandsBefore;
+    const serverCommandsDrain = (await serverCommands(connection)) - serverBefore;
     const drainBuckets = [...commands.perSecond.entries()]
       .filter(([s]) => s * 1000 >= Date.now() - drainSeconds * 1000)
       .map(([, c]) => c);
@@ -651,12 +681,12 @@ export async function runBurst(o: BurstOptions): Promise<BurstFigures> {
           fromMetrics.completed[s.labels.kind] += s.value;
       for (const s of samples.get('vqclip_job_failures_total') ?? []) fromMetrics.failures += s.value;
     }
-    if (observability) {
-      const bot = await scrape(`${observability.url}/metrics`);
-      for (const s of bot.get('vqclip_chat_api_requests_total') ?? [])
+    for (const url of bot.metricsUrls) {
+      const scrapedBot = await scrape(url);
+      for (const s of scrapedBot.get('vqclip_chat_api_requests_total') ?? [])
         if (s.labels.platform === 'discord' || s.labels.platform === 'slack')
           fromMetrics.chatRequests[s.labels.platform] += s.value;
-      for (const s of bot.get('vqclip_chat_api_rate_limited_total') ?? [])
+      for (const s of scrapedBot.get('vqclip_chat_api_rate_limited_total') ?? [])
         if (s.labels.platform === 'discord' || s.labels.platform === 'slack')
           fromMetrics.chatRateLimited[s.labels.platform] += s.value;
     }
@@ -678,6 +708,7 @@ export async function runBurst(o: BurstOptions): Promise<BurstFigures> {
         slack: slackAckMs,
         web: webResults.filter((r) => r.kind === 'imagine').map((r) => r.ms),
       },
+      discordAckStages,
       missedAcks,
       accepted,
       quotaViolations,
@@ -713,7 +744,9 @@ export async function runBurst(o: BurstOptions): Promise<BurstFigures> {
         peakPerSecond: Math.max(0, ...drainBuckets),
         serverPerSecond: serverCommandsDrain / drainSeconds,
       },
-      heapMb: { start: heapStart, afterBurst: heapAfterBurst, end: heapMb() },
+      heapMb: { start: bot.heapStartMb, afterBurst: heapAfterBurst, end: await bot.heapMb() },
+      cpu,
+      botProcesses: bot.processes,
       fromMetrics,
       drainSeconds,
     };
@@ -721,6 +754,207 @@ export async function runBurst(o: BurstOptions): Promise<BurstFigures> {
   } finally {
     await undo.release();
   }
+}
+
+function cpuMsOfThisProcess(): number {
+  const u = process.cpuUsage();
+  return (u.user + u.system) / 1000;
+}
+
+/** What the harness needs of the bot, wherever it runs. */
+interface BotSide {
+  /** The harness's own Redis connection (queues, quota windows, INFO). */
+  connection: Redis;
+  webUrl: string;
+  metricsUrls: string[];
+  heapStartMb: number;
+  told(): Promise<Map<string, number>>;
+  /** Per Discord interaction: when its packet reached discord.js, and its interactionCreate. */
+  stages(): Promise<Map<string, [number, number]>>;
+  /** The bot's ioredis commands: in all and per second. */
+  redis(): Promise<{ total: number; perSecond: Map<number, number> }>;
+  heapMb(): Promise<number>;
+  cpuMs(): Promise<number>;
+  readonly processes: BurstFigures['botProcesses'];
+}
+
+type DiscordConnection = { token: string; applicationId: string; apiUrl: string; cdnUrl: string };
+type SlackConnection = { botToken: string; signingSecret: string; appToken: string; apiUrl: string };
+
+/** The bot in this process, as the soak first ran it: its CPU is shared with the fakes and the load. */
+async function inProcessBot(a: {
+  o: BurstOptions;
+  config: ReturnType<typeof loadConfig>;
+  quota: ReturnType<typeof loadConfig>['quota'];
+  redis: PrivateRedis;
+  throttleMs: number;
+  undo: UndoStack;
+  discordFake: FakeDiscord;
+  discordConfig: DiscordConnection;
+  slackConfig: SlackConnection;
+}): Promise<BotSide> {
+  const { o, undo } = a;
+  // Every ioredis command of this process (the harness's own reads of the queues too).
+  const commands = countRedisCommands();
+  undo.push('command count', async () => commands.stop());
+  const heapStartMb = heapMb();
+  const services = await createBotServices(
+    { ...a.config, quota: a.quota, redisUrl: a.redis.url },
+    { logger: silentLogger, undo, throttleMs: a.throttleMs },
+  );
+  // The bot's /metrics, as `npm run bot` serves it: chat API calls and 429s per platform, heap.
+  const observability = await startBotObservability(
+    { metrics: { host: '127.0.0.1', port: 0 }, queuePrefix: a.config.queuePrefix },
+    services,
+    { undo, logger: silentLogger },
+  );
+  const metrics = observability?.metrics;
+  // The position each submission was told (every adapter submits through this one client).
+  const told = new Map<string, number>();
+  const submit = services.jobs.submit.bind(services.jobs);
+  services.jobs.submit = (async (...args: Parameters<typeof submit>) => {
+    const out = await submit(...args);
+    told.set(out.jobId, out.position);
+    return out;
+  }) as typeof submit;
+  const discord: DiscordBot = await startDiscordBot({
+    services,
+    discord: a.discordConfig,
+    logger: silentLogger,
+    now: () => a.discordFake.clock.now(),
+    ...(metrics === undefined ? {} : { metrics }),
+    ...(o.discordWorkConcurrency === undefined ? {} : { workConcurrency: o.discordWorkConcurrency }),
+  });
+  undo.push('discord bot', () => discord.close());
+  const stages = new Map<string, [number, number]>();
+  discord.client.on(Events.Raw, (packet: { t?: string; d?: { id?: string } }) => {
+    if (packet.t === 'INTERACTION_CREATE' && packet.d?.id) stages.set(packet.d.id, [Date.now(), Number.NaN]);
+  });
+  discord.client.on(Events.InteractionCreate, (i) => {
+    const entry = stages.get(i.id);
+    if (entry) entry[1] = Date.now();
+  });
+  const slack: SlackBot = await startSlackBot({
+    services,
+    slack: { ...a.slackConfig, port: 0 },
+    logger: silentLogger,
+    host: '127.0.0.1',
+    apiRetries: 0,
+    ...(metrics === undefined ? {} : { metrics }),
+  });
+  undo.push('slack bot', () => slack.close());
+  const web: RunningPlayground = await startPlayground({
+    jobs: services.jobs,
+    indexJobs: services.indexJobs,
+    blobs: services.blobs,
+    library: new Library(`${a.config.dataDir}/library`),
+    admin: false,
+    userId: 'web:soak',
+    port: 0,
+    host: '127.0.0.1',
+  });
+  undo.push('playground', () => web.close());
+  return {
+    connection: services.connection,
+    webUrl: web.url,
+    metricsUrls: observability ? [`${observability.url}/metrics`] : [],
+    heapStartMb,
+    told: async () => told,
+    stages: async () => stages,
+    redis: async () => ({ total: commands.total(), perSecond: commands.perSecond }),
+    heapMb: async () => heapMb(),
+    cpuMs: async () => cpuMsOfThisProcess(),
+    processes: [],
+  };
+}
+
+/** The bot in child processes: Discord over shards, one per process; Slack and the playground beside. */
+async function botProcesses(a: {
+  o: BurstOptions;
+  spec: Omit<BotProcessSpec, 'discord' | 'slack' | 'web'>;
+  undo: UndoStack;
+  discordConfig: DiscordConnection;
+  slackConfig: SlackConnection;
+  log: (line: string) => void;
+}): Promise<BotSide> {
+  const { o, undo } = a;
+  const count = o.discordProcesses ?? 1;
+  const specs: { name: string; spec: BotProcessSpec }[] = Array.from({ length: count }, (_, shard) => ({
+    name: `discord shard ${shard}/${count}${!o.slackProcess && shard === 0 ? ' + slack + web' : ''}`,
+    spec: {
+      ...a.spec,
+      discord: {
+        ...a.discordConfig,
+        shards: { ids: [shard], count },
+        ...(o.discordWorkConcurrency === undefined ? {} : { workConcurrency: o.discordWorkConcurrency }),
+      },
+      ...(!o.slackProcess && shard === 0 ? { slack: a.slackConfig, web: { userId: 'web:soak' } } : {}),
+    },
+  }));
+  if (o.slackProcess)
+    specs.push({
+      name: 'slack + web',
+      spec: { ...a.spec, slack: a.slackConfig, web: { userId: 'web:soak' } },
+    });
+  // Started together: each loads its modules and logs in on its own core time.
+  const started = await Promise.allSettled(specs.map(({ name, spec }) => startBotProcess(name, spec)));
+  const children: BotProcess[] = [];
+  for (const r of started) if (r.status === 'fulfilled') children.push(r.value);
+  for (const child of children) undo.push(`bot process ${child.name}`, () => child.close());
+  const failed = started.find((r) => r.status === 'rejected');
+  if (failed) throw (failed as PromiseRejectedResult).reason;
+  a.log(`bot: ${children.length} processes (${children.map((c) => c.name).join('; ')})`);
+  const connection = new Redis(a.spec.redisUrl, { maxRetriesPerRequest: null });
+  undo.push('harness redis', async () => {
+    await connection.quit();
+  });
+  const all = () => Promise.all(children.map((c) => c.figures()));
+  const first = await all();
+  const processes: BurstFigures['botProcesses'] = children.map((c) => ({
+    name: c.name,
+    heapMb: 0,
+    cpuMs: 0,
+    interactions: 0,
+  }));
+  const latest = async () => {
+    const figures = await all();
+    figures.forEach((f, i) => {
+      processes[i]!.heapMb = f.heapMb;
+      processes[i]!.cpuMs = f.cpuMs;
+      processes[i]!.interactions = f.interactions;
+    });
+    return figures;
+  };
+  const webUrl = children.find((c) => c.webUrl !== undefined)?.webUrl;
+  if (webUrl === undefined) throw new Error('soak: no bot process runs the playground');
+  return {
+    connection,
+    webUrl,
+    metricsUrls: children.flatMap((c) => (c.metricsUrl === undefined ? [] : [c.metricsUrl])),
+    heapStartMb: first.reduce((sum, f) => sum + f.heapStartMb, 0),
+    async told() {
+      return new Map((await latest()).flatMap((f) => f.told));
+    },
+    async stages() {
+      return new Map(
+        (await latest()).flatMap((f) => f.stages.map(([id, raw, created]) => [id, [raw, created]] as const)),
+      );
+    },
+    async redis() {
+      const figures = await latest();
+      const perSecond = new Map<number, number>();
+      for (const f of figures)
+        for (const [sec, c] of f.redisPerSecond) perSecond.set(sec, (perSecond.get(sec) ?? 0) + c);
+      return { total: figures.reduce((sum, f) => sum + f.redisCommands, 0), perSecond };
+    },
+    async heapMb() {
+      return (await latest()).reduce((sum, f) => sum + f.heapMb, 0);
+    },
+    async cpuMs() {
+      return (await latest()).reduce((sum, f) => sum + f.cpuMs, 0);
+    },
+    processes,
+  };
 }
 
 function textOf(message: APIMessage | undefined): string {

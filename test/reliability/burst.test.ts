@@ -1,6 +1,8 @@
 // The soak's burst (bench/soak/burst.ts) at small scale in `npm test`: people on Discord (real
-// discord.js), Slack (real Bolt) and the playground send /imagine and /whatis at once against one
-// bot process, with no worker running yet, then two worker processes drain it. Quotas hold exactly,
+// discord.js), Slack (real Bolt) and the playground send /imagine and /whatis at once against the
+// bot in two processes of its own (bot-process.ts: one Discord shard each, Slack and the playground
+// in the first), with no worker running yet, then two worker processes drain it. The people are in
+// two guilds, one on each shard, so each process gets exactly its guild's interactions. Quotas hold exactly,
 // every position told is the number of jobs ahead, every job ends and is posted once, and the chat
 // edits stay inside the limits the fakes enforce. (The full scale and its figures: `npm run soak`.)
 import { describe, expect, it } from 'vitest';
@@ -18,11 +20,15 @@ describe('a burst on every adapter at once', () => {
       steps: 6,
       workers: 2,
       slackChannels: 2,
+      discordProcesses: 2,
+      discordGuilds: 2,
       timeoutMs: 150_000,
       // The ack time is the soak's figure; here every request must be acked and handled.
       lateAcksAccepted: true,
     });
     expect(figures.requests.total).toBe(35);
+    // Sharded: 2 people x 5 requests in each guild, each guild on its own shard and process.
+    expect(figures.botProcesses.map((p) => p.interactions)).toEqual([10, 10]);
     expect(figures.missedAcks).toBe(0);
     expect(figures.quotaViolations).toEqual([]);
     // One imagine per person (the window's budget), every what-is (within the light budget).
