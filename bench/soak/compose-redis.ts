@@ -10,6 +10,9 @@
 // redis restarted; the bot's and the worker's /healthz answer 200 again; every wait has a deadline.
 // Without a Docker engine it skips with one line. Images: the real ones where a registry is
 // reachable; tools/compose-standin-images.sh builds local stand-ins where none is.
+// Flags: --rate=4 (submissions a second), --seconds=40, --steps=16, --drain=240 (seconds for the
+// finals, Redis and /healthz after the load), --fault=kill-9|docker-kill (the second is not
+// restarted by the engine: a run that shows the checks failing), --keep (leave the stack up).
 import { type ChildProcess, execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
@@ -216,8 +219,15 @@ export const composeRedisSoak: SoakModule = {
     const seconds = Number(options.flags.seconds ?? (options.quick ? 20 : 40));
     const steps = Number(options.flags.steps ?? (options.quick ? 8 : 16));
     const keep = options.flags.keep === 'true';
+    // How long accepted jobs may take to finish after the load, and Redis and /healthz to come back.
+    const drainSeconds = Number(options.flags.drain ?? 240);
+    // `docker-kill` is the fault the engine does not restart (a wanted stop): it shows the checks fail.
+    const fault = options.flags.fault ?? 'kill-9';
     if (!(rate > 0 && rate <= 50 && seconds >= 6 && seconds <= 300 && steps >= 1 && steps <= 200))
       throw new Error('--rate must be 0-50 per second, --seconds 6-300, --steps 1-200');
+    if (!(drainSeconds >= 10 && drainSeconds <= 600)) throw new Error('--drain must be 10-600 seconds');
+    if (fault !== 'kill-9' && fault !== 'docker-kill')
+      throw new Error('--fault must be kill-9 or docker-kill');
 
     const root = resolve('.');
     const scratch = await mkdtemp(join(options.dataRoot, 'soak-compose-'));
@@ -338,7 +348,7 @@ export const composeRedisSoak: SoakModule = {
       /** What the person is told, per kind of refusal (the first of each). */
       const refusalTexts = new Map<string, string>();
       const latencies: number[] = [];
-      const drainMs = 240_000;
+      const drainMs = drainSeconds * 1000;
       const t0 = Date.now();
       const loadEnd = t0 + seconds * 1000;
       const killAt = t0 + (seconds * 1000) / 2;
@@ -398,9 +408,10 @@ export const composeRedisSoak: SoakModule = {
         ).stdout.split('\n');
         atKill = { waiting: Number(depth[0]?.trim() || 0), active: Number(depth[1]?.trim() || 0) };
         killedAt = Date.now();
-        process.kill(pid, 'SIGKILL');
+        if (fault === 'kill-9') process.kill(pid, 'SIGKILL');
+        else await sh('docker', ['kill', '-s', 'KILL', redis.id], { timeoutMs: 30_000 });
         // Back: the engine started the container again (its restart count grew) and PING answers.
-        const until = killedAt + 120_000;
+        const until = killedAt + Math.min(120_000, drainMs);
         while (Date.now() < until) {
           const now = (await inspect([redis.id]))[0]!;
           if (now.running && now.restartCount > redis.restartCount) {
@@ -413,7 +424,7 @@ export const composeRedisSoak: SoakModule = {
           await sleep(100);
         }
       })();
-      const healthUntil = killAt + 180_000;
+      const healthUntil = killAt + Math.min(180_000, drainMs);
       const [, , botHealth, workerHealth] = await Promise.all([
         submitter,
         killer,
@@ -553,7 +564,7 @@ export const composeRedisSoak: SoakModule = {
         {
           name: 'redis outage (SIGKILL to PONG after the engine restarted it)',
           cells: {
-            value: backAt ? `${sec(backAt - killedAt)} s` : 'not back in 120 s',
+            value: backAt ? `${sec(backAt - killedAt)} s` : `not back in ${Math.min(120, drainSeconds)} s`,
             check: holds(backAt > 0),
           },
         },
@@ -569,7 +580,7 @@ export const composeRedisSoak: SoakModule = {
           cells: {
             value: botOk
               ? `${botHealth.sawDown ? 'yes' : 'no'}, ${sec(botHealth.okAt! - backAt)} s`
-              : 'not 200 within 180 s',
+              : `not 200 within ${Math.min(180, drainSeconds)} s`,
             check: holds(botOk),
           },
         },
@@ -578,7 +589,7 @@ export const composeRedisSoak: SoakModule = {
           cells: {
             value: workerOk
               ? `${workerHealth.sawDown ? 'yes' : 'no'}, ${sec(workerHealth.okAt! - backAt)} s`
-              : 'not 200 within 180 s',
+              : `not 200 within ${Math.min(180, drainSeconds)} s`,
             check: holds(workerOk),
           },
         },
@@ -597,7 +608,7 @@ export const composeRedisSoak: SoakModule = {
       return {
         tables: [
           {
-            title: `compose redis SIGKILL at ${sec(killedAt - t0)} s of ${seconds} s (project ${PROJECT})`,
+            title: `compose redis ${fault === 'kill-9' ? 'SIGKILL' : 'docker kill -s KILL'} at ${sec(killedAt - t0)} s of ${seconds} s (project ${PROJECT})`,
             rows,
           },
         ],
@@ -625,6 +636,8 @@ export const composeRedisSoak: SoakModule = {
           completedTwice,
           retried,
           leftInQueue,
+          fault,
+          drainSeconds,
           outageMs: backAt ? backAt - killedAt : null,
           atKill: { ...atKill, openAtKill },
           killedAfterMs: killedAt - t0,
