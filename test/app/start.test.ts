@@ -15,6 +15,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ensureModels } from '../../src/app/models-setup.js';
 import { freePort } from '../../src/app/redis-server.js';
 import { useProcessCleanup } from '../helpers/processes.js';
+import { seedDataDir } from '../helpers/worker-process.js';
 
 const ROOT = new URL('../../', import.meta.url).pathname;
 const cleanup = useProcessCleanup();
@@ -231,7 +232,9 @@ describe('npm start', () => {
 
   it('leaves nothing behind when npm start is killed with SIGKILL mid-generation', async () => {
     const dir = await cleanup.tempDir('vqclip-start-');
-    const app = startApp({ DATA_DIR: join(dir, 'data'), MODELS_DIR: models, PORT: String(await freePort()) });
+    // A migrated PGlite already there (the first start on an empty DATA_DIR is the test above).
+    const data = await seedDataDir(join(dir, 'data'));
+    const app = startApp({ DATA_DIR: data, MODELS_DIR: models, PORT: String(await freePort()) });
     const [, url] = await app.waitFor(/vqclip playground: (http:\/\/\S+)/);
     await app.waitFor(/worker ready/);
     await paintSlowly(url!);

@@ -12,6 +12,7 @@ import {
 } from '../../src/shared/db/index.js';
 import { collectingLogger, cosine, hnswScans, imageAdder, insertRaw } from '../helpers/db.js';
 import { mulberry32, randomArray } from '../helpers/random.js';
+import { seedDataDir } from '../helpers/worker-process.js';
 
 const DIM = 8;
 let db: Database;
@@ -533,12 +534,20 @@ describe('approximate search through the HNSW index', () => {
   const dim = 32;
   const big = { platform: 'web', workspace: 'w', channel: 'big' } as const;
   let ann: Database;
+  let annDir: string | undefined;
 
   beforeAll(async () => {
     // Random vectors are the hard case for HNSW (no clusters to follow). exactMaxRows is lowered so
     // that the 2,500-image channel takes the index, as a channel over 2,000 would by default; and
     // ef_search too: on a table this small, the planner prices ef_search 100 above a full sort.
-    ann = await openDatabase({}, { embeddingDim: dim, search: { exactMaxRows: 100, efSearch: 40 } });
+    // On a copy of the migrated template: a second PGlite's initdb is the slow part (memory mode
+    // is the file's main database above).
+    annDir = await mkdtemp(join(tmpdir(), 'vqclip-db-ann-'));
+    await seedDataDir(annDir, dim);
+    ann = await openDatabase(
+      { dataDir: annDir },
+      { embeddingDim: dim, search: { exactMaxRows: 100, efSearch: 40 } },
+    );
     // A new table has the index before its first row. Dropped and built again after the bulk insert
     // only to keep the test fast (one build costs far less than 3,000 index inserts); like a new
     // table's, its statistics are never taken here.
@@ -560,6 +569,7 @@ describe('approximate search through the HNSW index', () => {
   }, 60_000);
   afterAll(async () => {
     await ann?.close();
+    if (annDir) await rm(annDir, { recursive: true, force: true });
   });
 
   it('finds at least 90% of the exact top 10, best first, in the asking channel only', async () => {

@@ -15,6 +15,7 @@ import { type Stack, startStack } from '../../../src/app/stack.js';
 import { type Config, loadConfig } from '../../../src/shared/config.js';
 import { silentLogger } from '../../../src/shared/logger.js';
 import { testPrefix, useRedis } from '../../helpers/redis.js';
+import { seedDataDir } from '../../helpers/worker-process.js';
 
 // npm test finds it (scripts/setup.mjs findChromium) and passes it on.
 const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
@@ -59,7 +60,8 @@ describe.skipIf(!available)('playground in chromium', () => {
       WORKER_WARMUP: 'false',
       // A stop hands a running job back at once (the restart test picks it up again).
       WORKER_SHUTDOWN_GRACE_MS: '0',
-      DATA_DIR: join(dir, 'data'),
+      // A migrated PGlite already there (saves PGlite's initdb; a first start is test/app/start.test.ts).
+      DATA_DIR: await seedDataDir(join(dir, 'data')),
       MODELS_DIR: join(dir, 'models'),
       PORT: String(await freePort()),
     });
