@@ -1,11 +1,45 @@
 import { defineConfig } from 'vitest/config';
 
+// Files that need a process of their own (a fresh worker each, as before):
+const ownModules = [
+  // vi.mock of a module: it must neither leak into other files nor miss one already loaded.
+  'test/worker/onnx/session-options.test.ts',
+  // discord.js in this process. Its REST client (undici 6) sends through undici's process-wide
+  // dispatcher, which the first undici loaded creates; after a file that loaded undici 7 first
+  // (Slack's socket mode, the address guard), uploads fail with "action is not a function".
+  'test/bots/discord/**/*.test.ts',
+  'test/reliability/bad-input-discord.test.ts',
+  'test/reliability/bad-input-worker.test.ts',
+  'test/reliability/burst.test.ts',
+  // Its probe must catch the worker while the models still load: with ONNX Runtime and PGlite
+  // already loaded by an earlier file, that phase is over before the first request.
+  'test/worker/runtime/worker-metrics.test.ts',
+];
+
 export default defineConfig({
   test: {
-    include: ['test/**/*.test.ts'],
     testTimeout: 60_000,
     hookTimeout: 60_000,
     // Two cores: ORT sessions already use both, more workers only thrash.
     maxWorkers: 2,
+    projects: [
+      {
+        extends: true,
+        test: {
+          name: 'shared',
+          include: ['test/**/*.test.ts'],
+          exclude: ownModules,
+          // Each worker runs file after file in one process, so discord.js, BullMQ, ONNX Runtime,
+          // PGlite... load once per worker instead of once per file. Every file still starts its
+          // own Redis, models and databases; a file that changes process.env, globals or timers
+          // for good (not restored in an after hook) belongs in ownModules.
+          isolate: false,
+        },
+      },
+      {
+        extends: true,
+        test: { name: 'isolated', include: ownModules },
+      },
+    ],
   },
 });
