@@ -1,8 +1,11 @@
 // `npm run soak -- burst`: the burst of bench/soak/burst.ts at full scale: 1,000 requests from 200
 // people at once (150 on Discord, 49 on Slack, the playground's one), one imagine each accepted (200
-// followed at once by this one bot process) and three what-is each, drained by three worker
-// processes on the tiny models. Prints acks, quotas, positions, finals, chat edits, Redis commands
-// and heap; the figures go to docs/RELIABILITY.md.
+// followed at once by the bot) and three what-is each, drained by three worker processes on the
+// tiny models. `--discord-processes=N` runs the bot in N Discord shard processes (Slack and the
+// playground in the first, or in their own with `--slack-process`), over `--discord-guilds=G`
+// guilds (2 and 4 by default); 0 runs it in the soak's own process, beside the fakes, as the
+// first soaks did. Prints acks and their stages, quotas, positions, finals, chat edits, Redis
+// commands, heap and CPU; the figures go to docs/RELIABILITY.md.
 import type { Row } from '../lib.js';
 import { type BurstOptions, runBurst, summarizeAcks } from './burst.js';
 import type { SoakModule } from './lib.js';
@@ -18,6 +21,8 @@ export const FULL_BURST: Omit<BurstOptions, 'log'> = {
   workers: 3,
   slackChannels: 7,
   timeoutMs: 9 * 60_000,
+  discordProcesses: 2,
+  discordGuilds: 4,
 };
 
 const QUICK_BURST: Omit<BurstOptions, 'log'> = {

@@ -1,10 +1,14 @@
-// A burst of requests from many people on every adapter at once, against one bot process (this one:
-// discord.js and Bolt unmodified against the local fakes, and the playground over HTTP) and worker
-// processes on the tiny models. The burst lands while no worker runs, so each job's queue position
-// can be checked exactly (the jobs ahead of it, 0..n-1 per queue); then the workers start and every
-// accepted job is followed to its end at once. What it measures: acks (slash command to deferred
-// ack), quotas (each person's accepted jobs, exactly their budget), the bot's Redis commands (every
-// ioredis command of this process counted), its heap, the chat edits per job against the platforms'
+// A burst of requests from many people on every adapter at once, against the bot (discord.js and
+// Bolt unmodified against the local fakes, and the playground over HTTP) and worker processes on the
+// tiny models. The bot runs in processes of its own (bot-process.ts; `discordProcesses` Discord
+// shard processes, Slack and the playground beside), so the fakes and the load generator of this
+// process, which stand for Discord's and Slack's servers and their users, do not share its event
+// loop; `discordProcesses: 0` runs it in this process as the first soaks did. The burst lands while
+// no worker runs, so each job's queue position can be checked exactly (the jobs ahead of it, 0..n-1
+// per queue); then the workers start and every accepted job is followed to its end at once. What it
+// measures: acks (slash command to deferred ack) and where a Discord ack's time goes, quotas (each
+// person's accepted jobs, exactly their budget), the bot's Redis commands (every ioredis command of
+// the bot processes counted), its heap and CPU, the chat edits per job against the platforms'
 // limits (the fakes enforce them and record every call), and that every job ends and is posted once.
 // `npm run soak -- burst` runs it at full scale; test/reliability/burst.test.ts at small scale.
 import { randomBytes } from 'node:crypto';

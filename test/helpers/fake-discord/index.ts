@@ -22,7 +22,7 @@ import {
   MessageType,
 } from 'discord-api-types/v10';
 import { Cdn, pngSize } from './cdn.js';
-import { FakeClock, randomToken, Snowflakes } from './clock.js';
+import { FakeClock, randomToken, Snowflakes, snowflakeTime } from './clock.js';
 import {
   FakeGateway,
   type GatewayReceived,
@@ -708,7 +708,8 @@ export class FakeDiscord {
     // Guilds after the first are dated 1 ms apart (in the past), so that consecutive guilds fall on
     // consecutive shards ((id >> 22) % count) as they would in the wild, not all on one.
     const index = this.#store.guilds.size;
-    const id = index === 0 ? this.#ids.next() : this.#ids.at(this.clock.now() - index);
+    const first = this.#store.guilds.keys().next().value;
+    const id = first === undefined ? this.#ids.next() : this.#ids.at(snowflakeTime(first) - index);
     const channelIds = (options.channels ?? ['general']).map((name) => {
       const channel: ChannelState = {
         id: this.#ids.next(),
