@@ -3,7 +3,7 @@
 // followed at once by the bot) and three what-is each, drained by three worker processes on the
 // tiny models. `--discord-processes=N` runs the bot in N Discord shard processes (Slack and the
 // playground in the first, or in their own with `--slack-process`), over `--discord-guilds=G`
-// guilds (2 and 4 by default); 0 runs it in the soak's own process, beside the fakes, as the
+// guilds (1 and 4 by default); 0 runs it in the soak's own process, beside the fakes, as the
 // first soaks did. Prints acks and their stages, quotas, positions, finals, chat edits, Redis
 // commands, heap and CPU; the figures go to docs/RELIABILITY.md.
 import type { Row } from '../lib.js';
@@ -21,7 +21,9 @@ export const FULL_BURST: Omit<BurstOptions, 'log'> = {
   workers: 3,
   slackChannels: 7,
   timeoutMs: 9 * 60_000,
-  discordProcesses: 2,
+  // The bot in one process of its own, as `npm run bot` runs it: on 2 cores the fastest (two shard
+  // processes and the soak's fakes are three busy processes on two cores; docs/RELIABILITY.md).
+  discordProcesses: 1,
   discordGuilds: 4,
 };
 
