@@ -91,6 +91,12 @@ export interface Actor {
   moderator?: boolean;
 }
 
+/** What a re-attaching adapter answers for an in-flight job that another of its processes follows. */
+export const OTHER_PROCESS: unique symbol = Symbol('followed by another process');
+
+/** A re-attaching adapter's answer for one in-flight job (JobRunner.reattach). */
+export type SurfaceFor = ReplySurface | undefined | typeof OTHER_PROCESS;
+
 export class JobRunner {
   readonly jobs: JobClient;
   readonly #inflight: InflightIndex | undefined;
@@ -197,17 +203,19 @@ export class JobRunner {
   /**
    * Re-attaches to every in-flight job of a platform recorded in Redis (a bot restarted mid-job).
    * `surfaceFor` rebuilds the adapter's surface from the entry's reply address; returning undefined
-   * drops the entry (its reply cannot be reached any more).
+   * drops the entry (its reply cannot be reached any more), OTHER_PROCESS leaves it alone (another
+   * process follows it, e.g. the Discord shard of its guild).
    */
   async reattach(
     platform: Platform,
-    surfaceFor: (entry: InflightEntry) => ReplySurface | undefined | Promise<ReplySurface | undefined>,
+    surfaceFor: (entry: InflightEntry) => SurfaceFor | Promise<SurfaceFor>,
   ): Promise<Run[]> {
     if (!this.#inflight) return [];
     const entries = await this.#inflight.list(platform);
     const runs: Run[] = [];
     for (const entry of entries) {
       const surface = await surfaceFor(entry);
+      if (surface === OTHER_PROCESS) continue;
       if (!surface) {
         await this.#inflight.remove(platform, entry.jobId);
         continue;

@@ -11,6 +11,7 @@ import {
   Partials,
   RESTEvents,
   type RESTOptions,
+  ShardClientUtil,
 } from 'discord.js';
 import type { Config } from '../../shared/config.js';
 import { type Logger, silentLogger } from '../../shared/logger.js';
@@ -18,7 +19,7 @@ import type { Metrics } from '../../shared/metrics.js';
 import { ChatCore, type ChatCoreOptions } from '../core/chat.js';
 import { ingestPolicy } from '../core/ingest.js';
 import type { JobRef } from '../core/job-status.js';
-import type { Run } from '../core/reply.js';
+import { OTHER_PROCESS, type Run } from '../core/reply.js';
 import type { BotServices } from '../core/services.js';
 import type { DiscordContext } from './context.js';
 import { ChannelIndexer } from './indexing.js';
@@ -281,12 +282,21 @@ async function connect(
     core,
     async reattach() {
       const pending = new Map<JobRef, DiscordSurface>();
+      // With shards over several processes, each follows the jobs of its own guilds (DMs: shard 0),
+      // as Discord sends it their interactions: every process following every job would edit each
+      // reply once per process.
+      const count = client.options.shardCount ?? 1;
+      const mine = new Set(client.ws.shards.keys());
       const reattached = await services.runner.reattach('discord', (entry) => {
         const parsed = replyAddressSchema.safeParse(entry.reply);
         if (!parsed.success) {
           logger.warn({ jobId: entry.jobId }, 'an in-flight job has no Discord reply address; dropping it');
           return undefined;
         }
+        const guildId = parsed.data.guildId;
+        const shard =
+          count <= 1 || guildId === undefined ? 0 : ShardClientUtil.shardIdForGuildId(guildId, count);
+        if (count > 1 && !mine.has(shard)) return OTHER_PROCESS;
         const surface = ctx.surface(parsed.data, entry.jobId);
         pending.set(entry.jobId, surface);
         return surface;

@@ -153,4 +153,58 @@ describe('one bot per shard', () => {
       await second.close();
     }
   });
+
+  it("re-attaches to its own guilds' jobs only, and leaves the other shard's in flight", async () => {
+    const h = await harness.start({ fake: { guilds: GUILDS }, bot: { shards: [0], shardCount: 2 } });
+    const inflight = h.stack.services.inflight;
+    // Jobs that do not exist: a run that follows one ends by itself; what counts is who follows.
+    const entries = h.fake.guilds().map((g, k) => ({
+      jobId: `imagine:gone-${k}`,
+      guild: g.id,
+      shard: shardOf(g.id, 2),
+    }));
+    for (const e of entries) {
+      await inflight.add({
+        jobId: e.jobId as never,
+        origin: { platform: 'discord', workspace: e.guild, channel: 'c', user: 'u' },
+        reply: {
+          v: 1,
+          applicationId: h.fake.applicationId,
+          channelId: 'c',
+          canPost: true,
+          userId: 'u',
+          guildId: e.guild,
+          sizeLimit: 10 * 2 ** 20,
+          followUps: 0,
+        },
+        startedAt: Date.now(),
+      });
+    }
+    const others = entries.filter((e) => e.shard === 0).map((e) => e.jobId);
+    expect(others.length).toBeGreaterThan(0);
+    expect(others.length).toBeLessThan(entries.length);
+    // Shard 1's process starts now (shard 0's started before the entries were there).
+    const config = loadConfig({
+      DISCORD_TOKEN: h.fake.token,
+      DISCORD_APPLICATION_ID: h.fake.applicationId,
+      DISCORD_API_URL: h.fake.apiUrl,
+      DISCORD_CDN_URL: h.fake.cdnUrl,
+      DISCORD_SHARD_IDS: '1',
+      DISCORD_SHARD_COUNT: '2',
+    });
+    const second = await startDiscordBot({
+      services: h.stack.services,
+      discord: config.discord,
+      rest: { retries: 0, timeout: 10_000 },
+      now: () => h.fake.clock.now(),
+    });
+    try {
+      expect(second.reattached).toBe(entries.length - others.length);
+      // Shard 0's entries are still there for its own process.
+      const left = (await inflight.list('discord')).map((e) => e.jobId);
+      expect(left).toEqual(expect.arrayContaining(others));
+    } finally {
+      await second.close();
+    }
+  });
 });
