@@ -6,7 +6,6 @@
 // (per second), its heap after a full GC, and the queue position told to each submission.
 // Started by startBotProcess (bot-processes.ts); not meant to be run by hand.
 import { Events } from 'discord.js';
-import { Redis } from 'ioredis';
 import { createBotServices } from '../../src/bots/core/services.js';
 import { startDiscordBot } from '../../src/bots/discord/discord-adapter.js';
 import { startBotObservability } from '../../src/bots/observability.js';
@@ -17,21 +16,7 @@ import { loadConfig } from '../../src/shared/config.js';
 import { UndoStack } from '../../src/shared/lifecycle.js';
 import { silentLogger } from '../../src/shared/logger.js';
 import type { BotProcessFigures, BotProcessSpec, FromBot, ToBot } from './bot-processes.js';
-
-/** Every ioredis command of this process, per second bucket. */
-function countRedisCommands(): { total(): number; perSecond: Map<number, number> } {
-  const proto = Redis.prototype as unknown as { sendCommand: (...args: unknown[]) => unknown };
-  const original = proto.sendCommand;
-  let total = 0;
-  const perSecond = new Map<number, number>();
-  proto.sendCommand = function (this: unknown, ...args: unknown[]) {
-    total++;
-    const s = Math.floor(Date.now() / 1000);
-    perSecond.set(s, (perSecond.get(s) ?? 0) + 1);
-    return original.apply(this, args);
-  };
-  return { total: () => total, perSecond };
-}
+import { countRedisCommands } from './lib.js';
 
 function heapMb(): number {
   (globalThis as { gc?: () => void }).gc?.();

@@ -46,6 +46,7 @@ import {
 } from '../../test/helpers/worker-process.js';
 import { percentile } from '../lib.js';
 import { type BotProcess, type BotProcessSpec, startBotProcess } from './bot-processes.js';
+import { countRedisCommands } from './lib.js';
 
 export interface BurstOptions {
   /** People on each adapter; the playground is one person (its quota identity is the keyboard's). */
@@ -141,24 +142,6 @@ export interface BurstFigures {
     chatRateLimited: Record<'discord' | 'slack', number>;
   };
   drainSeconds: number;
-}
-
-/** Every ioredis command sent by this process, per second bucket. */
-function countRedisCommands(): { total(): number; perSecond: Map<number, number>; stop(): void } {
-  const proto = Redis.prototype as unknown as { sendCommand: (...args: unknown[]) => unknown };
-  const original = proto.sendCommand;
-  let total = 0;
-  const perSecond = new Map<number, number>();
-  proto.sendCommand = function (this: unknown, ...args: unknown[]) {
-    total++;
-    const s = Math.floor(Date.now() / 1000);
-    perSecond.set(s, (perSecond.get(s) ?? 0) + 1);
-    return original.apply(this, args);
-  };
-  const stop = () => {
-    proto.sendCommand = original;
-  };
-  return { total: () => total, perSecond, stop };
 }
 
 function heapMb(): number {

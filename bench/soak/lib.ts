@@ -1,5 +1,6 @@
 // What the soak modules share: the module shape (a name, a run that returns tables, notes and
 // details, as the benchmarks do) and the options `npm run soak` passes them.
+import { Redis } from 'ioredis';
 import type { BenchResult } from '../lib.js';
 
 export interface SoakOptions {
@@ -15,4 +16,22 @@ export interface SoakModule {
   name: string;
   description: string;
   run(options: SoakOptions): Promise<BenchResult>;
+}
+
+/** Counts every ioredis command this process sends, per second bucket, until stop(). */
+export function countRedisCommands(): { total(): number; perSecond: Map<number, number>; stop(): void } {
+  const proto = Redis.prototype as unknown as { sendCommand: (...args: unknown[]) => unknown };
+  const original = proto.sendCommand;
+  let total = 0;
+  const perSecond = new Map<number, number>();
+  proto.sendCommand = function (this: unknown, ...args: unknown[]) {
+    total++;
+    const s = Math.floor(Date.now() / 1000);
+    perSecond.set(s, (perSecond.get(s) ?? 0) + 1);
+    return original.apply(this, args);
+  };
+  const stop = () => {
+    proto.sendCommand = original;
+  };
+  return { total: () => total, perSecond, stop };
 }

@@ -114,11 +114,8 @@ describe('DISCORD_SHARD_IDS / DISCORD_SHARD_COUNT', () => {
 describe('one bot per shard', () => {
   const harness = useDiscordHarness();
 
-  it('each bot answers its own guilds only, with its shards from the config', async () => {
-    const h = await harness.start({
-      fake: { guilds: GUILDS },
-      bot: { shards: [0], shardCount: 2 },
-    });
+  /** A second bot on the harness's services, shard 1 of 2 from DISCORD_SHARD_IDS / _COUNT. */
+  function startShardOne(h: Awaited<ReturnType<typeof harness.start>>) {
     const config = loadConfig({
       DISCORD_TOKEN: h.fake.token,
       DISCORD_APPLICATION_ID: h.fake.applicationId,
@@ -127,12 +124,20 @@ describe('one bot per shard', () => {
       DISCORD_SHARD_IDS: '1',
       DISCORD_SHARD_COUNT: '2',
     });
-    const second = await startDiscordBot({
+    return startDiscordBot({
       services: h.stack.services,
       discord: config.discord,
       rest: { retries: 0, timeout: 10_000 },
       now: () => h.fake.clock.now(),
     });
+  }
+
+  it('each bot answers its own guilds only, with its shards from the config', async () => {
+    const h = await harness.start({
+      fake: { guilds: GUILDS },
+      bot: { shards: [0], shardCount: 2 },
+    });
+    const second = await startShardOne(h);
     try {
       expect([...h.bot.client.ws.shards.keys()]).toEqual([0]);
       expect([...second.client.ws.shards.keys()]).toEqual([1]);
@@ -184,20 +189,7 @@ describe('one bot per shard', () => {
     expect(others.length).toBeGreaterThan(0);
     expect(others.length).toBeLessThan(entries.length);
     // Shard 1's process starts now (shard 0's started before the entries were there).
-    const config = loadConfig({
-      DISCORD_TOKEN: h.fake.token,
-      DISCORD_APPLICATION_ID: h.fake.applicationId,
-      DISCORD_API_URL: h.fake.apiUrl,
-      DISCORD_CDN_URL: h.fake.cdnUrl,
-      DISCORD_SHARD_IDS: '1',
-      DISCORD_SHARD_COUNT: '2',
-    });
-    const second = await startDiscordBot({
-      services: h.stack.services,
-      discord: config.discord,
-      rest: { retries: 0, timeout: 10_000 },
-      now: () => h.fake.clock.now(),
-    });
+    const second = await startShardOne(h);
     try {
       expect(second.reattached).toBe(entries.length - others.length);
       // Shard 0's entries are still there for its own process.
