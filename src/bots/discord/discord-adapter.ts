@@ -102,6 +102,7 @@ const BASE_INTENTS = [GatewayIntentBits.Guilds, GatewayIntentBits.GuildMessages]
 export async function startDiscordBot(options: DiscordBotOptions): Promise<DiscordBot> {
   const token = options.discord.token;
   if (!token) throw new Error('DISCORD_TOKEN is not set');
+  const shardCount = options.shardCount ?? options.discord.shards?.count;
   const o: Resolved = {
     messageContent: options.messageContent ?? DefaultDiscordBotOptions.messageContent,
     tokenMarginMs: options.tokenMarginMs ?? DefaultDiscordBotOptions.tokenMarginMs,
@@ -109,9 +110,7 @@ export async function startDiscordBot(options: DiscordBotOptions): Promise<Disco
     backfillPauseMs: options.backfillPauseMs ?? DefaultDiscordBotOptions.backfillPauseMs,
     workConcurrency: options.workConcurrency ?? DefaultDiscordBotOptions.workConcurrency,
     shards: options.shards ?? options.discord.shards?.ids ?? DefaultDiscordBotOptions.shards,
-    ...((options.shardCount ?? options.discord.shards?.count) === undefined
-      ? {}
-      : { shardCount: (options.shardCount ?? options.discord.shards?.count)! }),
+    ...(shardCount === undefined ? {} : { shardCount }),
   };
   const logger = options.logger ?? silentLogger;
   let messageContent = o.messageContent;
@@ -293,10 +292,11 @@ async function connect(
           logger.warn({ jobId: entry.jobId }, 'an in-flight job has no Discord reply address; dropping it');
           return undefined;
         }
-        const guildId = parsed.data.guildId;
-        const shard =
-          count <= 1 || guildId === undefined ? 0 : ShardClientUtil.shardIdForGuildId(guildId, count);
-        if (count > 1 && !mine.has(shard)) return OTHER_PROCESS;
+        if (count > 1) {
+          const guildId = parsed.data.guildId;
+          const shard = guildId === undefined ? 0 : ShardClientUtil.shardIdForGuildId(guildId, count);
+          if (!mine.has(shard)) return OTHER_PROCESS;
+        }
         const surface = ctx.surface(parsed.data, entry.jobId);
         pending.set(entry.jobId, surface);
         return surface;
