@@ -4,13 +4,8 @@ import { defineConfig } from 'vitest/config';
 const ownModules = [
   // vi.mock of a module: it must neither leak into other files nor miss one already loaded.
   'test/worker/onnx/session-options.test.ts',
-  // discord.js in this process. Its REST client (undici 6) sends through undici's process-wide
-  // dispatcher, which the first undici loaded creates; after a file that loaded undici 7 first
-  // (Slack's socket mode, the address guard), uploads fail with "action is not a function".
-  'test/bots/discord/**/*.test.ts',
-  'test/reliability/bad-input-discord.test.ts',
-  'test/reliability/bad-input-worker.test.ts',
-  'test/reliability/burst.test.ts',
+  // Its first import is undici 7, before discord.js: it must be the first thing the process loaded.
+  'test/bots/discord/undici-versions.test.ts',
   // Its probe must catch the worker while the models still load: with ONNX Runtime and PGlite
   // already loaded by an earlier file, that phase is over before the first request.
   'test/worker/runtime/worker-metrics.test.ts',

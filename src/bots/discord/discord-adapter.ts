@@ -24,6 +24,7 @@ import type { BotServices } from '../core/services.js';
 import type { DiscordContext } from './context.js';
 import { ChannelIndexer } from './indexing.js';
 import { routeInteraction } from './interactions.js';
+import { discordRestAgent } from './rest-agent.js';
 import { type ReplyAddress, replyAddressSchema } from './reply-target.js';
 import { DiscordSurface } from './surface.js';
 import { Words } from './words.js';
@@ -170,6 +171,7 @@ async function connect(
     shards: o.shards,
     ...(o.shardCount === undefined ? {} : { shardCount: o.shardCount }),
     rest: {
+      agent: discordRestAgent(),
       ...options.rest,
       ...(options.discord.apiUrl === undefined ? {} : { api: options.discord.apiUrl }),
     },

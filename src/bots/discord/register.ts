@@ -3,6 +3,7 @@
 // command removed from commands.ts disappears. `npm run discord:register` calls it.
 import { REST, type RESTOptions, Routes } from 'discord.js';
 import { commandDefinitions } from './commands.js';
+import { discordRestAgent } from './rest-agent.js';
 
 export interface RegisterCommandsOptions {
   token: string;
@@ -23,6 +24,7 @@ export interface RegisteredCommand {
 
 export async function registerCommands(options: RegisterCommandsOptions): Promise<RegisteredCommand[]> {
   const rest = new REST({
+    agent: discordRestAgent(),
     ...options.rest,
     ...(options.apiUrl === undefined ? {} : { api: options.apiUrl }),
   }).setToken(options.token);
