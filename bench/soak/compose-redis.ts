@@ -200,7 +200,12 @@ export const composeRedisSoak: SoakModule = {
   description:
     "the compose deployment's redis-server SIGKILLed mid-load: every accepted job done once, only redis restarted",
   async run(options) {
-    const skip = (why: string) => ({ tables: [], notes: [`skipped: ${why}`], details: { skipped: why } });
+    const skip = (why: string) => ({
+      failures: [],
+      tables: [],
+      notes: [`skipped: ${why}`],
+      details: { skipped: why },
+    });
     const engine = await sh('docker', ['info', '--format', '{{.ServerVersion}}'], { timeoutMs: 20_000 });
     if (engine.code !== 0)
       return skip(`no Docker engine reachable (docker info: ${engine.stderr.trim().split('\n')[0] ?? ''})`);
@@ -606,6 +611,7 @@ export const composeRedisSoak: SoakModule = {
       ];
       const failures = rows.filter((r) => r.cells.check === 'FAILS').map((r) => r.name);
       return {
+        failures,
         tables: [
           {
             title: `compose redis ${fault === 'kill-9' ? 'SIGKILL' : 'docker kill -s KILL'} at ${sec(killedAt - t0)} s of ${seconds} s (project ${PROJECT})`,

@@ -12,10 +12,15 @@ export interface SoakOptions {
   flags: Readonly<Record<string, string>>;
 }
 
+/** A soak's figures, plus the checks that did not hold (`npm run soak` then exits 1). */
+export interface SoakResult extends BenchResult {
+  readonly failures: readonly string[];
+}
+
 export interface SoakModule {
   name: string;
   description: string;
-  run(options: SoakOptions): Promise<BenchResult>;
+  run(options: SoakOptions): Promise<SoakResult>;
 }
 
 /** Counts every ioredis command this process sends, per second bucket, until stop(). */
