@@ -28,6 +28,7 @@ import {
 } from 'discord.js';
 import { afterEach, describe, expect, it } from 'vitest';
 import { WebSocket } from 'ws';
+import { discordRestAgent } from '../../../src/bots/discord/rest-agent.js';
 import {
   type FakeDiscord,
   type FakeDiscordOptions,
@@ -57,7 +58,7 @@ async function connect(fake: FakeDiscord, intents = ALL_INTENTS): Promise<Client
   const client = new Client({
     intents,
     partials: [Partials.Channel],
-    rest: { api: fake.apiUrl, retries: 0, timeout: 5_000 },
+    rest: { agent: discordRestAgent(), api: fake.apiUrl, retries: 0, timeout: 5_000 },
   });
   cleanups.push(() => client.destroy());
   const ready = once(client, Events.ClientReady);
@@ -131,7 +132,10 @@ describe('fake Discord with real discord.js', () => {
 
   it('refuses a wrong token with 401, which discord.js reports as TokenInvalid', async () => {
     const fake = await fakeDiscord();
-    const client = new Client({ intents: [], rest: { api: fake.apiUrl, retries: 0 } });
+    const client = new Client({
+      intents: [],
+      rest: { agent: discordRestAgent(), api: fake.apiUrl, retries: 0 },
+    });
     cleanups.push(() => client.destroy());
     await expect(client.login('not-the-token')).rejects.toThrow(/invalid token/i);
     expect(fake.requestsTo('GET /gateway/bot')[0]?.status).toBe(401);
@@ -573,7 +577,10 @@ describe('fake Discord with real discord.js', () => {
 
   it('closes IDENTIFY asking for privileged intents the app lacks with 4014', async () => {
     const fake = await fakeDiscord({ allowedPrivilegedIntents: 0 });
-    const client = new Client({ intents: ALL_INTENTS, rest: { api: fake.apiUrl, retries: 0 } });
+    const client = new Client({
+      intents: ALL_INTENTS,
+      rest: { agent: discordRestAgent(), api: fake.apiUrl, retries: 0 },
+    });
     cleanups.push(() => client.destroy());
     await expect(client.login(fake.token)).rejects.toThrow(/disallowed intents/i);
   });

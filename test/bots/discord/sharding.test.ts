@@ -8,6 +8,7 @@ import { Client, Events, GatewayIntentBits, type Interaction } from 'discord.js'
 import { afterEach, describe, expect, it } from 'vitest';
 import { WebSocket } from 'ws';
 import { startDiscordBot } from '../../../src/bots/discord/discord-adapter.js';
+import { discordRestAgent } from '../../../src/bots/discord/rest-agent.js';
 import { loadConfig } from '../../../src/shared/config.js';
 import { type FakeDiscord, shardOf, startFakeDiscord } from '../../helpers/fake-discord/index.js';
 import { useDiscordHarness } from './harness.js';
@@ -25,7 +26,7 @@ describe('sharding in the fake Discord', () => {
       intents: [GatewayIntentBits.Guilds],
       shards,
       ...(shardCount === undefined ? {} : { shardCount }),
-      rest: { api: fake.apiUrl, retries: 0 },
+      rest: { agent: discordRestAgent(), api: fake.apiUrl, retries: 0 },
     });
     cleanups.push(() => c.destroy());
     const seen: Interaction[] = [];

@@ -348,7 +348,7 @@ export class FakeDiscord {
   get port(): number {
     return this.#port;
   }
-  /** For `new Client({ rest: { api: fake.apiUrl } })`. */
+  /** For `new Client({ rest: { agent: discordRestAgent(), api: fake.apiUrl } })` (rest-agent.ts says why the agent). */
   get apiUrl(): string {
     return `http://127.0.0.1:${this.#port}/api`;
   }
@@ -979,7 +979,7 @@ function assertClickable(message: APIMessage, customId: string): void {
  *
  * ```ts
  * const fake = await startFakeDiscord({ heartbeatIntervalMs: 1_000 });
- * const client = new Client({ intents, partials: [Partials.Channel], rest: { api: fake.apiUrl, retries: 0 } });
+ * const client = new Client({ intents, partials: [Partials.Channel], rest: { agent: discordRestAgent(), api: fake.apiUrl, retries: 0 } });
  * await client.login(fake.token);                       // then await once(client, Events.ClientReady)
  * const handle = fake.interact(fake.slashCommand({ name: 'imagine', options: { prompt: 'a cat' } }));
  * await handle.waitForAck();                            // the adapter deferred or replied
