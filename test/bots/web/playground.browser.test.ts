@@ -203,6 +203,10 @@ describe.skipIf(!available)('playground in chromium', () => {
       );
       const statuses = (await page.evaluate('window.statuses')) as string[];
       expect(statuses.some((t) => /^Token \d+\/64/.test(t))).toBe(true);
+      // The status can be written before the browser has decoded the new image: wait for it.
+      await page.waitForFunction(
+        "(() => { const i = document.querySelector('#imagine-image'); return i !== null && i.complete && i.naturalWidth > 0; })()",
+      );
       const size = await page.$eval('#imagine-image', (img) => [
         (img as Img).naturalWidth,
         (img as Img).naturalHeight,
