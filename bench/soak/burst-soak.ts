@@ -7,7 +7,7 @@
 // first soaks did. Prints acks and their stages, quotas, positions, finals, chat edits, Redis
 // commands, heap and CPU; the figures go to docs/RELIABILITY.md.
 import type { Row } from '../lib.js';
-import { type BurstOptions, runBurst, summarizeAcks } from './burst.js';
+import { type BurstOptions, burstFailures, runBurst, summarizeAcks } from './burst.js';
 import type { SoakModule } from './lib.js';
 
 export const FULL_BURST: Omit<BurstOptions, 'log'> = {
@@ -174,29 +174,7 @@ export const burstSoak: SoakModule = {
         { title: 'where a Discord ack goes (fake dispatch to callback at the fake)', rows: stageRows },
         { title: 'burst checks', rows: checks },
       ],
-      // What must hold whatever the machine (the ack goal is a figure: reported, not a failure).
-      failures: [
-        ...(f.missedAcks > 0 ? [`${f.missedAcks} Discord interactions never acked`] : []),
-        ...(f.quotaViolations.length > 0 ? [`${f.quotaViolations.length} quota violations`] : []),
-        ...(f.positions.imagine.distinct !== f.positions.imagine.told ||
-        f.positions.classify.distinct !== f.positions.classify.told
-          ? ['queue positions wrong']
-          : []),
-        ...(f.unfinished > 0 || f.failedJobs > 0
-          ? [`jobs unfinished / failed: ${f.unfinished} / ${f.failedJobs}`]
-          : []),
-        ...(f.finals.discord !== f.finals.expected.discord ||
-        f.finals.discordWhatis !== f.finals.expected.discordWhatis ||
-        f.finals.slack !== f.finals.expected.slack ||
-        f.finals.web !== f.finals.expected.web
-          ? ['finals missing']
-          : []),
-        ...(f.doubleFinals > 0 ? [`${f.doubleFinals} Discord jobs posted twice`] : []),
-        ...(f.discordEdits.maxIn5s > 5 || f.discordEdits.rateLimited > 0
-          ? ['Discord edits over 5 in 5 s, or answered 429']
-          : []),
-        ...(f.slackUpdates.rateLimited > 0 ? ['Slack chat.update answered 429'] : []),
-      ],
+      failures: burstFailures(f),
       notes: [
         `goal p99 ack <= 500 ms: ${all.p99 <= 500 ? 'met' : 'NOT met'} (${all.p99.toFixed(0)} ms)`,
         ...f.quotaViolations.slice(0, 10),

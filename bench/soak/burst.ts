@@ -34,7 +34,12 @@ import {
   type InteractionHandle,
   startFakeDiscord,
 } from '../../test/helpers/fake-discord/index.js';
-import { type FakeSlack, startFakeSlack } from '../../test/helpers/fake-slack/index.js';
+import { DefaultRateLimitOptions } from '../../test/helpers/fake-discord/rate-limit.js';
+import {
+  DefaultFakeSlackOptions,
+  type FakeSlack,
+  startFakeSlack,
+} from '../../test/helpers/fake-slack/index.js';
 import { parseMetrics, type Samples } from '../../test/helpers/prometheus.js';
 import {
   noisePng,
@@ -142,6 +147,47 @@ export interface BurstFigures {
     chatRateLimited: Record<'discord' | 'slack', number>;
   };
   drainSeconds: number;
+}
+
+/**
+ * What must hold in a burst whatever the machine (`npm run soak` exits 1 otherwise; the ack time
+ * is a figure, not a failure): every interaction acked, quotas and positions exact, every job
+ * ended, posted once, counted by /metrics, and both platforms' rate limits kept.
+ */
+export function burstFailures(f: BurstFigures): string[] {
+  const failures: string[] = [];
+  const fail = (failed: boolean, what: string) => {
+    if (failed) failures.push(what);
+  };
+  fail(f.missedAcks > 0, `${f.missedAcks} Discord interactions never acked`);
+  fail(f.quotaViolations.length > 0, `${f.quotaViolations.length} quota violations`);
+  fail(!f.positions.imagine.ok || !f.positions.classify.ok, 'queue positions wrong');
+  fail(f.unfinished > 0 || f.failedJobs > 0, `jobs unfinished / failed: ${f.unfinished} / ${f.failedJobs}`);
+  fail(
+    (['discord', 'discordWhatis', 'slack', 'web'] as const).some((k) => f.finals[k] !== f.finals.expected[k]),
+    'finals missing',
+  );
+  fail(f.doubleFinals > 0, `${f.doubleFinals} Discord jobs posted twice`);
+  fail(
+    f.fromMetrics.completed.imagine !== f.accepted.imagine ||
+      f.fromMetrics.completed.classify !== f.accepted.classify ||
+      f.fromMetrics.failures > 0,
+    '/metrics disagree with the jobs',
+  );
+  fail(
+    f.discordEdits.maxIn5s > DefaultRateLimitOptions.limit || f.discordEdits.rateLimited > 0,
+    `Discord edits over ${DefaultRateLimitOptions.limit} in 5 s, or answered 429`,
+  );
+  fail(
+    f.slackUpdates.maxPerMinute > DefaultFakeSlackOptions.chatUpdatePerMinute ||
+      f.slackUpdates.rateLimited > 0,
+    `Slack chat.update over ${DefaultFakeSlackOptions.chatUpdatePerMinute} a minute, or answered 429`,
+  );
+  fail(
+    f.fromMetrics.chatRateLimited.discord > 0 || f.fromMetrics.chatRateLimited.slack > 0,
+    '/metrics counted 429s',
+  );
+  return failures;
 }
 
 function heapMb(): number {

@@ -6,7 +6,7 @@
 // every position told is the number of jobs ahead, every job ends and is posted once, and the chat
 // edits stay inside the limits the fakes enforce. (The full scale and its figures: `npm run soak`.)
 import { describe, expect, it } from 'vitest';
-import { runBurst } from '../../bench/soak/burst.js';
+import { burstFailures, runBurst } from '../../bench/soak/burst.js';
 
 describe('a burst on every adapter at once', () => {
   it('holds quotas exactly, tells positions right, ends and posts every job once, within chat limits', async () => {
@@ -54,5 +54,7 @@ describe('a burst on every adapter at once', () => {
     expect(figures.slackUpdates.rateLimited).toBe(0);
     expect(figures.ackMs.discord.every(Number.isFinite)).toBe(true);
     expect(figures.ackMs.slack.every(Number.isFinite)).toBe(true);
+    // The soak's exit status reads the same figures.
+    expect(burstFailures(figures)).toEqual([]);
   }, 200_000);
 });
