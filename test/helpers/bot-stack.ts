@@ -7,6 +7,7 @@ import type { Redis } from 'ioredis';
 import { afterEach } from 'vitest';
 import { type BotServices, createBotServices } from '../../src/bots/core/services.js';
 import { openBlobStore } from '../../src/shared/blobs/open-blob-store.js';
+import type { BlobStore } from '../../src/shared/blobs.js';
 import { loadConfig } from '../../src/shared/config.js';
 import { UndoStack } from '../../src/shared/lifecycle.js';
 import type { Logger } from '../../src/shared/logger.js';
@@ -31,6 +32,11 @@ export interface BotStackOptions {
    * and the bot services then open the same store (openBlobStore). @defaultValue none
    */
   env?: Record<string, string>;
+  /**
+   * Wraps the worker's blob store, e.g. to hold the generation after a preview is stored (the worker
+   * awaits each put) until the bot has shown it. @defaultValue none
+   */
+  wrapWorkerBlobs?: (blobs: BlobStore) => BlobStore;
 }
 
 export interface BotStack {
@@ -72,11 +78,12 @@ export function useBotStack(models: LoadModelsOptions = {}): {
         SAFETY_MODE: options.safetyMode ?? 'spoiler',
         ...options.env,
       });
-      const workerBlobs =
-        config.blobs.s3 === undefined
+      const opened =
+        config.blobs.s3 === undefined && options.wrapWorkerBlobs === undefined
           ? undefined
           : await openBlobStore(config, { connection: workerConnection, logger });
-      if (workerBlobs) base.push('worker blobs', () => workerBlobs.close());
+      if (opened) base.push('worker blobs', () => opened.close());
+      const workerBlobs = opened && options.wrapWorkerBlobs ? options.wrapWorkerBlobs(opened) : opened;
       const worker = await startWorker({
         connection: workerConnection,
         prefix,
