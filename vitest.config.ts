@@ -13,6 +13,8 @@ const ownModules = [
 
 export default defineConfig({
   test: {
+    // Builds what spawned programs run (scripts/build.mjs) once, before the files start them.
+    globalSetup: ['test/global-setup.ts'],
     testTimeout: 60_000,
     hookTimeout: 60_000,
     // Two cores: ORT sessions already use both, more workers only thrash.

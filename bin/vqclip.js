@@ -1,7 +1,8 @@
 #!/usr/bin/env node
-// `npx vqclip ...`: the CLI in src/app/cli.ts, run through tsx (no build step in this project).
-import { register } from 'tsx/esm/api';
+// `npx vqclip ...`: the CLI in src/app/cli.ts, compiled (scripts/build.mjs) and run in this process.
+import { pathToFileURL } from 'node:url';
+import { compiledPath, ensureBuilt } from '../scripts/build.mjs';
 
-register();
-const { cliMain } = await import('../src/app/cli.ts');
+process.setSourceMapsEnabled(true);
+const { cliMain } = await import(pathToFileURL(compiledPath(await ensureBuilt(), 'src/app/cli.ts')).href);
 await cliMain();

@@ -49,7 +49,13 @@ export interface WorkerChild {
   stop(): Promise<void>;
 }
 
-const ENTRY = fileURLToPath(new URL('./worker-process.ts', import.meta.url));
+// Compiled (scripts/build.mjs: what npm start runs) the child is plain JavaScript beside this file;
+// run from source (tsx, as the Docker image does) it goes through tsx too.
+const COMPILED = import.meta.url.endsWith('.js');
+const ENTRY = fileURLToPath(
+  new URL(COMPILED ? './worker-process.js' : './worker-process.ts', import.meta.url),
+);
+const NODE_ARGS = COMPILED ? ['--enable-source-maps'] : ['--import', import.meta.resolve('tsx')];
 
 /**
  * The worker never talks to Discord or Slack nor serves the playground: their secrets (chat
@@ -61,7 +67,7 @@ export function workerConfig(config: Config): Config {
 }
 
 export function spawnWorkerChild(options: WorkerChildOptions): WorkerChild {
-  const child: ChildProcess = spawn(process.execPath, ['--import', import.meta.resolve('tsx'), ENTRY], {
+  const child: ChildProcess = spawn(process.execPath, [...NODE_ARGS, ENTRY], {
     stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
     detached: true,
   });

@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import sharp from 'sharp';
 import { describe, expect, it } from 'vitest';
 import { freePort } from '../../src/app/redis-server.js';
+import { entryArgs } from '../helpers/entry.js';
 import { useProcessCleanup } from '../helpers/processes.js';
 import { parseMetrics, sample } from '../helpers/prometheus.js';
 import { seedDataDir } from '../helpers/worker-process.js';
@@ -25,7 +26,7 @@ function start(env: Record<string, string>): { child: ChildProcess; out: () => s
       )
     )
       delete base[k];
-  const child = spawn(process.execPath, ['--import', 'tsx', 'src/app/start.ts'], {
+  const child = spawn(process.execPath, entryArgs('src/app/start.ts'), {
     cwd: ROOT,
     env: { ...base, WORKER_WARMUP: 'false', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],

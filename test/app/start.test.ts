@@ -14,6 +14,7 @@ import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ensureModels } from '../../src/app/models-setup.js';
 import { freePort } from '../../src/app/redis-server.js';
+import { entryArgs } from '../helpers/entry.js';
 import { useProcessCleanup } from '../helpers/processes.js';
 import { seedDataDir } from '../helpers/worker-process.js';
 
@@ -48,9 +49,7 @@ function baseEnv(): NodeJS.ProcessEnv {
 /** `npm start`, or (`direct`) the entry itself, as the leader of a new process group. */
 function startApp(env: Record<string, string>, how: 'npm' | 'direct' = 'npm'): Started {
   const [command, args] =
-    how === 'npm'
-      ? ['npm', ['start', '--silent']]
-      : [process.execPath, ['--import', 'tsx', 'src/app/start.ts']];
+    how === 'npm' ? ['npm', ['start', '--silent']] : [process.execPath, entryArgs('src/app/start.ts')];
   const child = spawn(command, args as string[], {
     cwd: ROOT,
     env: { ...baseEnv(), WORKER_WARMUP: 'false', ...env },

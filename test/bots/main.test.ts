@@ -6,6 +6,7 @@ import { once } from 'node:events';
 import { describe, expect, it } from 'vitest';
 import { freePort } from '../../src/app/redis-server.js';
 import { openConnection } from '../../src/shared/queues.js';
+import { entryArgs } from '../helpers/entry.js';
 import { startFakeDiscord } from '../helpers/fake-discord/index.js';
 import { startFakeSlack } from '../helpers/fake-slack/index.js';
 import { useProcessCleanup } from '../helpers/processes.js';
@@ -24,7 +25,7 @@ function start(env: Record<string, string>): {
   for (const k of Object.keys(base)) {
     if (/^(REDIS_URL|DATABASE_URL|LOG_LEVEL|PORT|QUEUE_PREFIX|DISCORD_|SLACK_)/.test(k)) delete base[k];
   }
-  const child = spawn(process.execPath, ['--import', 'tsx', 'src/bots/main.ts'], {
+  const child = spawn(process.execPath, entryArgs('src/bots/main.ts'), {
     cwd: ROOT,
     env: { ...base, LOG_LEVEL: 'warn', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],

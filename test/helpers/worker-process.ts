@@ -15,6 +15,7 @@ import { migrations } from '../../src/shared/db/migrations.js';
 import { encodePng } from '../../src/shared/image/encode.js';
 import { writeRandomDallePreset } from '../../src/worker/dalle/random.js';
 import { writeRandomModels } from '../../src/worker/models/random.js';
+import { entryArgs } from './entry.js';
 import { mulberry32 } from './random.js';
 
 const repoRoot = fileURLToPath(new URL('../..', import.meta.url));
@@ -74,7 +75,7 @@ export async function spawnWorker(options: SpawnWorkerOptions): Promise<WorkerPr
     ORT_INTRA_OP_THREADS: '1',
     ...options.env,
   });
-  const child: ChildProcess = spawn(process.execPath, ['--import', 'tsx', 'src/worker/main.ts'], {
+  const child: ChildProcess = spawn(process.execPath, entryArgs('src/worker/main.ts'), {
     cwd: repoRoot,
     env,
     stdio: ['ignore', 'pipe', 'pipe'],

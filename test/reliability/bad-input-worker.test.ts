@@ -16,6 +16,7 @@ import { encodeSafetensors, Weights } from '../../src/worker/models/weights.js';
 import { loadModels } from '../../src/worker/runtime/models.js';
 import { collectingLogger } from '../bots/discord/harness.js';
 import { useBotStack } from '../helpers/bot-stack.js';
+import { entryArgs } from '../helpers/entry.js';
 import { testPrefix, useRedis } from '../helpers/redis.js';
 import { tempDir, writeTinyModels } from '../helpers/worker-process.js';
 
@@ -137,13 +138,10 @@ describe('model folders with a bad tensor', () => {
         expect.stringMatching(new RegExp(`^missing ${MISSING} \\[\\d+,\\d+\\]$`)),
       ]);
       const run = promisify(execFile);
-      const cli = await run(process.execPath, [
-        '--import',
-        'tsx',
-        'src/worker/models/cli.ts',
-        'check',
-        join(dir.path, 'clip'),
-      ]).catch((e: { code: number; stdout: string }) => e);
+      const cli = await run(
+        process.execPath,
+        entryArgs('src/worker/models/cli.ts', 'check', join(dir.path, 'clip')),
+      ).catch((e: { code: number; stdout: string }) => e);
       expect((cli as { code?: number }).code).toBe(1);
       expect((cli as { stdout: string }).stdout).toMatch(
         new RegExp(`missing ${MISSING} .*\\n\\s+1 problems`),
@@ -156,7 +154,7 @@ describe('model folders with a bad tensor', () => {
             ([k]) => !/^(DATABASE_URL|REDIS_URL|QUEUE_PREFIX|WORKER_|ORT_|LOG_LEVEL)/.test(k),
           ),
         );
-        const worker = await run(process.execPath, ['--import', 'tsx', 'src/worker/main.ts'], {
+        const worker = await run(process.execPath, entryArgs('src/worker/main.ts'), {
           env: {
             ...env,
             REDIS_URL: redis.url,

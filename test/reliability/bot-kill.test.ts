@@ -13,6 +13,7 @@ import { registerCommands } from '../../src/bots/discord/register.js';
 import { silentLogger } from '../../src/shared/logger.js';
 import { createConnection, openConnection, waitUntilReady } from '../../src/shared/queues.js';
 import { startWorker, type WorkerHandle } from '../../src/worker/runtime/start-worker.js';
+import { entryArgs } from '../helpers/entry.js';
 import { type FakeDiscord, startFakeDiscord } from '../helpers/fake-discord/index.js';
 import { useProcessCleanup } from '../helpers/processes.js';
 import { testPrefix, useRedis } from '../helpers/redis.js';
@@ -65,7 +66,7 @@ async function startBot(dataDir: string): Promise<{ child: ChildProcess; stderr:
     if (/^(REDIS_URL|DATABASE_URL|LOG_LEVEL|PORT|QUEUE_PREFIX|DISCORD_|SLACK_)/.test(k)) delete base[k];
   }
   const ready = fake.waitForReady(fake.sessions().length + 1, { timeoutMs: 60_000 });
-  const child = spawn(process.execPath, ['--import', 'tsx', 'src/bots/main.ts'], {
+  const child = spawn(process.execPath, entryArgs('src/bots/main.ts'), {
     cwd: ROOT,
     env: {
       ...base,

@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ensureReadableDir, ensureWritableDir } from '../../src/shared/dirs.js';
+import { entryArgs } from '../helpers/entry.js';
 
 const run = promisify(execFile);
 let dir: string;
@@ -75,7 +76,7 @@ describe('ensureWritableDir / ensureReadableDir', () => {
   it('a worker with a bad DATA_DIR stops at once with that line and exit code 1', async () => {
     const file = join(dir, 'not-a-dir');
     await writeFile(file, 'x');
-    const result = await run('npx', ['tsx', 'src/worker/main.ts'], {
+    const result = await run(process.execPath, entryArgs('src/worker/main.ts'), {
       env: { ...process.env, REDIS_URL: 'redis://127.0.0.1:1', DATA_DIR: file, LOG_LEVEL: 'silent' },
       timeout: 30_000,
     }).catch((error: { code: number; stderr: string }) => error);

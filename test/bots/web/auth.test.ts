@@ -16,6 +16,7 @@ import { Library } from '../../../src/bots/web/library.js';
 import { type RunningPlayground, startPlayground } from '../../../src/bots/web/server.js';
 import { RedisBlobStore } from '../../../src/shared/blobs.js';
 import { openConnection } from '../../../src/shared/queues.js';
+import { entryArgs } from '../../helpers/entry.js';
 import { useProcessCleanup } from '../../helpers/processes.js';
 import { deletePrefix, testPrefix, useRedis } from '../../helpers/redis.js';
 
@@ -155,7 +156,7 @@ describe('playground off loopback', () => {
     for (const k of Object.keys(env)) if (/^(DISCORD_|SLACK_|PLAYGROUND_|LOG_LEVEL)/.test(k)) delete env[k];
     // No Redis at this URL: the refusal must come first.
     const child = cleanup.track(
-      spawn(process.execPath, ['--import', 'tsx', 'src/bots/main.ts'], {
+      spawn(process.execPath, entryArgs('src/bots/main.ts'), {
         cwd: ROOT,
         env: { ...env, LOG_LEVEL: 'silent', HOST: '0.0.0.0', REDIS_URL: 'redis://127.0.0.1:1' },
         stdio: ['ignore', 'pipe', 'pipe'],

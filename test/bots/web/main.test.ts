@@ -7,6 +7,7 @@ import { Queue } from 'bullmq';
 import { describe, expect, it } from 'vitest';
 import { freePort } from '../../../src/app/redis-server.js';
 import { openConnection } from '../../../src/shared/queues.js';
+import { entryArgs } from '../../helpers/entry.js';
 import { useProcessCleanup } from '../../helpers/processes.js';
 import { useRedis } from '../../helpers/redis.js';
 
@@ -17,7 +18,7 @@ const cleanup = useProcessCleanup();
 function start(env: Record<string, string>): { child: ChildProcess; stderr: () => string } {
   const base = { ...process.env };
   for (const k of ['REDIS_URL', 'DATABASE_URL', 'LOG_LEVEL', 'PORT', 'QUEUE_PREFIX']) delete base[k];
-  const child = spawn(process.execPath, ['--import', 'tsx', 'src/bots/main.ts'], {
+  const child = spawn(process.execPath, entryArgs('src/bots/main.ts'), {
     cwd: ROOT,
     env: { ...base, LOG_LEVEL: 'warn', ...env },
     stdio: ['ignore', 'ignore', 'pipe'],

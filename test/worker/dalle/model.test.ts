@@ -14,6 +14,7 @@ import { loadDalleModel } from '../../../src/worker/dalle/model.js';
 import { randomDallePreset, writeRandomDallePreset } from '../../../src/worker/dalle/random.js';
 import { DalleRunner } from '../../../src/worker/dalle/runner.js';
 import { countParameters } from '../../../src/worker/models/config.js';
+import { entryArgs } from '../../helpers/entry.js';
 
 const ROOT = join(import.meta.dirname, '../../..');
 let dir: string;
@@ -51,17 +52,7 @@ describe('minDALL-E model folders', () => {
     const out = join(dir, 'cli');
     execFileSync(
       process.execPath,
-      [
-        '--import',
-        'tsx',
-        join(ROOT, 'src/worker/models/cli.ts'),
-        'random',
-        '--preset',
-        'tiny',
-        '--out',
-        out,
-        '--dalle',
-      ],
+      entryArgs('src/worker/models/cli.ts', 'random', '--preset', 'tiny', '--out', out, '--dalle'),
       { cwd: ROOT, stdio: 'pipe' },
     );
     const model = await loadDalleModel(join(out, 'dalle'));

@@ -20,6 +20,7 @@ import {
 import { DalleRunner } from '../../../src/worker/dalle/runner.js';
 import { extractTarGz } from '../../../src/worker/models/pull/tar.js';
 import { Weights } from '../../../src/worker/models/weights.js';
+import { entryArgs } from '../../helpers/entry.js';
 
 const FIXTURES = join(import.meta.dirname, '../../fixtures');
 const ROOT = join(import.meta.dirname, '../../..');
@@ -106,10 +107,8 @@ describe('pullDalle', () => {
     const out = join(dir, 'cli');
     const { stdout } = await run(
       process.execPath,
-      [
-        '--import',
-        'tsx',
-        join(ROOT, 'src/worker/models/cli.ts'),
+      entryArgs(
+        'src/worker/models/cli.ts',
         'pull',
         '--only',
         'dalle',
@@ -117,17 +116,13 @@ describe('pullDalle', () => {
         `${base}/models/1.3B.tar.gz`,
         '--out',
         out,
-      ],
+      ),
       { cwd: ROOT },
     );
     expect(stdout).toMatch(/wrote .*dalle \([\d,]+ parameters, with its VQGAN\)/);
     expect((await loadDalleModel(join(out, 'dalle'))).config.n_layers).toBe(2);
     await expect(
-      run(
-        process.execPath,
-        ['--import', 'tsx', join(ROOT, 'src/worker/models/cli.ts'), 'pull', '--only', 'dall-e'],
-        { cwd: ROOT },
-      ),
+      run(process.execPath, entryArgs('src/worker/models/cli.ts', 'pull', '--only', 'dall-e'), { cwd: ROOT }),
     ).rejects.toMatchObject({ code: 2 });
   });
 

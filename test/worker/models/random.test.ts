@@ -21,6 +21,7 @@ import {
 } from '../../../src/worker/models/random.js';
 import { buildTinyClipTokenizerJson, TINY_TOKENIZER } from '../../../src/worker/models/tokenizer-builder.js';
 import { Weights } from '../../../src/worker/models/weights.js';
+import { entryArgs } from '../../helpers/entry.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'random-test-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -185,7 +186,7 @@ describe('full-size tokenizer', () => {
 describe('models command', () => {
   const run = promisify(execFile);
   // node --import tsx skips npx's start-up; the command is the one `npm run models` runs.
-  const cli = ['--import', 'tsx', 'src/worker/models/cli.ts'];
+  const cli = entryArgs('src/worker/models/cli.ts');
 
   it('writes tiny models and checks them', async () => {
     const out = join(dir, 'cli');

@@ -25,6 +25,7 @@ import {
 } from '../../../../src/worker/models/pull/pull.js';
 import { writeRandomModels, writeRandomVqgan } from '../../../../src/worker/models/random.js';
 import { Weights } from '../../../../src/worker/models/weights.js';
+import { entryArgs } from '../../../helpers/entry.js';
 
 const run = promisify(execFile);
 const ROOT = join(import.meta.dirname, '../../../..');
@@ -217,7 +218,7 @@ describe('models pull (CLI)', () => {
   it('pulls a Hugging Face CLIP and a taming VQGAN, and `models check` passes on both', async () => {
     const vq = serveVqgan(readFileSync(join(FIXTURES, 'last.ckpt')));
     const out = join(work, 'models');
-    const cli = ['--import', 'tsx', 'src/worker/models/cli.ts'];
+    const cli = entryArgs('src/worker/models/cli.ts');
     const env = { ...process.env, HF_ENDPOINT: hf.url, HF_TOKEN: 'hf_secret', MODELS_DIR: out };
     const r = await run(
       process.execPath,

@@ -1,0 +1,4 @@
+// Types of build.mjs (plain JavaScript: npm start and bin/vqclip.js import it before any compiler).
+export function buildKey(root?: string): string;
+export function compiledPath(dir: string, sourcePath: string): string;
+export function ensureBuilt(options?: { root?: string }): Promise<string>;
