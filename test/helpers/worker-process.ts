@@ -189,12 +189,20 @@ export function writeTinyModels(dir: string): string {
  * across test files and runs: PGlite's initdb takes 5+ s, copying its 40 MB takes milliseconds.
  * The cache key covers the PGlite version and the migrations, so a schema change builds a new one.
  */
-export async function pgliteTemplate(embeddingDim: number): Promise<string> {
+export async function pgliteTemplate(embeddingDim: number | undefined): Promise<string> {
   const pkg = JSON.parse(
     await readFile(join(repoRoot, 'node_modules/@electric-sql/pglite/package.json'), 'utf8'),
   ) as { version: string };
   const key = createHash('sha256')
-    .update(JSON.stringify([pkg.version, embeddingDim, migrations.map((m) => m.sql({ embeddingDim }))]))
+    // Without a dimension: the migrations before the images table (a first open by a process that
+    // has no CLIP model), the state an older release's database starts from.
+    .update(
+      JSON.stringify([
+        pkg.version,
+        embeddingDim ?? 'none',
+        migrations.map((m) => m.sql({ embeddingDim: embeddingDim ?? 1 })),
+      ]),
+    )
     .digest('hex')
     .slice(0, 16);
   const path = join(tmpdir(), `vqclip-test-pglite-${key}`);
@@ -205,7 +213,7 @@ export async function pgliteTemplate(embeddingDim: number): Promise<string> {
     // Not built yet.
   }
   const building = `${path}.tmp-${randomUUID()}`;
-  const db = await openDatabase({ dataDir: building }, { embeddingDim });
+  const db = await openDatabase({ dataDir: building }, embeddingDim === undefined ? {} : { embeddingDim });
   await db.close();
   await writeFile(join(building, 'ready'), pkg.version);
   try {

@@ -10,6 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { freePort } from '../../src/app/redis-server.js';
 import { InflightIndex } from '../../src/bots/core/inflight.js';
 import { registerCommands } from '../../src/bots/discord/register.js';
+import { type PutOptions, RedisBlobStore } from '../../src/shared/blobs.js';
 import { silentLogger } from '../../src/shared/logger.js';
 import { createConnection, openConnection, waitUntilReady } from '../../src/shared/queues.js';
 import { startWorker, type WorkerHandle } from '../../src/worker/runtime/start-worker.js';
@@ -28,6 +29,13 @@ let fake: FakeDiscord;
 let worker: WorkerHandle;
 let workerConnection: Redis;
 const prefix = testPrefix();
+// The worker holds its job after the first preview until the test opens this: the kill and the
+// second start happen while the job runs, however slow the machine (and without painting for
+// many steps to make sure of it).
+let openGate: () => void = () => {};
+const gate = new Promise<void>((resolve) => {
+  openGate = resolve;
+});
 
 beforeAll(async () => {
   // Not a test of the 3 s ack (the burst test is): a bot process starting cold on a loaded machine
@@ -46,9 +54,24 @@ beforeAll(async () => {
   workerConnection = createConnection(redis.url, 'worker');
   workerConnection.on('error', () => {});
   await waitUntilReady(workerConnection);
+  const store = new RedisBlobStore({ connection: workerConnection, prefix, ttlSeconds: 3600 });
+  let previews = 0;
+  const blobs = new Proxy(store, {
+    get(target, property) {
+      if (property === 'put')
+        return async (bytes: Uint8Array, options: PutOptions) => {
+          if (previews > 0) await gate;
+          if (options.name?.startsWith('preview:')) previews += 1;
+          return target.put(bytes, options);
+        };
+      const value: unknown = Reflect.get(target, property, target);
+      return typeof value === 'function' ? value.bind(target) : value;
+    },
+  });
   worker = await startWorker({
     connection: workerConnection,
     prefix,
+    blobs,
     models: tiny.models,
     queues: ['imagine'],
     logger: silentLogger,
@@ -113,9 +136,9 @@ describe('a bot process killed mid-follow', () => {
     const dir = await cleanup.tempDir('vqclip-bot-kill-');
     const first = await startBot(dir);
     const handle = fake.interact(
-      fake.slashCommand({ name: 'imagine', options: { prompt: 'a long voyage', steps: 400, size: '64' } }),
+      fake.slashCommand({ name: 'imagine', options: { prompt: 'a long voyage', steps: 40, size: '64' } }),
     );
-    // Running: a preview is on the reply (400 steps: ~10 s on quiet cores, so previews come before the end).
+    // Running: a preview is on the reply (the worker then waits at the gate).
     await fake.waitFor(
       () => handle.requests().some((r) => r.files.some((f) => f.filename.startsWith('preview.'))),
       { timeoutMs: 90_000, what: 'a preview' },
@@ -125,6 +148,7 @@ describe('a bot process killed mid-follow', () => {
     expect(finalEdits(handle.requests())).toHaveLength(0);
 
     const second = await startBot(dir);
+    openGate();
     await fake.waitFor(() => buttonsOf(handle.original()).includes('vq1:reroll:'), {
       timeoutMs: 120_000,
       what: 'the final image from the second process',

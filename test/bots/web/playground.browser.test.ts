@@ -393,7 +393,7 @@ describe.skipIf(!available)('playground in chromium', () => {
     // The page's own requests, timed while steps run in the worker process.
     const times = (await page.evaluate(`(async () => {
       const out = [];
-      const end = Date.now() + 4000;
+      const end = Date.now() + 2500;
       while (Date.now() < end) {
         for (const path of ['/api/info', '/', '/api/library/default']) {
           const t = performance.now();
