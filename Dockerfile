@@ -30,7 +30,8 @@ RUN set -eux; \
 
 WORKDIR /app
 COPY package.json package-lock.json ./
-# Dev dependencies included: the processes run TypeScript through tsx (the project has no build step).
+# Dev dependencies included: in the image the processes run TypeScript through tsx (outside it npm start
+# and npm run bot|worker run a compiled copy, scripts/build.mjs, which would need a writable /app).
 RUN ONNXRUNTIME_NODE_INSTALL="$ONNXRUNTIME_NODE_INSTALL" npm ci --no-audit --no-fund \
     && npm cache clean --force
 COPY . .
