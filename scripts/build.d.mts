@@ -2,3 +2,7 @@
 export function buildKey(root?: string): string;
 export function compiledPath(dir: string, sourcePath: string): string;
 export function ensureBuilt(options?: { root?: string }): Promise<string>;
+export function entryUrl(
+  sourcePath: string,
+  options?: { root?: string; say?: (line: string) => void },
+): Promise<string>;

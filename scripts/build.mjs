@@ -21,6 +21,7 @@ import {
   writeFileSync,
 } from 'node:fs';
 import { dirname, join, relative } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { ROOT } from './setup.mjs';
 
 /** Builds kept beside the newest one (a running process may still spawn from an older one). */
@@ -77,7 +78,8 @@ export async function ensureBuilt({ root = ROOT } = {}) {
     // Stack traces name the .ts files and lines (the entries turn source maps on).
     sourcemap: 'linked',
     sourcesContent: false,
-    logLevel: 'error',
+    // A failure is said once, by entryUrl (or by tsx, for an error in the code itself).
+    logLevel: 'silent',
   });
   for (const file of files.filter((f) => !f.endsWith('.ts'))) {
     mkdirSync(dirname(join(temp, file)), { recursive: true });
@@ -107,4 +109,31 @@ function prune(dist, current) {
     const building = e.path.includes('.building-');
     if (building ? e.mtime < hourAgo : i >= KEEP) rmSync(e.path, { recursive: true, force: true });
   });
+}
+
+/**
+ * The URL to import for `sourcePath` (`src/…/x.ts`): its compiled copy, or, when no build can be
+ * made here (dist/ not writable, disk full), the source itself through tsx's loader (registered
+ * here), after one line on stderr that says why. Both run the same code; only the start is slower.
+ */
+export async function entryUrl(
+  sourcePath,
+  { root = ROOT, say = (line) => process.stderr.write(`${line}\n`) } = {},
+) {
+  let dir;
+  try {
+    dir = await ensureBuilt({ root });
+  } catch (error) {
+    // esbuild's errors carry their text apart; others say it in their first line.
+    const reason =
+      error?.errors?.[0]?.text ?? (error instanceof Error ? error.message.split('\n')[0] : String(error));
+    say(
+      `could not build the compiled copy in ${join(root, 'dist')} (${reason}): running the TypeScript through tsx`,
+    );
+    const { register } = await import('tsx/esm/api');
+    register();
+    return pathToFileURL(join(root, sourcePath)).href;
+  }
+  process.setSourceMapsEnabled(true);
+  return pathToFileURL(compiledPath(dir, sourcePath)).href;
 }

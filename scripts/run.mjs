@@ -2,8 +2,8 @@
 //   node scripts/run.mjs src/bots/main.ts [args...]
 // The entry sees its own path as process.argv[1] and its arguments after it, as if node ran it.
 import { relative, resolve, sep } from 'node:path';
-import { pathToFileURL } from 'node:url';
-import { compiledPath, ensureBuilt } from './build.mjs';
+import { fileURLToPath } from 'node:url';
+import { entryUrl } from './build.mjs';
 import { ROOT } from './setup.mjs';
 
 const [entry, ...args] = process.argv.slice(2);
@@ -12,7 +12,6 @@ if (!source.startsWith(`src${sep}`) || !source.endsWith('.ts')) {
   console.error('usage: node scripts/run.mjs src/<entry>.ts [args...]');
   process.exit(2);
 }
-const file = compiledPath(await ensureBuilt(), source);
-process.setSourceMapsEnabled(true);
-process.argv = [process.argv[0] ?? process.execPath, file, ...args];
-await import(pathToFileURL(file).href);
+const url = await entryUrl(source);
+process.argv = [process.argv[0] ?? process.execPath, fileURLToPath(url), ...args];
+await import(url);

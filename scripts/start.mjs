@@ -5,7 +5,5 @@
 import { ensure, needsFor } from './setup.mjs';
 
 if (!ensure(needsFor('start'), { redisAlternative: 'set REDIS_URL to a Redis you run' })) process.exit(1);
-const { compiledPath, ensureBuilt } = await import('./build.mjs');
-const { pathToFileURL } = await import('node:url');
-process.setSourceMapsEnabled(true);
-await import(pathToFileURL(compiledPath(await ensureBuilt(), 'src/app/start.ts')).href);
+const { entryUrl } = await import('./build.mjs');
+await import(await entryUrl('src/app/start.ts'));

@@ -18,6 +18,7 @@ beforeEach(async () => {
   root = await mkdtemp(join(tmpdir(), 'vqclip-build-'));
   await mkdir(join(root, 'src/web/static'), { recursive: true });
   await symlink(join(REPO, 'node_modules'), join(root, 'node_modules'));
+  await writeFile(join(root, 'package.json'), '{ "type": "module" }\n');
   await writeFile(
     join(root, 'src/main.ts'),
     [
@@ -63,6 +64,19 @@ describe('the compiled build of src/', () => {
     const dir = await ensureBuilt({ root });
     const failed = await node(compiledPath(dir, 'src/main.ts'), 'throw').catch((e: { stderr: string }) => e);
     expect((failed as { stderr: string }).stderr).toMatch(/src\/main\.ts:5:\d+/);
+  });
+
+  it('runs the source through tsx, after one line that says why, when no build can be made', async () => {
+    // dist is a file: no folder can be made in it (root ignores permissions, so no chmod here).
+    await writeFile(join(root, 'dist'), 'not a folder');
+    const script = `import(${JSON.stringify(join(REPO, 'scripts/build.mjs'))}).then(async (m) => import(await m.entryUrl('src/main.ts', { root: ${JSON.stringify(root)} })))`;
+    const { stdout, stderr } = await run(process.execPath, ['-e', script], { cwd: root });
+    expect(stdout).toBe('first <p>static</p>\n');
+    expect(stderr.trim()).toMatch(
+      new RegExp(
+        `^could not build the compiled copy in ${join(root, 'dist')} \\(.*\\): running the TypeScript through tsx$`,
+      ),
+    );
   });
 
   it('is built once when processes ask for it at the same time, and old builds are pruned', async () => {
