@@ -10,10 +10,11 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { freePort } from '../../src/app/redis-server.js';
 import { InflightIndex } from '../../src/bots/core/inflight.js';
 import { registerCommands } from '../../src/bots/discord/register.js';
-import { type PutOptions, RedisBlobStore } from '../../src/shared/blobs.js';
+import { RedisBlobStore } from '../../src/shared/blobs.js';
 import { silentLogger } from '../../src/shared/logger.js';
 import { createConnection, openConnection, waitUntilReady } from '../../src/shared/queues.js';
 import { startWorker, type WorkerHandle } from '../../src/worker/runtime/start-worker.js';
+import { gate, holdAfterFirstPreview } from '../helpers/blob-gate.js';
 import { entryArgs } from '../helpers/entry.js';
 import { type FakeDiscord, startFakeDiscord } from '../helpers/fake-discord/index.js';
 import { useProcessCleanup } from '../helpers/processes.js';
@@ -32,10 +33,7 @@ const prefix = testPrefix();
 // The worker holds its job after the first preview until the test opens this: the kill and the
 // second start happen while the job runs, however slow the machine (and without painting for
 // many steps to make sure of it).
-let openGate: () => void = () => {};
-const gate = new Promise<void>((resolve) => {
-  openGate = resolve;
-});
+const secondBotUp = gate();
 
 beforeAll(async () => {
   // Not a test of the 3 s ack (the burst test is): a bot process starting cold on a loaded machine
@@ -55,19 +53,7 @@ beforeAll(async () => {
   workerConnection.on('error', () => {});
   await waitUntilReady(workerConnection);
   const store = new RedisBlobStore({ connection: workerConnection, prefix, ttlSeconds: 3600 });
-  let previews = 0;
-  const blobs = new Proxy(store, {
-    get(target, property) {
-      if (property === 'put')
-        return async (bytes: Uint8Array, options: PutOptions) => {
-          if (previews > 0) await gate;
-          if (options.name?.startsWith('preview:')) previews += 1;
-          return target.put(bytes, options);
-        };
-      const value: unknown = Reflect.get(target, property, target);
-      return typeof value === 'function' ? value.bind(target) : value;
-    },
-  });
+  const blobs = holdAfterFirstPreview(store, () => secondBotUp.opened);
   worker = await startWorker({
     connection: workerConnection,
     prefix,
@@ -148,7 +134,7 @@ describe('a bot process killed mid-follow', () => {
     expect(finalEdits(handle.requests())).toHaveLength(0);
 
     const second = await startBot(dir);
-    openGate();
+    secondBotUp.open();
     await fake.waitFor(() => buttonsOf(handle.original()).includes('vq1:reroll:'), {
       timeoutMs: 120_000,
       what: 'the final image from the second process',

@@ -3,6 +3,7 @@
 // admins) the workspace settings, and a flagged result stays out of the channel behind Show image.
 import { describe, expect, it } from 'vitest';
 import { keys } from '../../../src/shared/queues.js';
+import { gate, holdAfterFirstPreview } from '../../helpers/blob-gate.js';
 import { useBotStack } from '../../helpers/bot-stack.js';
 import type { StoredView } from '../../helpers/fake-slack/index.js';
 import {
@@ -169,13 +170,20 @@ describe('a flagged result', () => {
   it('stays out of the channel behind Show image, which sends it by direct message', {
     timeout: 120_000,
   }, async () => {
-    const h = await slack.start({ stack: { safetyMode: 'spoiler' } });
-    // Long enough to outlive the bot's close below (40 steps finish within a second on quiet
-    // cores, and the first bot then posted the unflagged final itself).
-    await h.command('/imagine', 'a questionable painting --steps 300 --size 64');
+    // The worker waits after its first preview until the bot below is gone: otherwise 40 steps
+    // finish within a second on quiet cores, and the first bot posts the unflagged final itself.
+    const botGone = gate();
+    const h = await slack.start({
+      stack: {
+        safetyMode: 'spoiler',
+        wrapWorkerBlobs: (blobs) => holdAfterFirstPreview(blobs, () => botGone.opened),
+      },
+    });
+    await h.command('/imagine', 'a questionable painting --steps 40 --size 64');
     const message = await nthJobMessage(h.fake, 1);
     // The bot goes away; the job ends meanwhile and the worker's verdict (tiny CLIP gives none) says flagged.
     await h.bot.close();
+    botGone.open();
     const [entry] = await h.stack.services.runner.inflightOf('slack', h.fake.defaultUserId, h.fake.teamId);
     if (!entry) throw new Error('no job in flight');
     const result = await h.stack.services.jobs.result(entry.jobId as `imagine:${string}`, {

@@ -10,11 +10,12 @@ import { App, LogLevel } from '@slack/bolt';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { isImageUrlRefusal, PreviewUrls } from '../../../src/bots/slack/preview-urls.js';
 import { S3BlobStore } from '../../../src/shared/blobs/s3-blob-store.js';
-import type { BlobStore, PutOptions } from '../../../src/shared/blobs.js';
+import type { BlobStore } from '../../../src/shared/blobs.js';
 import { loadConfig } from '../../../src/shared/config.js';
 import { decodeImage, probeImage } from '../../../src/shared/image/decode.js';
 import { encodeWebp } from '../../../src/shared/image/encode.js';
 import { keys } from '../../../src/shared/queues.js';
+import { holdAfterFirstPreview } from '../../helpers/blob-gate.js';
 import { useBotStack } from '../../helpers/bot-stack.js';
 import { startFakeSlack } from '../../helpers/fake-slack/index.js';
 import { useS3 } from '../../helpers/s3.js';
@@ -75,31 +76,17 @@ const previewEdits = (fake: Fake) =>
     .filter((c) => imageUrlsOf(c).length > 0 || (c.ok && blocksOf(c).some((b) => b.slack_file))).length;
 
 /**
- * Holds the worker's next put after its first preview (it awaits every put: the next preview or the
- * final image) until the bot has edited a preview into the message, so a tiny job cannot end before
- * the bot read its progress: otherwise whether a run shows a preview at all depends on the machine's
- * pace against the follower's reads.
+ * Holds the worker after its first preview until the bot has edited a preview into the message, so
+ * a tiny job cannot end before the bot read its progress: otherwise whether a run shows a preview
+ * at all depends on the machine's pace against the follower's reads.
  */
-function holdAfterFirstPreview(fake: () => Fake | undefined): (blobs: BlobStore) => BlobStore {
-  let previews = 0;
-  return (blobs) =>
-    new Proxy(blobs, {
-      get(target, property) {
-        if (property === 'put') {
-          return async (bytes: Uint8Array, options: PutOptions) => {
-            const f = fake();
-            // On a timeout the run goes on and the test's own assertions say what is missing.
-            if (f && previews > 0) await f.waitFor(() => previewEdits(f) >= 1, 15_000).catch(() => {});
-            const key = await target.put(bytes, options);
-            if (options.name?.startsWith('preview:')) previews += 1;
-            return key;
-          };
-        }
-        const value: unknown = Reflect.get(target, property, target);
-        return typeof value === 'function' ? value.bind(target) : value;
-      },
+const untilPreviewShown =
+  (fake: () => Fake | undefined) =>
+  (blobs: BlobStore): BlobStore =>
+    holdAfterFirstPreview(blobs, async () => {
+      const f = fake();
+      if (f) await f.waitFor(() => previewEdits(f) >= 1, 15_000);
     });
-}
 
 describe('the fake Slack downloads image_url as Slack does', () => {
   it('accepts a PNG it downloaded, refuses a 404, a page that is not an image, a non-http URL and one over 3000 characters', async () => {
@@ -231,7 +218,7 @@ describe('previews by presigned image_url', () => {
   it('shows previews from the store by URL, uploads none of them, and still uploads the final image', async () => {
     let h: Awaited<ReturnType<typeof slack.start>> | undefined;
     h = await slack.start({
-      stack: { env: s3.env('slack-urls'), wrapWorkerBlobs: holdAfterFirstPreview(() => h?.fake) },
+      stack: { env: s3.env('slack-urls'), wrapWorkerBlobs: untilPreviewShown(() => h?.fake) },
       slack: { previewImageUrls: true },
       bot: { updatesPerMinute: 600 },
     });
@@ -280,7 +267,7 @@ describe('previews by presigned image_url', () => {
   it('falls back to uploads, logged once, when Slack cannot reach the store', async () => {
     let h: Awaited<ReturnType<typeof slack.start>> | undefined;
     h = await slack.start({
-      stack: { env: s3.env('slack-unreachable'), wrapWorkerBlobs: holdAfterFirstPreview(() => h?.fake) },
+      stack: { env: s3.env('slack-unreachable'), wrapWorkerBlobs: untilPreviewShown(() => h?.fake) },
       slack: { previewImageUrls: true },
       bot: { updatesPerMinute: 600 },
       fake: { unreachableImageHosts: [new URL(s3.endpoint).host] },
