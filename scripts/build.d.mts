@@ -1,5 +1,5 @@
 // Types of build.mjs (plain JavaScript: npm start and bin/vqclip.js import it before any compiler).
-export function buildKey(root?: string): string;
+export function buildKey(root?: string, files?: readonly string[]): string;
 export function compiledPath(dir: string, sourcePath: string): string;
 export function ensureBuilt(options?: { root?: string }): Promise<string>;
 export function entryUrl(

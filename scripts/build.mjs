@@ -41,11 +41,11 @@ function sourceFiles(root) {
 }
 
 /** The build's key: every file under src/ (path and bytes) and esbuild's version. */
-export function buildKey(root = ROOT) {
+export function buildKey(root = ROOT, files = sourceFiles(root)) {
   const hash = createHash('sha256');
   const esbuild = JSON.parse(readFileSync(join(root, 'node_modules/esbuild/package.json'), 'utf8'));
   hash.update(`esbuild ${esbuild.version}\0`);
-  for (const file of sourceFiles(root)) {
+  for (const file of files) {
     hash.update(`${file}\0`);
     hash.update(readFileSync(join(root, file)));
     hash.update('\0');
@@ -60,12 +60,12 @@ export function compiledPath(dir, sourcePath) {
 
 /** The build of src/ as it is now: made (atomically: a folder renamed into place) when missing. */
 export async function ensureBuilt({ root = ROOT } = {}) {
-  const key = buildKey(root);
+  const files = sourceFiles(root);
+  const key = buildKey(root, files);
   const dist = join(root, 'dist');
   const dir = join(dist, `run-${key}`);
   if (existsSync(join(dir, 'ready'))) return dir;
   const temp = join(dist, `.building-${randomUUID()}`);
-  const files = sourceFiles(root);
   const { build } = await import('esbuild');
   await build({
     absWorkingDir: root,

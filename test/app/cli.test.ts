@@ -2,7 +2,7 @@
 // --json output of imagine, whatis and search checked against the processors' own numbers.
 
 import { spawnSync } from 'node:child_process';
-import { cp, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import sharp from 'sharp';
@@ -16,7 +16,7 @@ import { writeRandomModels } from '../../src/worker/models/random.js';
 import { MemoryBlobs } from '../../src/worker/processors/blobs.js';
 import { runEmbedImage } from '../../src/worker/processors/embed-image.js';
 import { loadModels, type WorkerModels } from '../../src/worker/runtime/models.js';
-import { pgliteTemplate, seedDataDir } from '../helpers/worker-process.js';
+import { seedDataDir } from '../helpers/worker-process.js';
 
 let dir: string;
 let modelsDir: string;
@@ -275,8 +275,7 @@ describe('vqclip search --json', () => {
 describe('vqclip db', () => {
   it('reports a missing HNSW index of an older database and builds it', async () => {
     const data = join(dir, 'db-data');
-    // A copy of a first open without a model (initdb and the migrations before the images table).
-    await cp(await pgliteTemplate(undefined), data, { recursive: true });
+    await seedDataDir(data, 'no model');
     const old = await openDatabase({ dataDir: data });
     // The release before migration 6: an images table without the index, holding images.
     await migrate(old.driver, { embeddingDim: 8, list: migrations.slice(0, 5) });

@@ -231,10 +231,17 @@ export const TINY_EMBEDDING_DIM = 16;
 /**
  * Makes `dataDir` a DATA_DIR that already holds the migrated PGlite for the tiny models (a copy of
  * pgliteTemplate), so a program started on it skips PGlite's initdb (5+ s). For tests of something
- * other than a first start on an empty DATA_DIR; returns `dataDir`.
+ * other than a first start on an empty DATA_DIR; returns `dataDir`. With `'no model'`: a first open
+ * by a process without a CLIP model (the migrations before the images table), where an older
+ * release's database starts from.
  */
-export async function seedDataDir(dataDir: string, embeddingDim = TINY_EMBEDDING_DIM): Promise<string> {
-  await cp(await pgliteTemplate(embeddingDim), dataDir, { recursive: true });
+export async function seedDataDir(
+  dataDir: string,
+  embeddingDim: number | 'no model' = TINY_EMBEDDING_DIM,
+): Promise<string> {
+  await cp(await pgliteTemplate(embeddingDim === 'no model' ? undefined : embeddingDim), dataDir, {
+    recursive: true,
+  });
   return dataDir;
 }
 

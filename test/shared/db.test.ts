@@ -1,4 +1,4 @@
-import { cp, mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -12,7 +12,7 @@ import {
 } from '../../src/shared/db/index.js';
 import { collectingLogger, cosine, hnswScans, imageAdder, insertRaw } from '../helpers/db.js';
 import { mulberry32, randomArray } from '../helpers/random.js';
-import { pgliteTemplate, seedDataDir } from '../helpers/worker-process.js';
+import { seedDataDir } from '../helpers/worker-process.js';
 
 const DIM = 8;
 let db: Database;
@@ -80,8 +80,7 @@ describe('migrations', () => {
     const dir = await mkdtemp(join(tmpdir(), 'vqclip-db-'));
     try {
       // The release before migration 5: embeddings TOASTed out of line.
-      // A copy of a first open without a model (initdb and the migrations before the images table).
-      await cp(await pgliteTemplate(undefined), dir, { recursive: true });
+      await seedDataDir(dir, 'no model');
       const old = await openDatabase({ dataDir: dir });
       expect(
         (await migrate(old.driver, { embeddingDim: DIM, list: migrations.slice(0, 4) })).applied,
@@ -147,8 +146,7 @@ describe('migrations', () => {
   it('leave a large table without the index to a command, with a warning, and search it exactly', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'vqclip-db-'));
     try {
-      // A copy of a first open without a model (initdb and the migrations before the images table).
-      await cp(await pgliteTemplate(undefined), dir, { recursive: true });
+      await seedDataDir(dir, 'no model');
       const old = await openDatabase({ dataDir: dir });
       await migrate(old.driver, { embeddingDim: DIM, list: migrations.slice(0, 5) });
       const e = randomArray(rand, DIM);
