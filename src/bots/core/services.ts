@@ -9,6 +9,7 @@ import type { UndoStack } from '../../shared/lifecycle.js';
 import type { Logger } from '../../shared/logger.js';
 import { checkEvictionPolicy, openConnection } from '../../shared/queues.js';
 import { QuotaLimiter } from '../../shared/quota.js';
+import { AckFirst } from './ack-first.js';
 import { InflightIndex } from './inflight.js';
 import { JobClient } from './job-client.js';
 import { MemoryGuard } from './memory-guard.js';
@@ -27,6 +28,8 @@ export interface BotServices {
   readonly inflight: InflightIndex;
   readonly runner: JobRunner;
   readonly settings: SettingsStore;
+  /** The process's acks-first gate, shared by its adapters (ack-first.ts). */
+  readonly acks: AckFirst;
 }
 
 export type BotServicesConfig = Pick<Config, 'queuePrefix' | 'quota' | 'blobs'> & {
@@ -87,5 +90,7 @@ export async function createBotServices(
     jobs: indexJobs,
     defaultSafetyMode: config.safety?.mode ?? 'spoiler',
   });
-  return { connection, prefix, jobs, indexJobs, quota, blobs, inflight, runner, settings };
+  const acks = new AckFirst();
+  undo.push('acks-first gate', () => acks.close());
+  return { connection, prefix, jobs, indexJobs, quota, blobs, inflight, runner, settings, acks };
 }

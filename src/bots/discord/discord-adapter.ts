@@ -213,7 +213,7 @@ async function connect(
     now,
     tokenMarginMs: o.tokenMarginMs,
   };
-  const slots = new WorkSlots<Interaction>(o.workConcurrency);
+  const slots = new WorkSlots<Interaction>(o.workConcurrency, undefined, services.acks);
   const ctx: DiscordContext = {
     client,
     core,
@@ -239,9 +239,10 @@ async function connect(
   };
   const guard = (what: string, task: () => Promise<void>) =>
     void task().catch((error: unknown) => logger.warn({ err: error }, `${what} failed`));
-  client.on(Events.InteractionCreate, (i) =>
-    guard('interaction', () => routeInteraction(ctx, i).finally(() => slots.release(i))),
-  );
+  client.on(Events.InteractionCreate, (i) => {
+    services.acks.arrived(i);
+    guard('interaction', () => routeInteraction(ctx, i).finally(() => slots.release(i)));
+  });
   if (messageContent) {
     client.on(Events.MessageCreate, (m) => guard('indexing a message', () => indexer.onCreate(m)));
     client.on(Events.MessageUpdate, (a, b) => guard('re-indexing an edit', () => indexer.onUpdate(a, b)));

@@ -6,26 +6,61 @@
 // admit() until release(), which the router calls when the interaction's handler returns, or until
 // its lease runs out: a handler that waits (a what-is waiting for its labels from a worker) gives
 // its slot up then, so waiting never holds the others back (with 16 slots and no worker up, 16
-// what-is would otherwise have stopped every other interaction).
+// what-is would otherwise have stopped every other interaction). Before a slot, work waits for the
+// process's other acks (core/ack-first.ts): admit() and release() tell the gate this one is acked.
 import pLimit, { type LimitFunction } from 'p-limit';
+import { AckFirst } from '../core/ack-first.js';
 
 export class WorkSlots<K extends object> {
   readonly #limit: LimitFunction;
   readonly #leaseMs: number;
+  readonly #acks: AckFirst;
   readonly #held = new WeakMap<K, () => void>();
+  #closed = false;
 
-  /** `leaseMs`: the longest a slot is held; the CPU work of a request is tens of milliseconds. */
-  constructor(concurrency: number, leaseMs = 1000) {
+  /**
+   * `leaseMs`: the longest a slot is held; the CPU work of a request is tens of milliseconds.
+   * `acks`: the process's gate (a private one that never waits when none is given).
+   */
+  constructor(concurrency: number, leaseMs = 1000, acks: AckFirst = new AckFirst(0)) {
     if (!Number.isInteger(concurrency) || concurrency < 1)
       throw new RangeError('work concurrency must be an integer >= 1');
     if (!(leaseMs > 0)) throw new RangeError('leaseMs must be > 0');
     this.#limit = pLimit(concurrency);
     this.#leaseMs = leaseMs;
+    this.#acks = acks;
   }
 
-  /** Resolves once `key` holds a slot (at once if it holds one already). */
+  /** `key` is acked; resolves once it holds a slot (at once if it holds one already). */
   admit(key: K): Promise<void> {
+    this.#acks.acked(key);
     if (this.#held.has(key)) return Promise.resolve();
+    return this.#acks.settled().then(() => (this.#closed ? new Promise<void>(() => {}) : this.#slot(key)));
+  }
+
+  /** Frees the slot `key` holds, if any, for the next in line. */
+  release(key: K): void {
+    this.#acks.acked(key);
+    const release = this.#held.get(key);
+    this.#held.delete(key);
+    release?.();
+  }
+
+  /** Interactions working now, and waiting for a slot. */
+  get active(): number {
+    return this.#limit.activeCount;
+  }
+  get waiting(): number {
+    return this.#limit.pendingCount;
+  }
+
+  /** Drops the waiting ones (the adapter is closing): they are never admitted. */
+  clear(): void {
+    this.#closed = true;
+    this.#limit.clearQueue();
+  }
+
+  #slot(key: K): Promise<void> {
     return new Promise<void>((admitted) => {
       void this.#limit(
         () =>
@@ -44,25 +79,5 @@ export class WorkSlots<K extends object> {
           }),
       );
     });
-  }
-
-  /** Frees the slot `key` holds, if any, for the next in line. */
-  release(key: K): void {
-    const release = this.#held.get(key);
-    this.#held.delete(key);
-    release?.();
-  }
-
-  /** Interactions working now, and waiting for a slot. */
-  get active(): number {
-    return this.#limit.activeCount;
-  }
-  get waiting(): number {
-    return this.#limit.pendingCount;
-  }
-
-  /** Drops the waiting ones (the adapter is closing): they are never admitted. */
-  clear(): void {
-    this.#limit.clearQueue();
   }
 }

@@ -6,7 +6,7 @@ import type { ChannelScope } from '../../shared/jobs.js';
 import { flagsHelp, imagineFlags, parseFlags, searchFlags, whatisFlags } from '../core/flags.js';
 import type { Backfills } from './backfill.js';
 import { labelsMessage, noticeMessage } from './blocks.js';
-import { ephemeralVia, errorNotice, originOf, type SlackContext } from './context.js';
+import { ackThenWait, ephemeralVia, errorNotice, originOf, type SlackContext } from './context.js';
 import { imageOfPermalink, latestImage } from './image-source.js';
 import { findPermalink } from './permalinks.js';
 import { answerSearch } from './search.js';
@@ -29,7 +29,7 @@ export const SLASH_COMMANDS = ['/imagine', '/whatis', '/imagesearch'] as const;
 
 export function registerCommands(app: App, ctx: SlackContext, backfills: Backfills): void {
   app.command('/imagine', async ({ command, ack, respond }) => {
-    await ack();
+    await ackThenWait(ctx, ack);
     const ephemeral = ephemeralVia(respond);
     const text = command.text.trim();
     if (text === '' || text === 'help') return ephemeral(noticeMessage(IMAGINE_HELP));
@@ -60,7 +60,7 @@ export function registerCommands(app: App, ctx: SlackContext, backfills: Backfil
   });
 
   app.command('/whatis', async ({ command, ack, respond }) => {
-    await ack();
+    await ackThenWait(ctx, ack);
     const ephemeral = ephemeralVia(respond);
     const text = command.text.trim();
     if (text === 'help') return ephemeral(noticeMessage(WHATIS_HELP));
@@ -84,7 +84,7 @@ export function registerCommands(app: App, ctx: SlackContext, backfills: Backfil
   });
 
   app.command('/imagesearch', async ({ command, ack, respond }) => {
-    await ack();
+    await ackThenWait(ctx, ack);
     const ephemeral = ephemeralVia(respond);
     const text = command.text.trim();
     if (text === '' || text === 'help') return ephemeral(noticeMessage(SEARCH_HELP));

@@ -80,3 +80,12 @@ export function ephemeralVia(respond: RespondFn): (body: MessageBody) => Promise
     await respond({ response_type: 'ephemeral', replace_original: false, ...body });
   };
 }
+
+/**
+ * Acks a request, then lets the process's other acks go first (core/ack-first.ts): the work after
+ * it has the 30 minutes of its response_url, the acks still to go 3 s.
+ */
+export async function ackThenWait(ctx: SlackContext, ack: () => Promise<void>): Promise<void> {
+  await ack();
+  await ctx.services.acks.settled();
+}

@@ -9,7 +9,7 @@ import { renderError } from '../core/render.js';
 import type { SafetyMode } from '../core/view.js';
 import { viewOf } from '../core/view.js';
 import { HOME_PRESET_ACTION, HOME_SAFETY_ACTION, type HomeJob, homeView, quotaLine } from './blocks.js';
-import type { SlackContext } from './context.js';
+import { ackThenWait, type SlackContext } from './context.js';
 import { permalinkFor } from './permalinks.js';
 
 async function describeJob(
@@ -95,7 +95,7 @@ export function registerHome(app: App, ctx: SlackContext): void {
       body: BlockAction;
       action: StaticSelectAction;
     }) => {
-      await ack();
+      await ackThenWait(ctx, ack);
       const team = body.team?.id ?? ctx.identity.teamId;
       const user = body.user.id;
       ctx.background('save a setting', async () => {

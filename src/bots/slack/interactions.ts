@@ -10,7 +10,7 @@ import type { JobRef } from '../core/job-status.js';
 import { parseJobRef } from '../core/job-status.js';
 import { safetyNote, safetyPresentation } from '../core/view.js';
 import { labelsMessage, noticeMessage, SHOW_IMAGE_PREFIX } from './blocks.js';
-import { ephemeralVia, errorNotice, originOf, type SlackContext } from './context.js';
+import { ackThenWait, ephemeralVia, errorNotice, originOf, type SlackContext } from './context.js';
 import { imageOfMessage } from './image-source.js';
 import { answerSearch } from './search.js';
 import { extensionOf } from './surface.js';
@@ -43,7 +43,7 @@ async function sendPrivately(ctx: SlackContext, user: string, blob: string, text
 
 export function registerInteractions(app: App, ctx: SlackContext): void {
   app.action<BlockAction<ButtonAction>>(/^vq1:/, async ({ ack, body, action, respond }) => {
-    await ack();
+    await ackThenWait(ctx, ack);
     const ephemeral = ephemeralVia(respond);
     const team = body.team?.id ?? ctx.identity.teamId;
     const channel = body.channel?.id ?? body.container.channel_id;
@@ -105,7 +105,7 @@ export function registerInteractions(app: App, ctx: SlackContext): void {
   app.action<BlockAction<ButtonAction>>(
     new RegExp(`^${SHOW_IMAGE_PREFIX.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}`),
     async ({ ack, body, action, respond }) => {
-      await ack();
+      await ackThenWait(ctx, ack);
       const ephemeral = ephemeralVia(respond);
       ctx.background('show a withheld image', async () => {
         try {
@@ -127,7 +127,7 @@ export function registerInteractions(app: App, ctx: SlackContext): void {
   );
 
   app.shortcut<MessageShortcut>(WHAT_IS_THIS, async ({ ack, shortcut, respond }) => {
-    await ack();
+    await ackThenWait(ctx, ack);
     const ephemeral = ephemeralVia(respond);
     const team = shortcut.team?.id ?? ctx.identity.teamId;
     const channel = shortcut.channel.id;
@@ -147,7 +147,7 @@ export function registerInteractions(app: App, ctx: SlackContext): void {
   });
 
   app.shortcut<MessageShortcut>(FIND_SIMILAR, async ({ ack, shortcut, respond }) => {
-    await ack();
+    await ackThenWait(ctx, ack);
     const ephemeral = ephemeralVia(respond);
     const team = shortcut.team?.id ?? ctx.identity.teamId;
     const channel = shortcut.channel.id;

@@ -1,10 +1,13 @@
 // /imagine with real discord.js against the fake Discord, a real worker on the tiny models and real
 // Redis: the deferred reply, preview edits, the final Components V2 message and its buttons.
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { APIMessage } from 'discord-api-types/v10';
+import { Events } from 'discord.js';
 import { describe, expect, it } from 'vitest';
 import type { FakeDiscord } from '../../helpers/fake-discord/index.js';
 import {
   buttonIds,
+  EDIT_ORIGINAL,
   componentsOf,
   editsOf,
   ephemeralOf,
@@ -60,6 +63,27 @@ describe('/imagine', () => {
     await eventually(async () => (await bot.core.runner.inflightOf('discord', fake.user.id)).length === 0, {
       what: 'the in-flight entry dropped',
     });
+  });
+
+  it('acks first: its work waits while another interaction of the process awaits its ack', async () => {
+    const { fake, bot, stack } = await harness.start();
+    const acks = stack.services.acks;
+    // The adapter registers each interaction as it arrives (its listener runs before this one).
+    const unackedOnArrival: number[] = [];
+    bot.client.on(Events.InteractionCreate, () => unackedOnArrival.push(acks.unacked));
+    const other = {}; // a Slack request, or another Discord interaction, not acked yet
+    acks.arrived(other);
+    const handle = fake.interact(
+      fake.slashCommand({ name: 'imagine', options: { prompt: 'a kite', steps: 8, size: '64' } }),
+    );
+    expect(await handle.waitForAck()).toBe(5);
+    expect(unackedOnArrival).toEqual([2]);
+    await sleep(300);
+    // Deferred, and nothing more: no job queued, no reply edited.
+    expect(handle.requests().filter((r) => r.route === EDIT_ORIGINAL)).toHaveLength(0);
+    expect(await bot.core.runner.inflightOf('discord', fake.user.id)).toHaveLength(0);
+    acks.acked(other);
+    await fake.waitFor(() => isFinal(handle.original()), { timeoutMs: 20_000, what: 'the final image' });
   });
 
   it('waits out 429 Retry-After on progress edits; the final still lands', async () => {

@@ -1,5 +1,6 @@
 // The slots acked interactions work in: bounded, first come first served, freed by release.
 import { describe, expect, it } from 'vitest';
+import { AckFirst } from '../../../src/bots/core/ack-first.js';
 import { WorkSlots } from '../../../src/bots/discord/work-slots.js';
 
 const tick = () => new Promise((resolve) => setImmediate(resolve));
@@ -57,5 +58,24 @@ describe('WorkSlots', () => {
     await tick();
     expect(late).toBe(false);
     expect(() => new WorkSlots(0)).toThrow(RangeError);
+  });
+
+  it('lets acked work into a slot only once the other arrivals are acked (admit) or done (release)', async () => {
+    const gate = new AckFirst(60_000);
+    const slots = new WorkSlots<object>(4, 1000, gate);
+    const [a, b, c] = [{}, {}, {}];
+    for (const k of [a, b, c]) gate.arrived(k);
+    let admitted = false;
+    void slots.admit(a).then(() => {
+      admitted = true;
+    });
+    await tick();
+    expect([admitted, slots.active]).toEqual([false, 0]);
+    void slots.admit(b); // b acked too: c still awaits its ack
+    await tick();
+    expect(admitted).toBe(false);
+    slots.release(c); // c's handler ended without an ack (refused, or its token ran out)
+    await tick();
+    expect([admitted, slots.active]).toEqual([true, 2]);
   });
 });

@@ -2,6 +2,7 @@
 // message is posted, edited through chat.update within the edit budget, shows previews without
 // leaving files behind, and ends with the final image uploaded into its thread, shared before any
 // block names it; refusals are private sentences (buttons and restarts: buttons.test.ts).
+import { setTimeout as sleep } from 'node:timers/promises';
 import { describe, expect, it } from 'vitest';
 import { useBotStack } from '../../helpers/bot-stack.js';
 import {
@@ -74,6 +75,28 @@ describe.each<Mode>(['socket', 'http'])('/imagine in %s mode', (mode) => {
     expect(h.fake.responseUrlPosts).toHaveLength(0);
     console.log(
       `[${mode}] ack ${latencyOf(outcome).toFixed(0)} ms, ${updates.length} chat.update, ${uploads} uploads`,
+    );
+  });
+});
+
+describe('acks first', () => {
+  it('acks a command at once, and starts its work once the process has no other ack to send', async () => {
+    const h = await slack.start({ mode: 'socket' });
+    const acks = h.stack.services.acks;
+    const other = {}; // a Discord interaction (or another request) not acked yet
+    acks.arrived(other);
+    const outcome = await h.send(
+      'slash_commands',
+      h.fake.build.slashCommand({ command: '/imagine', text: 'a kite --steps 8 --size 64' }),
+    );
+    expect(latencyOf(outcome)).toBeLessThan(1000);
+    await sleep(200);
+    expect(botMessages(h.fake)).toHaveLength(0); // acked, and nothing more yet
+    expect(acks.waiting).toBe(1);
+    acks.acked(other);
+    await h.fake.waitFor(
+      () => botMessages(h.fake).find((m) => actionIdsOf(m).some((id) => id.startsWith('vq1:reroll:'))),
+      30_000,
     );
   });
 });
