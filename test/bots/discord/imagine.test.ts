@@ -1,14 +1,14 @@
 // /imagine with real discord.js against the fake Discord, a real worker on the tiny models and real
 // Redis: the deferred reply, preview edits, the final Components V2 message and its buttons.
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { APIMessage } from 'discord-api-types/v10';
 import { Events } from 'discord.js';
+import type { APIMessage } from 'discord-api-types/v10';
 import { describe, expect, it } from 'vitest';
 import type { FakeDiscord } from '../../helpers/fake-discord/index.js';
 import {
   buttonIds,
-  EDIT_ORIGINAL,
   componentsOf,
+  EDIT_ORIGINAL,
   editsOf,
   ephemeralOf,
   eventually,
