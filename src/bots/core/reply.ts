@@ -232,7 +232,10 @@ export class JobRunner {
     return this.#inflight.list(platform, { user, ...(workspace === undefined ? {} : { workspace }) });
   }
 
-  /** Moves a job's reply address (e.g. from an expiring interaction to a channel message). */
+  /**
+   * Saves a job's new reply address: it moved (e.g. from an expiring interaction to a channel
+   * message), or its message id became known.
+   */
   async moveReply(platform: Platform, jobId: JobRef, reply: Record<string, unknown>): Promise<void> {
     await this.#inflight?.updateReply(platform, jobId, reply);
   }

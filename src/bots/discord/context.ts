@@ -75,14 +75,13 @@ export function canPost(client: Client, i: RepliableInteraction): boolean {
   ]);
 }
 
-export function addressOf(ctx: DiscordContext, i: RepliableInteraction, messageId?: string): ReplyAddress {
+export function addressOf(ctx: DiscordContext, i: RepliableInteraction): ReplyAddress {
   const channel = i.channel as { nsfw?: boolean } | null;
   return {
     v: 1,
     applicationId: i.applicationId,
     interaction: { token: i.token, expiresAt: i.createdTimestamp + INTERACTION_TOKEN_MS },
     channelId: i.channelId ?? '',
-    ...(messageId === undefined ? {} : { messageId }),
     canPost: canPost(ctx.client, i),
     userId: i.user.id,
     ...(i.guildId ? { guildId: i.guildId } : {}),
@@ -97,11 +96,14 @@ export function targetOf(ctx: DiscordContext, i: RepliableInteraction): ReplyTar
   return new ReplyTarget(ctx.client.rest, addressOf(ctx, i), ctx.now);
 }
 
-/** Defers publicly, waits for a work slot, and returns the reply's message id. */
-export async function deferPublic(ctx: DiscordContext, i: RepliableInteraction): Promise<string | undefined> {
-  const deferred = await i.deferReply({ withResponse: true });
+/**
+ * Defers publicly, then waits for a work slot. The callback asks for no response body (the whole
+ * message, parsed into a Message on the ack path): the reply's message id comes back with the
+ * first edit anyway, and DiscordSurface records it then.
+ */
+export async function deferPublic(ctx: DiscordContext, i: RepliableInteraction): Promise<void> {
+  await i.deferReply();
   await ctx.admit(i);
-  return deferred.resource?.message?.id;
 }
 
 /** Defers privately (only the person sees the answer), then waits for a work slot. */

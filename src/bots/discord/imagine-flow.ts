@@ -45,8 +45,8 @@ async function defaultsOf(ctx: DiscordContext, guildId: string | null): Promise<
 }
 
 export async function onImagine(ctx: DiscordContext, i: ChatInputCommandInteraction): Promise<void> {
-  const messageId = await deferPublic(ctx, i);
-  const address = addressOf(ctx, i, messageId);
+  await deferPublic(ctx, i);
+  const address = addressOf(ctx, i);
   const surface = ctx.surface(address);
   const initImage = remote(i.options.getAttachment('init_image'));
   const imagePrompt = remote(i.options.getAttachment('image_prompt'));
@@ -114,8 +114,8 @@ async function startFollowUp(
   actor: ReturnType<typeof originOf> & { moderator: boolean },
   input: { prompt?: string } = {},
 ): Promise<void> {
-  const messageId = await deferPublic(ctx, i);
-  const address = addressOf(ctx, i, messageId);
+  await deferPublic(ctx, i);
+  const address = addressOf(ctx, i);
   const surface = ctx.surface(address);
   try {
     const outcome = await ctx.core.action(i.customId, actor, surface, input, { reply: { ...address } });

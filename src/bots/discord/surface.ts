@@ -230,7 +230,7 @@ export class DiscordSurface implements ReplySurface {
         try {
           const sent = await target.editOriginal(await build());
           this.edits++;
-          if (address.messageId === undefined) target.address = { ...target.address, messageId: sent.id };
+          if (address.messageId === undefined) await this.#learnMessageId(sent.id);
           return;
         } catch (error) {
           if (!isTokenGone(error) && !isMessageGone(error)) throw error;
@@ -253,6 +253,21 @@ export class DiscordSurface implements ReplySurface {
       target.address = { ...withoutToken(address), moved: false };
       await this.#move(build);
     }
+  }
+
+  /**
+   * The deferred reply's id arrives with its first edit: kept, and saved with the job's in-flight
+   * entry so that a restarted bot can still link to the reply (a move's reference, /queue).
+   */
+  async #learnMessageId(messageId: string): Promise<void> {
+    const target = this.#target;
+    target.address = { ...target.address, messageId };
+    if (this.#jobId === undefined) return;
+    await this.#d.runner
+      .moveReply('discord', this.#jobId, target.address)
+      .catch((error: unknown) =>
+        this.#d.logger.warn({ err: error, jobId: this.#jobId }, 'could not save the reply message id'),
+      );
   }
 
   async #move(build: Build): Promise<void> {
