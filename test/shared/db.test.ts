@@ -62,8 +62,12 @@ describe('migrations', () => {
   it('hold the images table back until a process knows the dimension, then keep it on disk', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'vqclip-db-'));
     try {
+      // What the first open of an empty DATA_DIR without a model leaves (the template is made that
+      // way, so its initdb runs once per suite, not here again).
+      await seedDataDir(dir, 'no model');
       const first = await openDatabase({ dataDir: dir });
       expect(first.embeddingDim).toBeUndefined();
+      expect(await first.driver.query("SELECT to_regclass('images') AS t")).toEqual([{ t: null }]);
       await expect(first.countImages()).rejects.toThrow(/embeddingDim/);
       const id = await first.insertGeneration({ platform: 'web', userId: 'u', prompt: 'kept' });
       await first.close();
