@@ -16,7 +16,7 @@ import { loadConfig } from '../../src/shared/config.js';
 import { UndoStack } from '../../src/shared/lifecycle.js';
 import { silentLogger } from '../../src/shared/logger.js';
 import type { BotProcessFigures, BotProcessSpec, FromBot, ToBot } from './bot-processes.js';
-import { countRedisCommands } from './lib.js';
+import { type AckStageTimes, countRedisCommands, recordAckStages } from './lib.js';
 
 function heapMb(): number {
   (globalThis as { gc?: () => void }).gc?.();
@@ -44,7 +44,7 @@ async function start(spec: BotProcessSpec): Promise<void> {
   const metrics = observability?.metrics;
   const told = new Map<string, number>();
   let interactions = 0;
-  const stages = new Map<string, [number, number]>();
+  let stages = new Map<string, AckStageTimes>();
   const submit = services.jobs.submit.bind(services.jobs);
   services.jobs.submit = (async (...args: Parameters<typeof submit>) => {
     const out = await submit(...args);
@@ -61,17 +61,14 @@ async function start(spec: BotProcessSpec): Promise<void> {
       ...(workConcurrency === undefined ? {} : { workConcurrency }),
     });
     undo.push('discord bot', () => discord.close());
-    // When each interaction's packet reached discord.js, and its interactionCreate (Date.now, so the
-    // harness can put them beside the fake's dispatch and callback times).
-    discord.client.on(Events.Raw, (packet: { t?: string; d?: { id?: string } }) => {
-      if (packet.t === 'INTERACTION_CREATE' && packet.d?.id)
-        stages.set(packet.d.id, [Date.now(), Number.NaN]);
-    });
-    discord.client.on(Events.InteractionCreate, (i) => {
+    // When each interaction's packet reached discord.js, its interactionCreate and its callback
+    // left (Date.now, so the harness can put them beside the fake's dispatch and callback times).
+    const recorded = recordAckStages(discord.client);
+    stages = recorded.stages;
+    discord.client.on(Events.InteractionCreate, () => {
       interactions++;
-      const entry = stages.get(i.id);
-      if (entry) entry[1] = Date.now();
     });
+    undo.push('ack stages', () => recorded.stop());
   }
   if (spec.slack) {
     const slack = await startSlackBot({
@@ -106,7 +103,7 @@ async function start(spec: BotProcessSpec): Promise<void> {
     heapStartMb: heapStart,
     told: [...told.entries()],
     interactions,
-    stages: [...stages.entries()].map(([id, [raw, created]]) => [id, raw, created]),
+    stages: [...stages.entries()].map(([id, times]) => [id, ...times]),
     cpuMs: (process.cpuUsage().user + process.cpuUsage().system) / 1000,
   });
   process.on('message', (message: ToBot) => {

@@ -29,7 +29,8 @@ export interface BotProcessFigures {
   /** Discord interactions this process received (its shards' guilds). */
   interactions: number;
   /** Per interaction: [id, its gateway packet reached discord.js, interactionCreate] (Date.now). */
-  stages: [string, number, number][];
+  /** Per interaction: id, then AckStageTimes (NaN arrives as null: IPC is JSON). */
+  stages: [string, number | null, number | null, number | null][];
   /** CPU time the process used so far (user + system). */
   cpuMs: number;
 }

@@ -13,7 +13,6 @@
 // `npm run soak -- burst` runs it at full scale; test/reliability/burst.test.ts at small scale.
 import { randomBytes } from 'node:crypto';
 import { Queue } from 'bullmq';
-import { Events } from 'discord.js';
 import type { APIMessage, APIUser } from 'discord-api-types/v10';
 import { Redis } from 'ioredis';
 import { freePort, type PrivateRedis, spawnRedis } from '../../src/app/redis-server.js';
@@ -51,7 +50,10 @@ import {
 } from '../../test/helpers/worker-process.js';
 import { percentile } from '../lib.js';
 import { type BotProcess, type BotProcessSpec, startBotProcess } from './bot-processes.js';
-import { countRedisCommands } from './lib.js';
+import { type AckStageTimes, countRedisCommands, recordAckStages } from './lib.js';
+
+/** The stage of the ack table that is the bot's alone: from the dispatch to its callback sent. */
+export const BOT_PART_OF_ACK = "dispatch -> callback sent (the bot's part of the ack)";
 
 export interface BurstOptions {
   /** People on each adapter; the playground is one person (its quota identity is the keyboard's). */
@@ -443,9 +445,9 @@ export async function runBurst(o: BurstOptions): Promise<BurstFigures> {
     const slackAckMs = await Promise.all(slackAcks);
     const botStages = await bot.stages();
     const stageTimes = handles.map(({ handle }) => {
-      const [raw, created] = botStages.get(handle.id) ?? [Number.NaN, Number.NaN];
+      const [raw, created, written] = botStages.get(handle.id) ?? [Number.NaN, Number.NaN, Number.NaN];
       const callback = handle.requests().find((r) => r.route === 'POST /interactions/:id/:token/callback');
-      return { sent: handle.dispatchedAt, raw, created, acked: callback?.at ?? Number.NaN };
+      return { sent: handle.dispatchedAt, raw, created, written, acked: callback?.at ?? Number.NaN };
     });
     const stage = (name: string, ms: (t: (typeof stageTimes)[number]) => number) => {
       const s = summarizeAcks(stageTimes.map(ms));
@@ -454,7 +456,9 @@ export async function runBurst(o: BurstOptions): Promise<BurstFigures> {
     const discordAckStages = [
       stage('dispatch -> packet at discord.js', (t) => t.raw - t.sent),
       stage('packet -> interactionCreate', (t) => t.created - t.raw),
-      stage('interactionCreate -> callback at the fake', (t) => t.acked - t.created),
+      stage('interactionCreate -> callback sent by the bot', (t) => t.written - t.created),
+      stage('callback sent -> read by the fake', (t) => t.acked - t.written),
+      stage(BOT_PART_OF_ACK, (t) => t.written - t.sent),
     ];
     const ackWindowMs = performance.now() - burstStart;
     log(
@@ -803,7 +807,7 @@ interface BotSide {
   heapStartMb: number;
   told(): Promise<Map<string, number>>;
   /** Per Discord interaction: when its packet reached discord.js, and its interactionCreate. */
-  stages(): Promise<Map<string, [number, number]>>;
+  stages(): Promise<Map<string, AckStageTimes>>;
   /** The bot's ioredis commands: in all and per second. */
   redis(): Promise<{ total: number; perSecond: Map<number, number> }>;
   heapMb(): Promise<number>;
@@ -859,14 +863,8 @@ async function inProcessBot(a: {
     ...(o.discordWorkConcurrency === undefined ? {} : { workConcurrency: o.discordWorkConcurrency }),
   });
   undo.push('discord bot', () => discord.close());
-  const stages = new Map<string, [number, number]>();
-  discord.client.on(Events.Raw, (packet: { t?: string; d?: { id?: string } }) => {
-    if (packet.t === 'INTERACTION_CREATE' && packet.d?.id) stages.set(packet.d.id, [Date.now(), Number.NaN]);
-  });
-  discord.client.on(Events.InteractionCreate, (i) => {
-    const entry = stages.get(i.id);
-    if (entry) entry[1] = Date.now();
-  });
+  const { stages, stop: stopStages } = recordAckStages(discord.client);
+  undo.push('ack stages', () => stopStages());
   const slack: SlackBot = await startSlackBot({
     services,
     slack: { ...a.slackConfig, port: 0 },
@@ -970,7 +968,10 @@ async function botProcesses(a: {
     },
     async stages() {
       return new Map(
-        (await latest()).flatMap((f) => f.stages.map(([id, raw, created]) => [id, [raw, created]] as const)),
+        (await latest()).flatMap((f) =>
+          // NaN (not timed) crosses the IPC channel's JSON as null.
+          f.stages.map(([id, ...times]) => [id, times.map((t) => t ?? Number.NaN) as AckStageTimes] as const),
+        ),
       );
     },
     async redis() {

@@ -1,5 +1,8 @@
 // What the soak modules share: the module shape (a name, a run that returns tables, notes and
 // details, as the benchmarks do) and the options `npm run soak` passes them.
+import { subscribe, unsubscribe } from 'node:diagnostics_channel';
+import type { Client } from 'discord.js';
+import { Events } from 'discord.js';
 import { Redis } from 'ioredis';
 import type { BenchResult } from '../lib.js';
 
@@ -39,4 +42,38 @@ export function countRedisCommands(): { total(): number; perSecond: Map<number, 
     proto.sendCommand = original;
   };
   return { total: () => total, perSecond, stop };
+}
+
+/** Per interaction id, bot clock (Date.now): packet at discord.js, interactionCreate, callback sent. */
+export type AckStageTimes = [raw: number, created: number, written: number];
+
+/**
+ * Times each Discord interaction in the bot process: its packet reaching discord.js, its
+ * interactionCreate, and its callback request's headers written to the socket (undici's
+ * `undici:client:sendHeaders` diagnostics channel, which every undici copy in the process
+ * publishes to). The last tells the bot's part of an ack from the fake's reading of it.
+ */
+export function recordAckStages(client: Client): { stages: Map<string, AckStageTimes>; stop(): void } {
+  const stages = new Map<string, AckStageTimes>();
+  const entry = (id: string) => {
+    const e = stages.get(id) ?? [Number.NaN, Number.NaN, Number.NaN];
+    stages.set(id, e);
+    return e;
+  };
+  client.on(Events.Raw, (packet: { t?: string; d?: { id?: string } }) => {
+    if (packet.t === 'INTERACTION_CREATE' && packet.d?.id) entry(packet.d.id)[0] = Date.now();
+  });
+  client.on(Events.InteractionCreate, (i) => {
+    entry(i.id)[1] = Date.now();
+  });
+  const onHeaders = (message: unknown) => {
+    const path = (message as { request?: { path?: string } }).request?.path ?? '';
+    const m = /\/interactions\/(\d+)\/[^/]+\/callback/.exec(path);
+    if (m) {
+      const e = entry(m[1]!);
+      if (Number.isNaN(e[2])) e[2] = Date.now();
+    }
+  };
+  subscribe('undici:client:sendHeaders', onHeaders);
+  return { stages, stop: () => unsubscribe('undici:client:sendHeaders', onHeaders) };
 }

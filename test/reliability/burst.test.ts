@@ -6,7 +6,7 @@
 // every position told is the number of jobs ahead, every job ends and is posted once, and the chat
 // edits stay inside the limits the fakes enforce. (The full scale and its figures: `npm run soak`.)
 import { describe, expect, it } from 'vitest';
-import { burstFailures, runBurst } from '../../bench/soak/burst.js';
+import { BOT_PART_OF_ACK, burstFailures, runBurst } from '../../bench/soak/burst.js';
 
 describe('a burst on every adapter at once', () => {
   it('holds quotas exactly, tells positions right, ends and posts every job once, within chat limits', async () => {
@@ -54,6 +54,14 @@ describe('a burst on every adapter at once', () => {
     expect(figures.slackUpdates.rateLimited).toBe(0);
     expect(figures.ackMs.discord.every(Number.isFinite)).toBe(true);
     expect(figures.ackMs.slack.every(Number.isFinite)).toBe(true);
+    // Every stage of a Discord ack was timed in the bot processes, the callback's sending included,
+    // and the bot's part of an ack is no longer than the ack the fake saw.
+    for (const st of figures.discordAckStages) {
+      expect(Number.isFinite(st.p99), st.stage).toBe(true);
+      expect(st.p50, st.stage).toBeGreaterThanOrEqual(0);
+    }
+    const botPart = figures.discordAckStages.find((st) => st.stage === BOT_PART_OF_ACK);
+    expect(botPart?.p99).toBeLessThanOrEqual(Math.max(...figures.ackMs.discord));
     // The soak's exit status reads the same figures.
     expect(burstFailures(figures)).toEqual([]);
   }, 200_000);
