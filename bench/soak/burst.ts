@@ -806,7 +806,7 @@ interface BotSide {
   metricsUrls: string[];
   heapStartMb: number;
   told(): Promise<Map<string, number>>;
-  /** Per Discord interaction: when its packet reached discord.js, and its interactionCreate. */
+  /** Per Discord interaction: its packet at discord.js, its interactionCreate, its callback sent. */
   stages(): Promise<Map<string, AckStageTimes>>;
   /** The bot's ioredis commands: in all and per second. */
   redis(): Promise<{ total: number; perSecond: Map<number, number> }>;
