@@ -199,6 +199,12 @@ describe('what the bot sees, and the person lists', () => {
       }),
     );
     await fake.waitFor(() => (running.original()?.components?.length ?? 0) > 0, { what: 'the job' });
+    // The reply's message id comes back with its first edit (the defer returns no body), and the bot
+    // saves it with the in-flight entry a moment after the fake has shown the edit.
+    await eventually(
+      async () => (await stack.services.inflight.list('discord'))[0]?.reply.messageId !== undefined,
+      { what: 'the reply message id saved' },
+    );
     const queue = fake.interact(fake.slashCommand({ name: 'queue' }));
     const listed = await refusal(fake, queue);
     expect(listed).toContain('One picture in progress');
