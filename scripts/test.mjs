@@ -1,7 +1,9 @@
 // `npm test`: installs what is missing (setup.mjs: node modules, redis-server, Chromium), then runs
-// the vitest suite; arguments go to vitest (`npm test -- test/app`). The exit code is vitest's.
+// the vitest suite with its scratch files on a RAM file system where there is one (scratch.mjs);
+// arguments go to vitest (`npm test -- test/app`). The exit code is vitest's.
 import { spawn } from 'node:child_process';
 import { join } from 'node:path';
+import { scratchEnv } from './scratch.mjs';
 import { ensure, findChromium, needsFor, ROOT } from './setup.mjs';
 
 if (!ensure(needsFor('test'))) process.exit(1);
@@ -12,7 +14,7 @@ const child = spawn(
   {
     stdio: 'inherit',
     cwd: ROOT,
-    env: { ...process.env, ...(chromium === undefined ? {} : { CHROMIUM_PATH: chromium }) },
+    env: { ...scratchEnv(process.env), ...(chromium === undefined ? {} : { CHROMIUM_PATH: chromium }) },
   },
 );
 // Ctrl-C reaches vitest directly (same process group): relaying it too would make it a second one.

@@ -1,10 +1,11 @@
 // scripts/setup.mjs, what `npm start` and `npm test` run first on a fresh machine: the install plan
 // for every kind of machine (pure), the node_modules check on real folders, and ensure() end to end
 // with stand-ins for npm and apt-get on PATH, so nothing is really installed.
-import { chmod, mkdir, mkdtemp, readFile, rm, symlink, utimes, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, mkdtemp, readFile, rm, stat, symlink, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
+import { chooseScratch, SCRATCH_MIN_FREE_BYTES, scratchEnv, TMPFS_MAGIC } from '../../scripts/scratch.mjs';
 import {
   ensure,
   manualLine,
@@ -200,5 +201,51 @@ describe('ensure', () => {
     expect(said).toEqual([
       'setup: redis-server is needed and cannot be installed from here (not root, and sudo asks for a password). Run: sudo apt-get update && sudo apt-get install -y redis-server (or set REDIS_URL)',
     ]);
+  });
+});
+
+describe('the suite scratch folder (scratch.mjs)', () => {
+  const EXT4 = 0xef53;
+  const facts = (type: number, freeBytes: number) => () => ({ type, bavail: freeBytes / 4096, bsize: 4096 });
+  const roomy = SCRATCH_MIN_FREE_BYTES * 4;
+
+  it('puts TMPDIR on tmpfs at /dev/shm with room, and leaves it alone otherwise', () => {
+    expect(chooseScratch({ env: {}, platform: 'linux', statfs: facts(TMPFS_MAGIC, roomy) })?.dir).toBe(
+      '/dev/shm/vqclip-tests',
+    );
+    // The user's TMPDIR wins; /dev/shm on disk, too small, missing, or another system: as it is.
+    expect(
+      chooseScratch({ env: { TMPDIR: '/x' }, platform: 'linux', statfs: facts(TMPFS_MAGIC, roomy) }),
+    ).toBe(undefined);
+    expect(chooseScratch({ env: {}, platform: 'linux', statfs: facts(EXT4, roomy) })).toBe(undefined);
+    expect(
+      chooseScratch({ env: {}, platform: 'linux', statfs: facts(TMPFS_MAGIC, SCRATCH_MIN_FREE_BYTES / 2) }),
+    ).toBe(undefined);
+    const missing = () => {
+      throw Object.assign(new Error('ENOENT'), { code: 'ENOENT' });
+    };
+    expect(chooseScratch({ env: {}, platform: 'linux', statfs: missing })).toBe(undefined);
+    expect(chooseScratch({ env: {}, platform: 'darwin', statfs: facts(TMPFS_MAGIC, roomy) })).toBe(undefined);
+  });
+
+  it('gives the suite TMPDIR (made), says where and why, and keeps the rest of the environment', async () => {
+    const ramRoot = await temp();
+    const said: string[] = [];
+    const env = scratchEnv({ PATH: '/bin' }, (l) => said.push(l), {
+      platform: 'linux',
+      statfs: facts(TMPFS_MAGIC, roomy),
+      ramRoot,
+    });
+    const dir = join(ramRoot, 'vqclip-tests');
+    expect(env).toEqual({ PATH: '/bin', TMPDIR: dir });
+    expect((await stat(dir)).isDirectory()).toBe(true);
+    expect(said).toEqual([
+      `test scratch files in ${dir} (tmpfs, 8 GiB free): creating files there is far cheaper than on disk`,
+    ]);
+    const quiet: string[] = [];
+    expect(scratchEnv({ PATH: '/bin' }, (l) => quiet.push(l), { platform: 'darwin' })).toEqual({
+      PATH: '/bin',
+    });
+    expect(quiet).toEqual([]);
   });
 });
