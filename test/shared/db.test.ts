@@ -12,16 +12,20 @@ import {
 } from '../../src/shared/db/index.js';
 import { collectingLogger, cosine, hnswScans, imageAdder, insertRaw } from '../helpers/db.js';
 import { mulberry32, randomArray } from '../helpers/random.js';
-import { seedDataDir } from '../helpers/worker-process.js';
+import { seedDataDir, TINY_EMBEDDING_DIM } from '../helpers/worker-process.js';
 
-const DIM = 8;
+// The tiny models' size, so the file's main database is a copy of the migrated template the other
+// files use too (a PGlite of its own, in memory or on disk, would pay initdb: seconds).
+const DIM = TINY_EMBEDDING_DIM;
 let db: Database;
+let mainDir: string | undefined;
 beforeAll(async () => {
-  // One in-memory PGlite for the whole file: its start-up is the slow part.
-  db = await openDatabase({}, { embeddingDim: DIM });
+  mainDir = await mkdtemp(join(tmpdir(), 'vqclip-db-main-'));
+  db = await openDatabase({ dataDir: await seedDataDir(join(mainDir, 'pglite')) }, { embeddingDim: DIM });
 });
 afterAll(async () => {
   await db?.close();
+  if (mainDir) await rm(mainDir, { recursive: true, force: true });
 });
 
 const rand = mulberry32(1234);
@@ -546,8 +550,7 @@ describe('approximate search through the HNSW index', () => {
     // Random vectors are the hard case for HNSW (no clusters to follow). exactMaxRows is lowered so
     // that the 2,500-image channel takes the index, as a channel over 2,000 would by default; and
     // ef_search too: on a table this small, the planner prices ef_search 100 above a full sort.
-    // On a copy of the migrated template: a second PGlite's initdb is the slow part (memory mode
-    // is the file's main database above).
+    // On a copy of the migrated template: a PGlite's initdb is the slow part.
     annDir = await mkdtemp(join(tmpdir(), 'vqclip-db-ann-'));
     await seedDataDir(annDir, dim);
     ann = await openDatabase(
