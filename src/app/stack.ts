@@ -31,6 +31,8 @@ export interface StackOptions {
   logger: ChildLogger;
   /** pino level of the worker process's log lines. @defaultValue 'warn' */
   workerLogLevel?: string;
+  /** The compiled worker entry to run (WorkerChildOptions.compiledEntry). */
+  workerEntry?: string;
   /** Writes tiny random models when MODELS_DIR holds none. @defaultValue true */
   writeModels?: boolean;
   /** JSON-safe overrides of loadModels' options in the worker (tests use a small default vocabulary). */
@@ -118,6 +120,7 @@ export async function startStack(options: StackOptions): Promise<Stack> {
       },
       logLevel: options.workerLogLevel ?? 'warn',
       ...(options.models === undefined ? {} : { models: options.models }),
+      ...(options.workerEntry === undefined ? {} : { compiledEntry: options.workerEntry }),
       logger: child('worker:child'),
       onUnexpectedExit: (code, signal) => {
         if (closing) return;

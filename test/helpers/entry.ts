@@ -8,3 +8,12 @@ const RUN = fileURLToPath(new URL('../../scripts/run.mjs', import.meta.url));
 export function entryArgs(entry: string, ...args: string[]): string[] {
   return [RUN, entry, ...args];
 }
+
+/**
+ * The compiled file of `entry` (a path under src/) in the build the suite made (test/global-setup.ts),
+ * for code that starts it itself (startStack's worker child).
+ */
+export async function compiledEntry(entry: string): Promise<string> {
+  const { entryUrl } = await import('../../scripts/build.mjs');
+  return fileURLToPath(await entryUrl(entry));
+}

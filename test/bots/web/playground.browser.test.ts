@@ -14,6 +14,7 @@ import { freePort } from '../../../src/app/redis-server.js';
 import { type Stack, startStack } from '../../../src/app/stack.js';
 import { type Config, loadConfig } from '../../../src/shared/config.js';
 import { silentLogger } from '../../../src/shared/logger.js';
+import { compiledEntry } from '../../helpers/entry.js';
 import { testPrefix, useRedis } from '../../helpers/redis.js';
 import { seedDataDir } from '../../helpers/worker-process.js';
 
@@ -37,6 +38,7 @@ const redis = useRedis();
 let dir: string;
 let config: Config;
 let stack: Stack;
+let workerEntry: string;
 /** Requests the page made to anywhere but the stack (fonts, favicons...): none are allowed. */
 const remote: string[] = [];
 const notFound: string[] = [];
@@ -53,6 +55,8 @@ async function png(r: number, g: number, b: number): Promise<Buffer> {
 
 describe.skipIf(!available)('playground in chromium', () => {
   beforeAll(async () => {
+    // The worker child npm start runs (compiled), not tsx's loader over the sources.
+    workerEntry = await compiledEntry('src/app/worker-process.ts');
     dir = await mkdtemp(join(tmpdir(), 'vqclip-browser-'));
     config = loadConfig({
       REDIS_URL: redis.url,
@@ -65,7 +69,7 @@ describe.skipIf(!available)('playground in chromium', () => {
       MODELS_DIR: join(dir, 'models'),
       PORT: String(await freePort()),
     });
-    stack = await startStack({ config, logger: silentLogger });
+    stack = await startStack({ config, logger: silentLogger, workerEntry });
     await stack.workerReady;
     browser = await chromium.launch({
       executablePath: CHROMIUM,
@@ -442,7 +446,7 @@ describe.skipIf(!available)('playground in chromium', () => {
       },
     );
     expect(await page.isEnabled('#imagine-cancel')).toBe(false);
-    stack = await startStack({ config, logger: silentLogger });
+    stack = await startStack({ config, logger: silentLogger, workerEntry });
     await stack.workerReady;
     await page.waitForSelector('#imagine-image[data-kind="final"]', { timeout: 120_000 });
     expect(await page.textContent(status)).toMatch(/^Done in \d+\.\d s\.$/);
