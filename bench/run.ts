@@ -14,6 +14,7 @@ import { type BenchModule, formatTable } from './lib.js';
 import { pipelineBench } from './pipeline.js';
 import { playgroundBench } from './playground.js';
 import { redisMemoryBench } from './redis-memory.js';
+import { suiteBench } from './suite.js';
 import { tinyStepBench } from './tiny-step.js';
 import { winogradBench } from './winograd.js';
 
@@ -29,6 +30,7 @@ const MODULES: readonly BenchModule[] = [
   winogradBench,
   redisMemoryBench,
   dalleBench,
+  suiteBench,
 ];
 
 async function main(argv: readonly string[]): Promise<void> {
