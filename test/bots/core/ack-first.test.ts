@@ -46,6 +46,34 @@ describe('AckFirst', () => {
     expect([gate.unacked, gate.waiting]).toEqual([0, 0]);
   });
 
+  it('lets held work go a few a turn, oldest first, and stops when another interaction arrives', async () => {
+    const gate = new AckFirst(60_000, 2);
+    const a = {};
+    gate.arrived(a);
+    const order: number[] = [];
+    const held = [1, 2, 3, 4, 5].map((n) => gate.settled().then(() => order.push(n)));
+    gate.acked(a);
+    await Promise.resolve();
+    // The first two at once, in the ack's own turn; the rest wait for the next turns.
+    expect(order).toEqual([1, 2]);
+    expect(gate.waiting).toBe(3);
+    // A packet read meanwhile: its interaction arrives before the next turn, and holds the rest.
+    const b = {};
+    gate.arrived(b);
+    await tick();
+    await tick();
+    expect(order).toEqual([1, 2]);
+    expect(gate.waiting).toBe(3);
+    gate.acked(b);
+    await Promise.resolve();
+    expect(order).toEqual([1, 2, 3, 4]);
+    await tick();
+    await Promise.all(held);
+    expect(order).toEqual([1, 2, 3, 4, 5]);
+    expect([gate.unacked, gate.waiting]).toEqual([0, 0]);
+    expect(() => new AckFirst(1000, 0)).toThrow(RangeError);
+  });
+
   it('holds work no longer than maxWaitMs when an ack never comes', async () => {
     const gate = new AckFirst(40);
     gate.arrived({});
