@@ -40,9 +40,10 @@ export function chooseScratch({
   if (Number(facts.type) !== TMPFS_MAGIC) return undefined;
   const free = Number(facts.bavail) * Number(facts.bsize);
   if (free < SCRATCH_MIN_FREE_BYTES) return undefined;
+  const dir = join(ramRoot, SCRATCH_NAME);
   return {
-    dir: join(ramRoot, SCRATCH_NAME),
-    why: `test scratch files in ${join(ramRoot, SCRATCH_NAME)} (tmpfs, ${(free / 1024 ** 3).toFixed(0)} GiB free): creating files there is far cheaper than on disk`,
+    dir,
+    why: `test scratch files in ${dir} (tmpfs, ${(free / 1024 ** 3).toFixed(0)} GiB free): creating files there is far cheaper than on disk`,
   };
 }
 

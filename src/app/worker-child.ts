@@ -61,7 +61,8 @@ const COMPILED = import.meta.url.endsWith('.js');
 const ENTRY = fileURLToPath(
   new URL(COMPILED ? './worker-process.js' : './worker-process.ts', import.meta.url),
 );
-const NODE_ARGS = COMPILED ? ['--enable-source-maps'] : ['--import', import.meta.resolve('tsx')];
+const COMPILED_NODE_ARGS = ['--enable-source-maps'];
+const NODE_ARGS = COMPILED ? COMPILED_NODE_ARGS : ['--import', import.meta.resolve('tsx')];
 
 /**
  * The worker never talks to Discord or Slack nor serves the playground: their secrets (chat
@@ -76,7 +77,7 @@ export function spawnWorkerChild(options: WorkerChildOptions): WorkerChild {
   const command =
     options.compiledEntry === undefined
       ? [...NODE_ARGS, ENTRY]
-      : ['--enable-source-maps', options.compiledEntry];
+      : [...COMPILED_NODE_ARGS, options.compiledEntry];
   const child: ChildProcess = spawn(process.execPath, command, {
     stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
     detached: true,
