@@ -47,6 +47,31 @@ export class Sfc32 {
     return t;
   }
 
+  /**
+   * Writes the next `to - from` outputs of uint32() into out[from..to). The same numbers, several
+   * times faster for millions of draws: the state lives in locals (int32 in registers) instead of
+   * object fields, which hold values of 2^31 and above as boxed doubles.
+   */
+  fillUint32(out: Uint32Array, from = 0, to = out.length): Uint32Array {
+    let a = this.a | 0;
+    let b = this.b | 0;
+    let c = this.c | 0;
+    let d = this.d | 0;
+    for (let i = from; i < to; i++) {
+      const t = (a + b + d) | 0;
+      d = (d + 1) | 0;
+      a = b ^ (b >>> 9);
+      b = (c + (c << 3)) | 0;
+      c = (((c << 21) | (c >>> 11)) + t) | 0;
+      out[i] = t;
+    }
+    this.a = a >>> 0;
+    this.b = b >>> 0;
+    this.c = c >>> 0;
+    this.d = d >>> 0;
+    return out;
+  }
+
   /** Uniform in [0, 1). */
   next(): number {
     return this.uint32() / 4294967296;

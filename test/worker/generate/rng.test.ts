@@ -35,8 +35,83 @@ describe('Rng', () => {
     expect(out.subarray(3, 7).every((v) => v !== 0)).toBe(true);
   });
 
+  it('fillUint32 gives the numbers uint32() would, and leaves the generator where they would', () => {
+    const one = new Rng(5, 'bits');
+    const block = new Rng(5, 'bits');
+    const expected = Array.from({ length: 1000 }, () => one.uint32());
+    expect(Array.from(block.fillUint32(new Uint32Array(1000)))).toEqual(expected);
+    expect(block.uint32()).toBe(one.uint32());
+    expect(expected.some((v) => v >= 2 ** 31)).toBe(true); // the top bit survives the int32 locals
+  });
+
+  it('fillNormal draws standard normals into every tail (ziggurat)', () => {
+    const n = 2_000_000;
+    const z = new Rng(9, 'noise').fillNormal(new Float32Array(n));
+    let mean = 0;
+    for (const v of z) mean += v;
+    mean /= n;
+    let m2 = 0;
+    let m4 = 0;
+    for (const v of z) {
+      m2 += (v - mean) ** 2;
+      m4 += (v - mean) ** 4;
+    }
+    m2 /= n;
+    m4 /= n;
+    expect(Math.abs(mean)).toBeLessThan(0.003);
+    expect(Math.abs(m2 - 1)).toBeLessThan(0.005);
+    expect(Math.abs(m4 / (m2 * m2) - 3)).toBeLessThan(0.03); // kurtosis
+    // P(|x| > t) against erfc(t / sqrt 2), within 5 standard errors. 3.44 is the ziggurat's base
+    // layer edge R: beyond it every value comes from the tail branch.
+    for (const [t, p] of [
+      [1, 0.31731050786291415],
+      [2, 0.04550026389635842],
+      [3, 0.0026997960632601866],
+      [3.44, 0.000581714186581487],
+      [4, 0.00006334248366623984],
+    ] as const) {
+      const seen = z.reduce((c, v) => c + (Math.abs(v) > t ? 1 : 0), 0) / n;
+      expect(Math.abs(seen - p), `P(|x| > ${t}): ${seen} against ${p}`).toBeLessThan(
+        5 * Math.sqrt((p * (1 - p)) / n),
+      );
+    }
+    // Kolmogorov-Smirnov on the first 200,000 values: D under the 0.1 % critical value.
+    const sorted = Float64Array.from(z.subarray(0, 200_000)).sort();
+    let d = 0;
+    for (let i = 0; i < sorted.length; i++) {
+      const cdf = normalCdf(sorted[i]!);
+      d = Math.max(d, Math.abs(cdf - i / sorted.length), Math.abs(cdf - (i + 1) / sorted.length));
+    }
+    expect(d).toBeLessThan(1.95 / Math.sqrt(sorted.length));
+  });
+
+  it('fillNormal in parts gives what one fill gives, and leaves the generator in the same state', () => {
+    const whole = new Rng(3, 'noise');
+    const parts = new Rng(3, 'noise');
+    const a = whole.fillNormal(new Float32Array(10_000));
+    const b = new Float32Array(10_000);
+    for (const [from, to] of [
+      [0, 1],
+      [1, 4097],
+      [4097, 4100],
+      [4100, 10_000],
+    ] as const)
+      parts.fillNormal(b, 1, from, to - from);
+    expect(b).toEqual(a);
+    expect(parts.uint32()).toBe(whole.uint32());
+  });
+
   it('random seeds are 32-bit unsigned integers', () => {
     const s = randomSeed();
     expect(Number.isInteger(s) && s >= 0 && s < 2 ** 32).toBe(true);
   });
 });
+
+/** The standard normal CDF, from erf by Abramowitz and Stegun 7.1.26 (error < 1.5e-7). */
+function normalCdf(x: number): number {
+  const t = 1 / (1 + (0.3275911 * Math.abs(x)) / Math.SQRT2);
+  const poly =
+    t * (0.254829592 + t * (-0.284496736 + t * (1.421413741 + t * (-1.453152027 + t * 1.061405429))));
+  const erf = 1 - poly * Math.exp(-(x * x) / 2);
+  return 0.5 * (1 + (x < 0 ? -erf : erf));
+}
