@@ -385,10 +385,10 @@ async function run(args: readonly string[]): Promise<BenchResult> {
       // Two warm-up steps: ORT's memory-pattern planner records the first run's allocations and the
       // second still grows the arena; with one, the first timed step ran 1.3-1.5x the rest (7 Dec
       // 2026: 2317 against 1749 ms at 128 px, 6037 against 3949 at 256 px). The workers' steady
-      // state is what a job of hundreds of steps sees.
+      // state is what a job of hundreds of steps sees. PyTorch gets the same two.
       await ours();
       await ours();
-      if (torch) await torch.ask({ op: 'step', size, cutouts, reps: 0, warmup: 1 });
+      if (torch) await torch.ask({ op: 'step', size, cutouts, reps: 0, warmup: 2 });
       const pair = await interleave(
         o.rounds,
         1,
