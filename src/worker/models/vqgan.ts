@@ -3,7 +3,7 @@
 // post_quant_conv + decoder for generation. Decoder output is in about [-1, 1], as in taming.
 import type { Graph, Tensor } from '../graph/graph.js';
 import { GraphError } from '../graph/graph.js';
-import { upsampleNearest2x } from '../graph/ops/conv.js';
+import { upsampleConv3x3 } from '../graph/ops/conv.js';
 import { add, mul, silu } from '../graph/ops/elementwise.js';
 import { matmul } from '../graph/ops/matmul.js';
 import { softmax } from '../graph/ops/norm.js';
@@ -68,7 +68,9 @@ export function vqganDecode(g: Graph, z: Tensor, config: VqganConfig, weights: W
       if (d.attn_resolutions.includes(curRes)) h = attnBlock(p, h, `decoder.up.${level}.attn.${i}`, blockIn);
     }
     if (level !== 0) {
-      h = p.conv(upsampleNearest2x(h), `decoder.up.${level}.upsample.conv`, blockIn, blockIn, 3);
+      const up = `decoder.up.${level}.upsample.conv`;
+      // taming's Upsample (nearest x2, then the 3x3 conv) as one op that skips the upsampled tensor.
+      h = upsampleConv3x3(h, p.get(`${up}.weight`, [blockIn, blockIn, 3, 3]), p.get(`${up}.bias`, [blockIn]));
       curRes *= 2;
     }
   }

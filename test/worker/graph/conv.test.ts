@@ -1,8 +1,10 @@
-// conv2d and upsampleNearest2x: forward through ORT against float64 loops, input (and bias)
-// gradients against finite differences for every VJP path (flipped-weight Conv for constant
-// stride-1 weights, ConvTranspose otherwise), and the build-time errors that name the shapes.
+// conv2d, upsampleNearest2x and upsampleConv3x3: forward through ORT against float64 loops, input
+// (and bias) gradients against finite differences for every VJP path (flipped-weight Conv for
+// constant stride-1 weights, ConvTranspose otherwise, the stride-2 Conv of the fused upsampling
+// conv), and the build-time errors that name the shapes.
 import { describe, expect, it } from 'vitest';
 import * as G from '../../../src/worker/graph/index.js';
+import { upsampleConv3x3 } from '../../../src/worker/graph/ops/conv.js';
 import type { Nd } from '../../helpers/nd.js';
 import { checkOp, type OpInput } from '../../helpers/op-check.js';
 import { conv2dRef, type RefConvOptions, upsampleNearest2xRef } from '../../helpers/ref-conv.js';
@@ -257,6 +259,80 @@ describe('upsampleNearest2x', () => {
     const g = new G.Graph();
     expect(() => G.upsampleNearest2x(g.input('x', [2, 3, 4]))).toThrow(
       'Upsample: input must be NCHW, got [2,3,4]',
+    );
+  });
+});
+
+describe('upsampleConv3x3 (nearest x2, then a 3x3 conv with pads 1, as one op)', () => {
+  const ref = ([x, w, b]: Nd[]) => conv2dRef(upsampleNearest2xRef(x!), w!, b, { pads: [1, 1, 1, 1] });
+  const cases: { name: string; x: number[]; w: number[]; bias: boolean }[] = [
+    { name: 'with bias', x: [1, 2, 3, 4], w: [3, 2, 3, 3], bias: true },
+    { name: 'batch 2, wide, fewer outputs than inputs', x: [2, 3, 2, 5], w: [2, 3, 3, 3], bias: false },
+    { name: 'a 1x1 input (every tap reaches the padding)', x: [1, 2, 1, 1], w: [2, 2, 3, 3], bias: true },
+  ];
+  for (const c of cases) {
+    it(`equals the two ops, forward and input gradient: ${c.name}`, async () => {
+      await checkOp({
+        inputs: [
+          { shape: c.x },
+          { shape: c.w, kind: 'constant' },
+          ...(c.bias ? [{ shape: [c.w[0]!], kind: 'constant' } as const] : []),
+        ],
+        build: (_g, [x, w, b]) => upsampleConv3x3(x!, w!, b),
+        ref,
+        maxCoords: 64,
+      });
+    });
+  }
+
+  it('never makes the upsampled input: 2x2 phase convs forward, one stride-2 4x4 Conv backward', () => {
+    const g = new G.Graph();
+    const x = g.input('x', [1, 2, 4, 4]);
+    const w = g.constant(new Float32Array(36).fill(0.1), [2, 2, 3, 3]);
+    const y = upsampleConv3x3(x, w, g.constant(new Float32Array(2), [2]));
+    const forward = g.nodes.map((n) => n.opType);
+    expect(forward).not.toContain('Resize');
+    expect(forward.filter((op) => op === 'Conv')).toHaveLength(4);
+    const before = g.nodes.length;
+    G.grad(G.reduceSum(y), [x]);
+    const backward = g.nodes.slice(before);
+    const convs = backward.filter((n) => n.opType === 'Conv');
+    expect(convs).toHaveLength(1);
+    expect(convs[0]!.attrs?.strides).toEqual({ type: 'ints', value: [2, 2] });
+    expect(backward.map((n) => n.opType)).not.toContain('AveragePool');
+    expect(backward.map((n) => n.opType)).not.toContain('ConvTranspose');
+  });
+
+  for (const fed of ['weights', 'bias'] as const) {
+    it(`${fed} fed at run time: the two ops, bias gradient included`, async () => {
+      const r = await checkOp({
+        inputs: [
+          { shape: [1, 2, 2, 3] },
+          fed === 'weights'
+            ? { shape: [3, 2, 3, 3], grad: false }
+            : { shape: [3, 2, 3, 3], kind: 'constant' },
+          { shape: [3] },
+        ],
+        build: (g, [x, w, b]) => {
+          const y = upsampleConv3x3(x!, w!, b!);
+          expect(g.nodes.map((n) => n.opType)).toContain('Resize');
+          return y;
+        },
+        ref,
+      });
+      expect(r.gradErrors).toHaveLength(2);
+    });
+  }
+
+  it('refuses a kernel that is not 3x3 and a bias of the wrong size', () => {
+    const g = new G.Graph();
+    const x = g.input('x', [1, 2, 4, 4]);
+    expect(() => upsampleConv3x3(x, g.constant(new Float32Array(8), [2, 2, 1, 2]))).toThrow(
+      'upsampleConv3x3: input [1,2,4,4], weight [2,2,1,2]: weight must be [out, 2, 3, 3]',
+    );
+    const w = g.constant(new Float32Array(36), [2, 2, 3, 3]);
+    expect(() => upsampleConv3x3(x, w, g.constant(new Float32Array(3), [3]))).toThrow(
+      'bias [3] does not match 2 output channels',
     );
   });
 });

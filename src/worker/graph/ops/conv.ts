@@ -1,7 +1,7 @@
 // 2-D convolution (NCHW, groups = 1) and nearest x2 upsampling with their input VJPs.
 // Stride-1 convs with constant weights differentiate as another Conv with flipped, transposed
 // weights (ORT's fastest path, NCHWc); other cases use ConvTranspose with output_padding.
-import { fmtShape, GraphError, type Tensor } from '../graph.js';
+import { attr, fmtShape, GraphError, type Tensor } from '../graph.js';
 import { mul } from './elementwise.js';
 import { reduceSum } from './reduce.js';
 
@@ -152,5 +152,122 @@ export function upsampleNearest2x(x: Tensor): Tensor {
           : undefined,
       ],
     },
+  )[0]!;
+}
+
+/**
+ * A 3x3 conv after nearest x2 upsampling, per row (and likewise per column): even outputs 2i see
+ * x[i-1] through w[0] and x[i] through w[1] + w[2]; odd outputs 2i+1 see x[i] through w[0] + w[1]
+ * and x[i+1] through w[2]. Row k of this table is tap k of the 4-tap kernel that maps input row i to
+ * output row 2i + k - 1 (so k = 3, 1 serve even outputs, k = 2, 0 odd ones): the kernel of a stride-2
+ * transposed conv, and of the stride-2 conv that is its VJP.
+ */
+const UP_TAPS: readonly (readonly number[])[] = [
+  [0, 0, 1],
+  [0, 1, 1],
+  [1, 1, 0],
+  [1, 0, 0],
+];
+/** The 4-tap rows of output phase a (0: even, 1: odd), for input rows i-1+a and i+a. */
+const PHASE_TAPS: readonly (readonly [number, number])[] = [
+  [3, 1],
+  [2, 0],
+];
+
+/** w[o, c, 3, 3] -> k[o, c, 4, 4] by UP_TAPS on both axes, summed in float64 and rounded once. */
+function upKernel(weight: Tensor): Float32Array {
+  const data = weight.value as Float32Array;
+  const [o, c] = weight.shape as [number, number];
+  const out = new Float32Array(o * c * 16);
+  for (let i = 0; i < o * c; i++)
+    for (let p = 0; p < 4; p++)
+      for (let q = 0; q < 4; q++) {
+        let s = 0;
+        for (let a = 0; a < 3; a++)
+          for (let b = 0; b < 3; b++) s += UP_TAPS[p]![a]! * UP_TAPS[q]![b]! * data[i * 9 + a * 3 + b]!;
+        out[i * 16 + p * 4 + q] = s;
+      }
+  return out;
+}
+
+/**
+ * conv3x3(upsampleNearest2x(x), weight, bias, pads 1) without making the upsampled tensor. Output
+ * pixel (2i + a, 2j + b) depends on only 2x2 input pixels, so each of the four phases (a, b) is a 2x2
+ * conv of x (padded on the side it reaches past); Concat and DepthToSpace interleave them. That is
+ * 16/36 of the 3x3 conv's products. The VJP is one stride-2 4x4 Conv on the output gradient whose
+ * kernel is the four phase kernels side by side (the transpose of the same linear map), again 16/36
+ * of the products, and no 2x2 block sum. Same function up to float rounding (summed taps: 1.5e-6
+ * relative on a full step's gradient). Weight and bias must be constants; otherwise the two ops as
+ * before.
+ */
+export function upsampleConv3x3(x: Tensor, weight: Tensor, bias?: Tensor): Tensor {
+  const desc = `upsampleConv3x3: input ${fmtShape(x.shape)}, weight ${fmtShape(weight.shape)}`;
+  if (x.shape.length !== 4) throw new GraphError(`${desc}: input must be NCHW`);
+  if (!(weight.value instanceof Float32Array) || (bias && bias.value === undefined)) {
+    return conv2d(upsampleNearest2x(x), weight, bias, { pads: [1, 1, 1, 1] });
+  }
+  const [n, c, h, w] = x.shape as [number, number, number, number];
+  const [o, ci, kh, kw] = weight.shape as [number, number, number, number];
+  if (weight.shape.length !== 4 || kh !== 3 || kw !== 3 || ci !== c)
+    throw new GraphError(`${desc}: weight must be [out, ${c}, 3, 3]`);
+  if (bias && (bias.shape.length !== 1 || bias.shape[0] !== o))
+    throw new GraphError(`${desc}: bias ${fmtShape(bias.shape)} does not match ${o} output channels`);
+  const g = x.graph;
+  const key = weight.shape.join(',');
+  // The 4x4 kernel is only a source: the graph holds the four 2x2 phase kernels and, for the VJP,
+  // the 4x4 one with its first two axes swapped (each made once per graph and weight).
+  let k4: Float32Array | undefined;
+  const kernel = () => (k4 ??= upKernel(weight));
+  const source = weight.value;
+  const phase = (a: number, b: number) =>
+    g.derived(source, `up2:${key}:${a}${b}`, () => {
+      const k = kernel();
+      const out = new Float32Array(o * c * 4);
+      for (let i = 0; i < o * c; i++)
+        for (let p = 0; p < 2; p++)
+          for (let q = 0; q < 2; q++)
+            out[i * 4 + p * 2 + q] = k[i * 16 + PHASE_TAPS[a]![p]! * 4 + PHASE_TAPS[b]![q]!]!;
+      return g.constant(out, [o, c, 2, 2], { name: `${weight.name}_up2_${a}${b}` });
+    });
+  const vjpKernel = () =>
+    g.derived(source, `up4T:${key}`, () => {
+      const k = kernel();
+      const out = new Float32Array(k.length);
+      for (let oi = 0; oi < o; oi++)
+        for (let ci = 0; ci < c; ci++)
+          out.set(k.subarray((oi * c + ci) * 16, (oi * c + ci + 1) * 16), (ci * o + oi) * 16);
+      return g.constant(out, [c, o, 4, 4], { name: `${weight.name}_up4T` });
+    });
+  return g.composite(
+    'UpsampleConv3x3',
+    [x],
+    () => {
+      const phases: Tensor[] = [];
+      for (const a of [0, 1])
+        for (const b of [0, 1]) phases.push(conv2d(x, phase(a, b), bias, { pads: [1 - a, 1 - b, a, b] }));
+      // Channel block 2a + b holds phase (a, b): DepthToSpace's DCR order.
+      const stacked = g.emit('Concat', phases, {
+        attrs: { axis: attr.int(1) },
+        outputs: [{ shape: [n, 4 * o, h, w], dtype: 'float32' }],
+      })[0]!;
+      return g.emit('DepthToSpace', [stacked], {
+        attrs: { blocksize: attr.int(2), mode: attr.string('DCR') },
+        outputs: [{ shape: [n, o, 2 * h, 2 * w], dtype: 'float32' }],
+      });
+    },
+    // Input row i reaches output rows 2i - 1 + k through tap k: a stride-2 4x4 Conv of the gradient
+    // padded by 1, with the kernel's first two axes swapped (Conv's out channels are x's).
+    ([gy]) => [
+      gy
+        ? g.emit('Conv', [gy, vjpKernel()], {
+            attrs: {
+              kernel_shape: attr.ints([4, 4]),
+              strides: attr.ints([2, 2]),
+              pads: attr.ints([1, 1, 1, 1]),
+            },
+            outputs: [{ shape: x.shape, dtype: 'float32' }],
+          })[0]!
+        : undefined,
+    ],
   )[0]!;
 }
