@@ -1,6 +1,7 @@
 // 2-D convolution (NCHW, groups = 1) and nearest x2 upsampling with their input VJPs.
 // Stride-1 convs with constant weights differentiate as another Conv with flipped, transposed
 // weights (ORT's fastest path, NCHWc); other cases use ConvTranspose with output_padding.
+// upsampleConv3x3 fuses the decoder's upsampling and 3x3 conv into 2x2 phase convs.
 import { attr, fmtShape, GraphError, type Tensor } from '../graph.js';
 import { mul } from './elementwise.js';
 import { reduceSum } from './reduce.js';
