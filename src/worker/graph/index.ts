@@ -1,7 +1,7 @@
 // Public surface of the graph builder: build a Graph with ops, add grad(), serialize to ONNX.
 export { grad } from './autodiff.js';
 export { type DType, Graph, GraphError, type Shape, type Tensor, type TensorData } from './graph.js';
-export { conv2d, upsampleNearest2x } from './ops/conv.js';
+export { conv2d, upsampleConv3x3, upsampleNearest2x } from './ops/conv.js';
 export * from './ops/elementwise.js';
 export { linear, matmul } from './ops/matmul.js';
 export { groupNorm, layerNorm, logSoftmax, softmax } from './ops/norm.js';

@@ -4,7 +4,6 @@
 // conv), and the build-time errors that name the shapes.
 import { describe, expect, it } from 'vitest';
 import * as G from '../../../src/worker/graph/index.js';
-import { upsampleConv3x3 } from '../../../src/worker/graph/ops/conv.js';
 import type { Nd } from '../../helpers/nd.js';
 import { checkOp, type OpInput } from '../../helpers/op-check.js';
 import { conv2dRef, type RefConvOptions, upsampleNearest2xRef } from '../../helpers/ref-conv.js';
@@ -278,7 +277,7 @@ describe('upsampleConv3x3 (nearest x2, then a 3x3 conv with pads 1, as one op)',
           { shape: c.w, kind: 'constant' },
           ...(c.bias ? [{ shape: [c.w[0]!], kind: 'constant' } as const] : []),
         ],
-        build: (_g, [x, w, b]) => upsampleConv3x3(x!, w!, b),
+        build: (_g, [x, w, b]) => G.upsampleConv3x3(x!, w!, b),
         ref,
         maxCoords: 64,
       });
@@ -289,7 +288,7 @@ describe('upsampleConv3x3 (nearest x2, then a 3x3 conv with pads 1, as one op)',
     const g = new G.Graph();
     const x = g.input('x', [1, 2, 4, 4]);
     const w = g.constant(new Float32Array(36).fill(0.1), [2, 2, 3, 3]);
-    const y = upsampleConv3x3(x, w, g.constant(new Float32Array(2), [2]));
+    const y = G.upsampleConv3x3(x, w, g.constant(new Float32Array(2), [2]));
     const forward = g.nodes.map((n) => n.opType);
     expect(forward).not.toContain('Resize');
     expect(forward.filter((op) => op === 'Conv')).toHaveLength(4);
@@ -314,7 +313,7 @@ describe('upsampleConv3x3 (nearest x2, then a 3x3 conv with pads 1, as one op)',
           { shape: [3] },
         ],
         build: (g, [x, w, b]) => {
-          const y = upsampleConv3x3(x!, w!, b!);
+          const y = G.upsampleConv3x3(x!, w!, b!);
           expect(g.nodes.map((n) => n.opType)).toContain('Resize');
           return y;
         },
@@ -327,11 +326,11 @@ describe('upsampleConv3x3 (nearest x2, then a 3x3 conv with pads 1, as one op)',
   it('refuses a kernel that is not 3x3 and a bias of the wrong size', () => {
     const g = new G.Graph();
     const x = g.input('x', [1, 2, 4, 4]);
-    expect(() => upsampleConv3x3(x, g.constant(new Float32Array(8), [2, 2, 1, 2]))).toThrow(
+    expect(() => G.upsampleConv3x3(x, g.constant(new Float32Array(8), [2, 2, 1, 2]))).toThrow(
       'upsampleConv3x3: input [1,2,4,4], weight [2,2,1,2]: weight must be [out, 2, 3, 3]',
     );
     const w = g.constant(new Float32Array(36), [2, 2, 3, 3]);
-    expect(() => upsampleConv3x3(x, w, g.constant(new Float32Array(3), [3]))).toThrow(
+    expect(() => G.upsampleConv3x3(x, w, g.constant(new Float32Array(3), [3]))).toThrow(
       'bias [3] does not match 2 output channels',
     );
   });
