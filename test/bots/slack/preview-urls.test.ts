@@ -69,23 +69,26 @@ const imageUrlsOf = (c: { args: Record<string, unknown> }) =>
     .map((b) => b.image_url ?? '');
 
 type Fake = Awaited<ReturnType<typeof startFakeSlack>>;
+type Call = ReturnType<Fake['callsTo']>[number];
+const showsFile = (c: Call) => c.ok && blocksOf(c).some((b) => b.slack_file);
 /** Edits that showed a preview: by image_url (taken or refused), or an uploaded file while running. */
 const previewEdits = (fake: Fake) =>
-  fake
-    .callsTo('chat.update')
-    .filter((c) => imageUrlsOf(c).length > 0 || (c.ok && blocksOf(c).some((b) => b.slack_file))).length;
+  fake.callsTo('chat.update').filter((c) => imageUrlsOf(c).length > 0 || showsFile(c)).length;
+/** Edits that showed a preview as an uploaded file (Slack accepted them). */
+const filePreviewEdits = (fake: Fake) => fake.callsTo('chat.update').filter(showsFile).length;
 
 /**
  * Holds the worker after its first preview until the bot has edited a preview into the message, so
  * a tiny job cannot end before the bot read its progress: otherwise whether a run shows a preview
- * at all depends on the machine's pace against the follower's reads.
+ * at all depends on the machine's pace against the follower's reads. `shown` counts the edits that
+ * count (by default any preview edit, refused ones included).
  */
 const untilPreviewShown =
-  (fake: () => Fake | undefined) =>
+  (fake: () => Fake | undefined, shown: (fake: Fake) => number = previewEdits) =>
   (blobs: BlobStore): BlobStore =>
     holdAfterFirstPreview(blobs, async () => {
       const f = fake();
-      if (f) await f.waitFor(() => previewEdits(f) >= 1, 15_000);
+      if (f) await f.waitFor(() => shown(f) >= 1, 15_000);
     });
 
 describe('the fake Slack downloads image_url as Slack does', () => {
@@ -267,7 +270,12 @@ describe('previews by presigned image_url', () => {
   it('falls back to uploads, logged once, when Slack cannot reach the store', async () => {
     let h: Awaited<ReturnType<typeof slack.start>> | undefined;
     h = await slack.start({
-      stack: { env: s3.env('slack-unreachable'), wrapWorkerBlobs: untilPreviewShown(() => h?.fake) },
+      // Held until a preview is shown as a file: the refused image_url edit alone would let a fast
+      // tiny job end before the bot uploaded one (a fresh-clone CI run saw none).
+      stack: {
+        env: s3.env('slack-unreachable'),
+        wrapWorkerBlobs: untilPreviewShown(() => h?.fake, filePreviewEdits),
+      },
       slack: { previewImageUrls: true },
       bot: { updatesPerMinute: 600 },
       fake: { unreachableImageHosts: [new URL(s3.endpoint).host] },
